@@ -1,0 +1,35 @@
+# agentd: `make run` serves on the development database, `make test` runs the suite
+# against a throwaway PostgreSQL cluster that it starts and removes.
+
+SWIFT ?= swift
+DEV_DIR := .data/pg
+DEV_PG_PORT ?= 55432
+DEV_DATABASE_URL := postgres://postgres@127.0.0.1:$(DEV_PG_PORT)/agentd
+
+.PHONY: all build test deps db db-stop clean
+
+all: build
+
+deps:
+	@scripts/pg.sh deps
+
+build: deps
+	$(SWIFT) build
+
+# Builds first so that the cluster is up only while tests run.
+test: deps
+	$(SWIFT) build --build-tests
+	scripts/with-test-db.sh $(SWIFT) test --skip-build
+
+# A persistent development cluster under .data/ on port $(DEV_PG_PORT), with database agentd.
+db: deps
+	@scripts/pg.sh start $(DEV_DIR) $(DEV_PG_PORT) >/dev/null
+	@psql "postgres://postgres@127.0.0.1:$(DEV_PG_PORT)/postgres" -qtAc "SELECT 1 FROM pg_database WHERE datname = 'agentd'" | grep -q 1 \
+		|| psql "postgres://postgres@127.0.0.1:$(DEV_PG_PORT)/postgres" -qc "CREATE DATABASE agentd"
+	@echo "development database: $(DEV_DATABASE_URL)"
+
+db-stop:
+	@scripts/pg.sh stop $(DEV_DIR)
+
+clean:
+	$(SWIFT) package clean

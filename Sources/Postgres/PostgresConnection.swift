@@ -1,0 +1,422 @@
+import CLibPQ
+import Foundation
+import Synchronization
+
+/// A message received through LISTEN.
+public struct PostgresNotification: Sendable, Hashable {
+    public var channel: String
+    public var payload: String
+    /// The backend that sent the NOTIFY.
+    public var senderPID: Int32
+}
+
+/// One libpq connection. Every method blocks the calling thread on the network, so call it
+/// from a thread of your own or through `PostgresPool`, never from an event loop or a
+/// Swift concurrency task directly.
+///
+/// The handle is guarded by a mutex, so two threads can never be inside libpq on the same
+/// connection at once; the pool additionally hands a connection to one caller at a time.
+public final class PostgresConnection: Sendable {
+    /// Session settings applied right after connecting.
+    public struct Settings: Sendable {
+        public var applicationName: String
+        public var connectTimeoutSeconds: Int
+        /// `statement_timeout`; nil keeps the server's default.
+        public var statementTimeout: Duration?
+        /// `idle_in_transaction_session_timeout`, so a stalled caller cannot hold locks forever.
+        public var idleInTransactionTimeout: Duration?
+
+        public init(
+            applicationName: String = "agentd", connectTimeoutSeconds: Int = 5,
+            statementTimeout: Duration? = .seconds(30), idleInTransactionTimeout: Duration? = .seconds(60)
+        ) {
+            self.applicationName = applicationName
+            self.connectTimeoutSeconds = connectTimeoutSeconds
+            self.statementTimeout = statementTimeout
+            self.idleInTransactionTimeout = idleInTransactionTimeout
+        }
+    }
+
+    private struct Handle: @unchecked Sendable {
+        // Only touched inside `handle.withLock`.
+        var pointer: OpaquePointer?
+    }
+
+    private let handle: Mutex<Handle>
+    /// `PGcancel` is safe to use from another thread while a statement runs; it has its own lock
+    /// so that cancelling never waits for the statement it cancels.
+    private let cancelHandle: Mutex<Handle>
+    /// The password from the conninfo, removed from any error text before it leaves this type.
+    private let secret: String?
+    public let backendPID: Int32
+
+    // MARK: Connecting
+
+    /// Connects with a URL (`postgres://user:pass@host:port/db?sslmode=…`) or a
+    /// `key=value` conninfo string.
+    public static func connect(_ conninfo: String, settings: Settings = Settings()) throws -> PostgresConnection {
+        let secret = try Self.passwordIn(conninfo)
+        // Our defaults come before the conninfo so the caller's values win; the encoding comes
+        // after because the wrapper depends on UTF-8.
+        let keywords = ["connect_timeout", "application_name", "dbname", "client_encoding"]
+        let values = [String(settings.connectTimeoutSeconds), settings.applicationName, conninfo, "UTF8"]
+        let pointer = withCStringArray(keywords) { keywordPointers in
+            withCStringArray(values) { valuePointers in
+                PQconnectdbParams(keywordPointers, valuePointers, 1)
+            }
+        }
+        guard let pointer else {
+            throw PostgresError(code: .connectionFailed, message: "out of memory allocating a connection")
+        }
+        guard PQstatus(pointer) == CONNECTION_OK else {
+            let message = redact(Self.errorMessage(pointer), secret: secret)
+            PQfinish(pointer)
+            throw PostgresError(code: .connectionFailed, message: message)
+        }
+        // libpq prints NOTICEs to stderr by default; they are informational, and server text
+        // has no place on our stderr.
+        PQsetNoticeReceiver(pointer, { _, _ in }, nil)
+        let connection = PostgresConnection(pointer: pointer, secret: secret)
+        do {
+            try connection.execute(Self.sessionSetup(settings))
+        } catch {
+            connection.close()
+            throw error
+        }
+        return connection
+    }
+
+    private init(pointer: OpaquePointer, secret: String?) {
+        handle = Mutex(Handle(pointer: pointer))
+        cancelHandle = Mutex(Handle(pointer: PQgetCancel(pointer)))
+        backendPID = PQbackendPID(pointer)
+        self.secret = secret
+    }
+
+    deinit {
+        close()
+    }
+
+    private static func sessionSetup(_ settings: Settings) -> String {
+        // Fixed formats so that the text decoders see one shape of dates and floats.
+        var sql = "SET DateStyle = 'ISO, YMD'; SET TimeZone = 'UTC'; SET extra_float_digits = 3;"
+        if let timeout = settings.statementTimeout {
+            sql += " SET statement_timeout = \(timeout.milliseconds);"
+        }
+        if let timeout = settings.idleInTransactionTimeout {
+            sql += " SET idle_in_transaction_session_timeout = \(timeout.milliseconds);"
+        }
+        return sql
+    }
+
+    private static func passwordIn(_ conninfo: String) throws -> String? {
+        var errorPointer: UnsafeMutablePointer<CChar>?
+        guard let options = PQconninfoParse(conninfo, &errorPointer) else {
+            var message = "invalid connection string"
+            if let errorPointer {
+                message += ": " + String(cString: errorPointer).trimmingCharacters(in: .whitespacesAndNewlines)
+                PQfreemem(errorPointer)
+            }
+            // The parser's message quotes the offending part, which may contain the password.
+            throw PostgresError(code: .clientError, message: message.contains("@") ? "invalid connection string" : message)
+        }
+        defer { PQconninfoFree(options) }
+        var option = options
+        while let keyword = option.pointee.keyword {
+            if String(cString: keyword) == "password", let value = option.pointee.val {
+                let password = String(cString: value)
+                return password.isEmpty ? nil : password
+            }
+            option += 1
+        }
+        return nil
+    }
+
+    /// Closes the connection; later calls fail with `connectionClosed`. Safe to call twice.
+    public func close() {
+        cancelHandle.withLock { cancel in
+            if let pointer = cancel.pointer { PQfreeCancel(pointer) }
+            cancel.pointer = nil
+        }
+        handle.withLock { handle in
+            if let pointer = handle.pointer { PQfinish(pointer) }
+            handle.pointer = nil
+        }
+    }
+
+    public var isClosed: Bool { handle.withLock { $0.pointer == nil } }
+
+    /// Whether the connection can be handed to the next caller, decided without a round trip:
+    /// it must be open, outside a transaction, and the server must not have spoken unprompted
+    /// (a terminated backend sends its FATAL message and closes the socket).
+    public func isReusable() -> Bool {
+        handle.withLock { handle in
+            guard let pointer = handle.pointer, PQstatus(pointer) == CONNECTION_OK,
+                PQtransactionStatus(pointer) == PQTRANS_IDLE
+            else { return false }
+            var descriptor = pollfd(fd: PQsocket(pointer), events: Int16(POLLIN), revents: 0)
+            return poll(&descriptor, 1, 0) == 0
+        }
+    }
+
+    /// Asks the server to cancel the statement running on this connection, from any thread.
+    public func cancelRunningStatement() {
+        cancelHandle.withLock { cancel in
+            guard let pointer = cancel.pointer else { return }
+            var buffer = [CChar](repeating: 0, count: 256)
+            _ = PQcancel(pointer, &buffer, Int32(buffer.count))
+        }
+    }
+
+    // MARK: Statements
+
+    /// Runs one statement with bound parameters (`PQexecParams`, text format).
+    @discardableResult
+    public func query(_ query: PostgresQuery) throws -> PostgresResult {
+        guard query.binds.count <= Int(UInt16.max) else {
+            throw PostgresError(code: .clientError, message: "too many parameters (\(query.binds.count))")
+        }
+        // All values go into one buffer, NUL-terminated, as libpq's text format wants.
+        var buffer: [UInt8] = []
+        var offsets: [Int?] = []
+        offsets.reserveCapacity(query.binds.count)
+        for (index, bind) in query.binds.enumerated() {
+            guard let bytes = bind.bytes else {
+                offsets.append(nil)
+                continue
+            }
+            if bytes.contains(0) {
+                throw PostgresError(
+                    code: .encoding, message: "parameter $\(index + 1) contains a NUL character, which PostgreSQL text cannot hold")
+            }
+            offsets.append(buffer.count)
+            buffer.append(contentsOf: bytes)
+            buffer.append(0)
+        }
+        let types = query.binds.map { Oid($0.type.rawValue) }
+        return try withOpenHandle { pointer in
+            let result: OpaquePointer? = buffer.withUnsafeBufferPointer { bytes in
+                let base = bytes.baseAddress.map { UnsafeRawPointer($0).assumingMemoryBound(to: CChar.self) }
+                let values: [UnsafePointer<CChar>?] = offsets.map { offset in
+                    guard let offset, let base else { return nil }
+                    return base + offset
+                }
+                return PQexecParams(pointer, query.sql, Int32(types.count), types, values, nil, nil, 0)
+            }
+            return try consume(result, pointer: pointer)
+        }
+    }
+
+    /// Runs a script of one or more statements without parameters (a migration file).
+    /// The statements run in one implicit transaction unless the script has its own.
+    public func execute(_ script: String) throws {
+        guard !script.utf8.contains(0) else {
+            throw PostgresError(code: .encoding, message: "the script contains a NUL character")
+        }
+        try withOpenHandle { pointer in
+            _ = try consume(PQexec(pointer, script), pointer: pointer)
+        }
+    }
+
+    /// Runs `body` in a transaction: commits when it returns, rolls back when it throws.
+    /// The body's error is what the caller sees; a failed rollback closes the connection
+    /// rather than hiding it.
+    @discardableResult
+    public func withTransaction<T>(_ body: (PostgresConnection) throws -> T) throws -> T {
+        try execute("BEGIN")
+        let value: T
+        do {
+            value = try body(self)
+        } catch {
+            do {
+                try execute("ROLLBACK")
+            } catch {
+                close()
+            }
+            throw error
+        }
+        let tag = try withOpenHandle { pointer in
+            guard let result = PQexec(pointer, "COMMIT") else { throw failure(pointer) }
+            defer { PQclear(result) }
+            guard PQresultStatus(result) == PGRES_COMMAND_OK else {
+                throw Self.error(from: result, pointer: pointer, secret: secret)
+            }
+            return String(cString: PQcmdStatus(result))
+        }
+        // COMMIT of a transaction that already failed answers ROLLBACK rather than an error.
+        if tag == "ROLLBACK" {
+            throw PostgresError(code: .server, sqlState: "25P02", message: "the transaction was aborted and rolled back")
+        }
+        return value
+    }
+
+    // MARK: LISTEN / NOTIFY
+
+    public func listen(_ channel: String) throws {
+        try execute("LISTEN " + escapeIdentifier(channel))
+    }
+
+    public func unlisten(_ channel: String) throws {
+        try execute("UNLISTEN " + escapeIdentifier(channel))
+    }
+
+    public func notify(_ channel: String, payload: String = "") throws {
+        try query("SELECT pg_notify(\(channel), \(payload))")
+    }
+
+    /// Waits until at least one notification has arrived, the timeout passes, or
+    /// `wakeDescriptor` becomes readable. Sleeps in `poll(2)` on the connection's socket.
+    public func waitForNotifications(timeout: Duration, wakeDescriptor: Int32? = nil) throws -> [PostgresNotification] {
+        try withOpenHandle { pointer in
+            var received = Self.drainNotifications(pointer)
+            if !received.isEmpty { return received }
+            let clock = ContinuousClock()
+            let deadline = clock.now.advanced(by: timeout)
+            while true {
+                let remaining = clock.now.duration(to: deadline)
+                if remaining <= .zero { return [] }
+                var descriptors = [pollfd(fd: PQsocket(pointer), events: Int16(POLLIN), revents: 0)]
+                if let wakeDescriptor {
+                    descriptors.append(pollfd(fd: wakeDescriptor, events: Int16(POLLIN), revents: 0))
+                }
+                let ready = poll(&descriptors, nfds_t(descriptors.count), Int32(clamping: max(1, remaining.milliseconds)))
+                if ready < 0 {
+                    if errno == EINTR { continue }
+                    throw PostgresError(code: .connectionLost, message: "poll failed: \(String(cString: strerror(errno)))")
+                }
+                if descriptors.count > 1, descriptors[1].revents != 0 { return [] }
+                if descriptors[0].revents != 0 {
+                    guard PQconsumeInput(pointer) == 1 else {
+                        throw PostgresError(code: .connectionLost, message: redact(Self.errorMessage(pointer), secret: secret))
+                    }
+                    received = Self.drainNotifications(pointer)
+                    if !received.isEmpty { return received }
+                }
+            }
+        }
+    }
+
+    private static func drainNotifications(_ pointer: OpaquePointer) -> [PostgresNotification] {
+        var received: [PostgresNotification] = []
+        while let notify = PQnotifies(pointer) {
+            received.append(
+                PostgresNotification(
+                    channel: String(cString: notify.pointee.relname),
+                    payload: String(cString: notify.pointee.extra),
+                    senderPID: notify.pointee.be_pid))
+            PQfreemem(notify)
+        }
+        return received
+    }
+
+    private func escapeIdentifier(_ identifier: String) throws -> String {
+        try withOpenHandle { pointer in
+            guard let escaped = PQescapeIdentifier(pointer, identifier, identifier.utf8.count) else {
+                throw PostgresError(code: .encoding, message: redact(Self.errorMessage(pointer), secret: secret))
+            }
+            defer { PQfreemem(escaped) }
+            return String(cString: escaped)
+        }
+    }
+
+    // MARK: Internals
+
+    private func withOpenHandle<T>(_ body: (OpaquePointer) throws -> T) throws -> T {
+        try handle.withLock { handle in
+            guard let pointer = handle.pointer else {
+                throw PostgresError(code: .connectionClosed, message: "the connection is closed")
+            }
+            return try body(pointer)
+        }
+    }
+
+    /// Turns a `PGresult` into rows or an error, and clears it.
+    private func consume(_ result: OpaquePointer?, pointer: OpaquePointer) throws -> PostgresResult {
+        guard let result else { throw failure(pointer) }
+        defer { PQclear(result) }
+        let status = PQresultStatus(result)
+        switch status {
+        case PGRES_COMMAND_OK, PGRES_EMPTY_QUERY:
+            return PostgresResult(columns: [], cells: [], affectedRows: Int(String(cString: PQcmdTuples(result))) ?? 0)
+        case PGRES_TUPLES_OK:
+            return Self.rows(of: result)
+        case PGRES_FATAL_ERROR, PGRES_NONFATAL_ERROR, PGRES_BAD_RESPONSE:
+            throw Self.error(from: result, pointer: pointer, secret: secret)
+        default:
+            throw PostgresError(code: .clientError, message: "unsupported result status \(status.rawValue) (COPY is not supported)")
+        }
+    }
+
+    /// The error of a call that returned no result at all (out of memory or a broken connection).
+    private func failure(_ pointer: OpaquePointer) -> PostgresError {
+        let lost = PQstatus(pointer) != CONNECTION_OK
+        return PostgresError(code: lost ? .connectionLost : .clientError, message: redact(Self.errorMessage(pointer), secret: secret))
+    }
+
+    private static func rows(of result: OpaquePointer) -> PostgresResult {
+        let rowCount = Int(PQntuples(result))
+        let columnCount = Int(PQnfields(result))
+        var columns: [PostgresColumn] = []
+        columns.reserveCapacity(columnCount)
+        for column in 0..<Int32(columnCount) {
+            columns.append(
+                PostgresColumn(name: String(cString: PQfname(result, column)), type: PostgresType(rawValue: PQftype(result, column))))
+        }
+        var cells: [[String?]] = []
+        cells.reserveCapacity(rowCount)
+        for row in 0..<Int32(rowCount) {
+            var values: [String?] = []
+            values.reserveCapacity(columnCount)
+            for column in 0..<Int32(columnCount) {
+                if PQgetisnull(result, row, column) == 1 {
+                    values.append(nil)
+                } else {
+                    let length = Int(PQgetlength(result, row, column))
+                    let bytes = UnsafeRawBufferPointer(start: PQgetvalue(result, row, column), count: length)
+                    values.append(String(decoding: bytes, as: UTF8.self))
+                }
+            }
+            cells.append(values)
+        }
+        return PostgresResult(columns: columns, cells: cells, affectedRows: rowCount)
+    }
+
+    private static func error(from result: OpaquePointer, pointer: OpaquePointer, secret: String?) -> PostgresError {
+        func field(_ code: Character) -> String? {
+            guard let ascii = code.asciiValue, let value = PQresultErrorField(result, Int32(ascii)) else { return nil }
+            return String(cString: value)
+        }
+        let sqlState = field("C")
+        let lost = PQstatus(pointer) != CONNECTION_OK
+        let message = field("M") ?? errorMessage(pointer)
+        let code: PostgresError.Code = lost ? .connectionLost : (sqlState == nil ? .clientError : .server)
+        return PostgresError(
+            code: code, sqlState: sqlState, message: redact(message, secret: secret), detail: field("D"), hint: field("H"),
+            constraint: field("n"), table: field("t"), column: field("c"))
+    }
+
+    private static func errorMessage(_ pointer: OpaquePointer) -> String {
+        guard let message = PQerrorMessage(pointer) else { return "unknown libpq error" }
+        return String(cString: message).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+}
+
+private func redact(_ text: String, secret: String?) -> String {
+    guard let secret, !secret.isEmpty else { return text }
+    return text.replacingOccurrences(of: secret, with: "********")
+}
+
+/// Gives a C function a NULL-terminated array of C strings that live only for the call.
+private func withCStringArray<T>(_ strings: [String], _ body: ([UnsafePointer<CChar>?]) -> T) -> T {
+    let duplicates = strings.map { strdup($0) }
+    defer { duplicates.forEach { free($0) } }
+    return body(duplicates.map { $0.map { UnsafePointer($0) } } + [nil])
+}
+
+extension Duration {
+    /// Whole milliseconds, rounded up so that a short timeout is never zero.
+    var milliseconds: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds * 1000 + (attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000
+    }
+}

@@ -1,0 +1,227 @@
+import Logging
+import NIOPosix
+import Synchronization
+
+/// A bounded pool of connections with a thread pool of the same size beside it.
+///
+/// Work is handed over as a synchronous closure that runs on one of the pool's own
+/// threads with a connection to itself, so a whole transaction costs one thread hop and
+/// no event loop or cooperative-pool thread ever waits on the database.
+public final class PostgresPool: Sendable {
+    public struct Configuration: Sendable {
+        /// URL or conninfo string.
+        public var conninfo: String
+        /// Connections (and threads) at most.
+        public var size: Int
+        /// How long a caller waits for a free connection before `poolTimeout`.
+        public var acquireTimeout: Duration
+        public var connectionSettings: PostgresConnection.Settings
+
+        public init(
+            conninfo: String, size: Int = 8, acquireTimeout: Duration = .seconds(5),
+            connectionSettings: PostgresConnection.Settings = .init()
+        ) {
+            self.conninfo = conninfo
+            self.size = max(1, size)
+            self.acquireTimeout = acquireTimeout
+            self.connectionSettings = connectionSettings
+        }
+    }
+
+    /// What a waiting caller is given: a connection, or the right to open one.
+    private enum Grant: Sendable {
+        case connection(PostgresConnection)
+        case openSlot
+    }
+
+    private struct Waiter {
+        var id: Int
+        var continuation: CheckedContinuation<Grant, any Error>
+    }
+
+    private struct State {
+        var idle: [PostgresConnection] = []
+        /// Connections that exist or are being opened, idle or not.
+        var open = 0
+        var waiters: [Waiter] = []
+        var nextWaiterID = 0
+        var closed = false
+    }
+
+    public struct Statistics: Sendable {
+        public var open: Int
+        public var idle: Int
+        public var waiting: Int
+    }
+
+    public let configuration: Configuration
+    private let threads: NIOThreadPool
+    private let state = Mutex(State())
+    private let logger: Logger
+
+    public init(configuration: Configuration, logger: Logger = Logger(label: "agentd.postgres")) {
+        self.configuration = configuration
+        self.logger = logger
+        threads = NIOThreadPool(numberOfThreads: configuration.size)
+        threads.start()
+    }
+
+    public var statistics: Statistics {
+        state.withLock { Statistics(open: $0.open, idle: $0.idle.count, waiting: $0.waiters.count) }
+    }
+
+    // MARK: Using a connection
+
+    /// Runs `body` on a pool thread with a connection of its own. Cancelling the calling task
+    /// cancels the running statement on the server.
+    @discardableResult
+    public func withConnection<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) throws -> T) async throws -> T {
+        let connection = try await acquire()
+        defer { release(connection) }
+        // A cancel that arrived while acquiring would find no statement to cancel.
+        try Task.checkCancellation()
+        return try await withTaskCancellationHandler {
+            try await threads.runIfActive { try body(connection) }
+        } onCancel: {
+            connection.cancelRunningStatement()
+        }
+    }
+
+    /// Runs `body` in a transaction: committed when it returns, rolled back when it throws.
+    @discardableResult
+    public func withTransaction<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) throws -> T) async throws -> T {
+        try await withConnection { connection in try connection.withTransaction(body) }
+    }
+
+    @discardableResult
+    public func query(_ query: PostgresQuery) async throws -> PostgresResult {
+        try await withConnection { connection in try connection.query(query) }
+    }
+
+    /// Proves a round trip to the server works.
+    public func healthCheck() async throws {
+        try await query("SELECT 1")
+    }
+
+    /// Fails waiting callers, closes idle connections, and closes busy ones as they come back.
+    public func shutdown() async {
+        let (idle, waiters) = state.withLock { state in
+            state.closed = true
+            defer {
+                state.open -= state.idle.count
+                state.idle = []
+                state.waiters = []
+            }
+            return (state.idle, state.waiters)
+        }
+        for waiter in waiters {
+            waiter.continuation.resume(throwing: PostgresError(code: .poolClosed, message: "the pool is shut down"))
+        }
+        for connection in idle { connection.close() }
+        try? await threads.shutdownGracefully()
+    }
+
+    // MARK: Acquire and release
+
+    private func acquire() async throws -> PostgresConnection {
+        while true {
+            switch try await grant() {
+            case .connection(let connection):
+                if connection.isReusable() { return connection }
+                logger.debug("discarding a pooled connection that went bad while idle")
+                discard(connection)
+            case .openSlot:
+                return try await openConnection()
+            }
+        }
+    }
+
+    private func grant() async throws -> Grant {
+        try Task.checkCancellation()
+        let id = state.withLock { state in
+            state.nextWaiterID += 1
+            return state.nextWaiterID
+        }
+        let timeout = configuration.acquireTimeout
+        let timer = Task { [weak self] in
+            try await Task.sleep(for: timeout)
+            self?.failWaiter(id, with: PostgresError(code: .poolTimeout, message: "no database connection became free within \(timeout)"))
+        }
+        defer { timer.cancel() }
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Grant, any Error>) in
+                let immediate: Result<Grant, any Error>? = state.withLock { state in
+                    if state.closed { return .failure(PostgresError(code: .poolClosed, message: "the pool is shut down")) }
+                    if let connection = state.idle.popLast() { return .success(.connection(connection)) }
+                    if state.open < configuration.size {
+                        state.open += 1
+                        return .success(.openSlot)
+                    }
+                    state.waiters.append(Waiter(id: id, continuation: continuation))
+                    return nil
+                }
+                if let immediate { continuation.resume(with: immediate) }
+            }
+        } onCancel: {
+            failWaiter(id, with: CancellationError())
+        }
+    }
+
+    private func failWaiter(_ id: Int, with error: any Error) {
+        let waiter = state.withLock { state -> Waiter? in
+            guard let index = state.waiters.firstIndex(where: { $0.id == id }) else { return nil }
+            return state.waiters.remove(at: index)
+        }
+        waiter?.continuation.resume(throwing: error)
+    }
+
+    /// Opens a connection in a slot already counted in `open`.
+    private func openConnection() async throws -> PostgresConnection {
+        let conninfo = configuration.conninfo
+        let settings = configuration.connectionSettings
+        do {
+            return try await threads.runIfActive { try PostgresConnection.connect(conninfo, settings: settings) }
+        } catch {
+            giveUpSlot()
+            throw error
+        }
+    }
+
+    private func release(_ connection: PostgresConnection) {
+        guard connection.isReusable() else {
+            discard(connection)
+            return
+        }
+        let handOver = state.withLock { state -> (Waiter?, close: Bool) in
+            if !state.waiters.isEmpty { return (state.waiters.removeFirst(), false) }
+            if state.closed {
+                state.open -= 1
+                return (nil, true)
+            }
+            state.idle.append(connection)
+            return (nil, false)
+        }
+        if let waiter = handOver.0 { waiter.continuation.resume(returning: .connection(connection)) }
+        if handOver.close { closeOffLoop(connection) }
+    }
+
+    /// Closes a broken connection; its slot goes to the first waiter, who opens a new one.
+    private func discard(_ connection: PostgresConnection) {
+        closeOffLoop(connection)
+        giveUpSlot()
+    }
+
+    private func giveUpSlot() {
+        let waiter = state.withLock { state -> Waiter? in
+            if !state.waiters.isEmpty, !state.closed { return state.waiters.removeFirst() }
+            state.open -= 1
+            return nil
+        }
+        waiter?.continuation.resume(returning: .openSlot)
+    }
+
+    /// `PQfinish` writes to the socket, so it runs on the pool's threads too.
+    private func closeOffLoop(_ connection: PostgresConnection) {
+        threads.submit { _ in connection.close() }
+    }
+}

@@ -1,0 +1,270 @@
+import Foundation
+import Postgres
+import Testing
+import TestSupport
+
+private struct Payload: Codable, Equatable, Sendable {
+    var name: String
+    var tags: [String]
+    var nested: [String: Int]
+}
+
+@Suite("libpq connection")
+struct ConnectionTests {
+    let url: String
+
+    init() async throws {
+        url = try await TestDatabase.empty()
+    }
+
+    func connect() throws -> PostgresConnection {
+        try PostgresConnection.connect(url)
+    }
+
+    @Test("every parameter type makes the round trip through a typed table")
+    func roundTrip() throws {
+        let connection = try connect()
+        defer { connection.close() }
+        try connection.execute("""
+            CREATE TABLE samples (
+                id serial PRIMARY KEY, s text, i bigint, i64 bigint, d double precision, b boolean,
+                t timestamptz, u uuid, j jsonb, raw jsonb
+            )
+            """)
+        let megabyte = String(repeating: "长文本 long text 🚀 ", count: 1 << 20 / 24)
+        let strings = [
+            "你会使用工具来帮助用户。", "emoji 👩‍💻🎉 and ZWJ", megabyte, "",
+            "it's \"quoted\" \\ back'slash'; DROP TABLE samples; --", "$1 $2 ? %s {}",
+        ]
+        let date = Date(timeIntervalSince1970: 1_764_000_000.123456)
+        let uuid = UUID()
+        let payload = Payload(name: "酒店", tags: ["a", "b\"c"], nested: ["x": 1])
+        let json = try PostgresJSON(payload)
+        let raw = PostgresJSON(rawBytes: Array(#"{"k": [1, 2, null], "s": "值"}"#.utf8))
+        for string in strings {
+            let row = try #require(
+                try connection.query("""
+                    INSERT INTO samples (s, i, i64, d, b, t, u, j, raw)
+                    VALUES (\(string), \(42), \(Int64.min), \(0.1), \(true), \(date), \(uuid), \(json), \(raw))
+                    RETURNING *
+                    """).first)
+            #expect(try row.decode("s", as: String.self) == string)
+            #expect(try row.decode("i", as: Int.self) == 42)
+            #expect(try row.decode("i64", as: Int64.self) == Int64.min)
+            #expect(try row.decode("d", as: Double.self) == 0.1)
+            #expect(try row.decode("b", as: Bool.self) == true)
+            #expect(abs(try row.decode("t", as: Date.self).timeIntervalSince1970 - date.timeIntervalSince1970) < 0.000_001)
+            #expect(try row.decode("u", as: UUID.self) == uuid)
+            #expect(try row.decode("j", as: PostgresJSON.self).decode(Payload.self) == payload)
+            let rawBack = try row.decode("raw", as: PostgresJSON.self)
+            #expect(String(decoding: rawBack.bytes, as: UTF8.self) == #"{"k": [1, 2, null], "s": "值"}"#)
+        }
+        // The table survived the value that looks like an injection.
+        #expect(try connection.query("SELECT count(*) AS n FROM samples").first?.decode("n", as: Int.self) == strings.count)
+
+        // Empty string and NULL stay apart.
+        let none: String? = nil
+        let row = try #require(try connection.query("SELECT \("") AS empty, \(none) AS missing").first)
+        #expect(try row.decode("empty", as: String?.self) == "")
+        #expect(try row.decode("missing", as: String?.self) == nil)
+        #expect(try row.isNull("missing"))
+
+        // Floats at their edges.
+        for value in [Double.infinity, -Double.infinity, Double.greatestFiniteMagnitude, Double.leastNonzeroMagnitude, -0.0, 1.0 / 3.0] {
+            let back = try connection.query("SELECT \(value)::float8 AS v").first?.decode("v", as: Double.self)
+            #expect(back == value)
+        }
+        let nan = try connection.query("SELECT \(Double.nan)::float8 AS v").first?.decode("v", as: Double.self)
+        #expect(nan?.isNaN == true)
+
+        // Typed NULLs of every kind.
+        let nullInt: Int? = nil, nullDate: Date? = nil, nullUUID: UUID? = nil, nullBool: Bool? = nil
+        let nulls = try #require(
+            try connection.query("INSERT INTO samples (i, t, u, b) VALUES (\(nullInt), \(nullDate), \(nullUUID), \(nullBool)) RETURNING i, t, u, b").first)
+        #expect(try nulls.decode("i", as: Int?.self) == nil)
+        #expect(try nulls.decode("t", as: Date?.self) == nil)
+        #expect(try nulls.decode("u", as: UUID?.self) == nil)
+        #expect(try nulls.decode("b", as: Bool?.self) == nil)
+    }
+
+    @Test("a text array binds as one parameter")
+    func textArray() throws {
+        let connection = try connect()
+        defer { connection.close() }
+        let names = ["a", "b\"c", "d\\e", "", "中文"]
+        let rows = try connection.query("SELECT unnest(\(names)) AS name").rows
+        #expect(try rows.map { try $0.decode("name", as: String.self) } == names)
+    }
+
+    @Test("decoding errors name the column and the types")
+    func decodingErrors() throws {
+        let connection = try connect()
+        defer { connection.close() }
+        let row = try #require(try connection.query("SELECT 'x'::text AS word, NULL::int AS nothing").first)
+        let wrongType = #expect(throws: PostgresError.self) { try row.decode("word", as: Int.self) }
+        #expect(wrongType?.code == .decoding)
+        #expect(wrongType?.message.contains("\"word\"") == true)
+        #expect(wrongType?.message.contains("text") == true)
+        #expect(wrongType?.message.contains("Int") == true)
+        let null = #expect(throws: PostgresError.self) { try row.decode("nothing", as: Int.self) }
+        #expect(null?.message.contains("\"nothing\"") == true)
+        let missing = #expect(throws: PostgresError.self) { try row.decode("absent", as: String.self) }
+        #expect(missing?.message.contains("\"absent\"") == true)
+    }
+
+    @Test("server errors carry SQLSTATE and the constraint name")
+    func serverErrors() throws {
+        let connection = try connect()
+        defer { connection.close() }
+        try connection.execute("CREATE TABLE people (name text CONSTRAINT people_name_key UNIQUE)")
+        try connection.query("INSERT INTO people VALUES (\("ada"))")
+        let unique = #expect(throws: PostgresError.self) { try connection.query("INSERT INTO people VALUES (\("ada"))") }
+        #expect(unique?.sqlState == "23505")
+        #expect(unique?.isUniqueViolation == true)
+        #expect(unique?.constraint == "people_name_key")
+        #expect(unique?.detail?.contains("ada") == true)
+        #expect(unique?.isConnectionFailure == false)
+        // The generic description keeps server text out of anything that prints it.
+        #expect(unique.map { "\($0)" }?.contains("ada") == false)
+
+        let syntax = #expect(throws: PostgresError.self) { try connection.query("SELEC 1") }
+        #expect(syntax?.sqlState == "42601")
+        #expect(syntax?.code == .server)
+
+        // The connection stays usable after errors.
+        #expect(try connection.query("SELECT 1 AS one").first?.decode("one", as: Int.self) == 1)
+    }
+
+    @Test("a value with a NUL character is refused before it reaches the server")
+    func nulCharacter() throws {
+        let connection = try connect()
+        defer { connection.close() }
+        let error = #expect(throws: PostgresError.self) { try connection.query("SELECT \("a\u{0}b") AS v") }
+        #expect(error?.code == .encoding)
+        #expect(try connection.query("SELECT 1 AS one").count == 1)
+    }
+
+    @Test("a throwing transaction leaves nothing behind; a returning one commits")
+    func transactions() throws {
+        struct Boom: Error {}
+        let connection = try connect()
+        defer { connection.close() }
+        try connection.execute("CREATE TABLE ledger (entry text)")
+        #expect(throws: Boom.self) {
+            try connection.withTransaction { connection in
+                try connection.query("INSERT INTO ledger VALUES (\("lost"))")
+                throw Boom()
+            }
+        }
+        try connection.withTransaction { connection in
+            try connection.query("INSERT INTO ledger VALUES (\("kept"))")
+        }
+        // A statement error that the body swallowed still aborts the transaction: COMMIT says so.
+        let aborted = #expect(throws: PostgresError.self) {
+            try connection.withTransaction { connection in
+                try connection.query("INSERT INTO ledger VALUES (\("also lost"))")
+                _ = try? connection.query("SELECT 1/0")
+            }
+        }
+        #expect(aborted?.sqlState == "25P02")
+        let entries = try connection.query("SELECT entry FROM ledger").rows.map { try $0.decode("entry", as: String.self) }
+        #expect(entries == ["kept"])
+    }
+
+    @Test("NOTIFY reaches a LISTENing connection with its payload; an idle wait ends at its timeout")
+    func listenNotify() throws {
+        let listener = try connect()
+        let sender = try connect()
+        defer {
+            listener.close()
+            sender.close()
+        }
+        let channel = "agentd tasks \"odd\" name"
+        try listener.listen(channel)
+
+        let clock = ContinuousClock()
+        let start = clock.now
+        let nothing = try listener.waitForNotifications(timeout: .milliseconds(300))
+        let waited = clock.now - start
+        #expect(nothing.isEmpty)
+        #expect(waited >= .milliseconds(300))
+        #expect(waited < .seconds(5))
+
+        try sender.notify(channel, payload: "任务 42 'payload'")
+        let received = try listener.waitForNotifications(timeout: .seconds(5))
+        #expect(received.map(\.payload) == ["任务 42 'payload'"])
+        #expect(received.first?.channel == channel)
+        #expect(received.first?.senderPID == sender.backendPID)
+
+        // A notification inside a rolled-back transaction is never delivered.
+        struct Abort: Error {}
+        _ = try? sender.withTransaction { connection in
+            try connection.notify(channel, payload: "rolled back")
+            throw Abort()
+        }
+        try sender.notify(channel, payload: "after")
+        #expect(try listener.waitForNotifications(timeout: .seconds(5)).map(\.payload) == ["after"])
+
+        try listener.unlisten(channel)
+        try sender.notify(channel, payload: "unheard")
+        #expect(try listener.waitForNotifications(timeout: .milliseconds(200)).isEmpty)
+    }
+
+    @Test("a wake-up descriptor ends a wait early")
+    func wakeDescriptor() throws {
+        let listener = try connect()
+        defer { listener.close() }
+        try listener.listen("nothing")
+        var descriptors: [Int32] = [0, 0]
+        #expect(pipe(&descriptors) == 0)
+        defer {
+            close(descriptors[0])
+            close(descriptors[1])
+        }
+        var byte: UInt8 = 1
+        #expect(write(descriptors[1], &byte, 1) == 1)
+        let clock = ContinuousClock()
+        let start = clock.now
+        #expect(try listener.waitForNotifications(timeout: .seconds(30), wakeDescriptor: descriptors[0]).isEmpty)
+        #expect(clock.now - start < .seconds(10))
+    }
+
+    @Test("statement_timeout ends a long statement with SQLSTATE 57014")
+    func statementTimeout() throws {
+        let connection = try PostgresConnection.connect(url, settings: .init(statementTimeout: .milliseconds(200)))
+        defer { connection.close() }
+        let error = #expect(throws: PostgresError.self) { try connection.query("SELECT pg_sleep(5)") }
+        #expect(error?.sqlState == "57014")
+        #expect(try connection.query("SELECT 1 AS one").count == 1)
+    }
+
+    @Test("connection failures say why and never echo the password")
+    func connectionFailure() throws {
+        let refused = #expect(throws: PostgresError.self) {
+            try PostgresConnection.connect("postgres://someone:hunter2-secret@127.0.0.1:1/nowhere?connect_timeout=2")
+        }
+        #expect(refused?.code == .connectionFailed)
+        #expect(refused?.isConnectionFailure == true)
+        #expect(refused?.message.isEmpty == false)
+        #expect(refused.map { String(reflecting: $0) }?.contains("hunter2-secret") == false)
+
+        let garbage = #expect(throws: PostgresError.self) { try PostgresConnection.connect("postgres://a:hunter2@host:notaport/x") }
+        #expect(garbage.map { String(reflecting: $0) }?.contains("hunter2") == false)
+
+        let missingDatabase = #expect(throws: PostgresError.self) {
+            try PostgresConnection.connect(try TestDatabase.url(database: "no_such_database"))
+        }
+        #expect(missingDatabase?.message.contains("no_such_database") == true)
+    }
+
+    @Test("a closed connection fails cleanly, and closing twice is harmless")
+    func closedConnection() throws {
+        let connection = try connect()
+        connection.close()
+        connection.close()
+        #expect(connection.isClosed)
+        #expect(!connection.isReusable())
+        let error = #expect(throws: PostgresError.self) { try connection.query("SELECT 1") }
+        #expect(error?.code == .connectionClosed)
+    }
+}

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Runs a command with DATABASE_URL pointing at a throwaway PostgreSQL cluster on a free
+# 127.0.0.1 port; the cluster is stopped and removed afterwards, whatever the command did.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+dir=$(mktemp -d "${TMPDIR:-/tmp}/agentd-test-XXXXXX")
+cleanup() {
+    "$here/pg.sh" stop "$dir" || true
+    rm -rf "$dir"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+# Durability settings off: this cluster is thrown away, and the suite runs faster.
+port=$(PG_EXTRA_OPTIONS="-c fsync=off -c synchronous_commit=off -c full_page_writes=off" "$here/pg.sh" start "$dir")
+export DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres"
+echo "throwaway PostgreSQL on 127.0.0.1:$port ($dir)" >&2
+"$@"
