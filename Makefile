@@ -6,7 +6,7 @@ DEV_DIR := .data/pg
 DEV_PG_PORT ?= 55432
 DEV_DATABASE_URL := postgres://postgres@127.0.0.1:$(DEV_PG_PORT)/agentd
 
-.PHONY: all build test deps db db-stop clean
+.PHONY: all build run test deps db db-stop clean
 
 all: build
 
@@ -15,6 +15,12 @@ deps:
 
 build: deps
 	$(SWIFT) build
+
+# Serves on $(HOST):$(PORT) (default 127.0.0.1:8001). Without DATABASE_URL it starts the
+# development cluster (make db) and uses it. Pending migrations are applied first; Ctrl-C stops.
+run: build
+	@if [ -z "$$DATABASE_URL" ]; then $(MAKE) --no-print-directory db; fi
+	DATABASE_URL="$${DATABASE_URL:-$(DEV_DATABASE_URL)}" exec "$$($(SWIFT) build --show-bin-path)/agentd" serve
 
 # Builds first so that the cluster is up only while tests run.
 test: deps

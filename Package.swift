@@ -1,6 +1,12 @@
 // swift-tools-version:6.0
 import PackageDescription
 
+let hummingbird = Target.Dependency.product(name: "Hummingbird", package: "hummingbird")
+let asyncHTTPClient = Target.Dependency.product(name: "AsyncHTTPClient", package: "async-http-client")
+let logging = Target.Dependency.product(name: "Logging", package: "swift-log")
+let serviceLifecycle = Target.Dependency.product(name: "ServiceLifecycle", package: "swift-service-lifecycle")
+let unixSignals = Target.Dependency.product(name: "UnixSignals", package: "swift-service-lifecycle")
+
 let package = Package(
     name: "agentd",
     platforms: [.macOS(.v15)],
@@ -18,33 +24,36 @@ let package = Package(
     targets: [
         // libpq's C API; pkg-config finds the headers, apt names the package that ships them.
         .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
+        // Our libpq wrapper: connections, bound parameters, rows, LISTEN/NOTIFY, the pool.
+        .target(name: "Postgres", dependencies: ["CLibPQ", .product(name: "NIOPosix", package: "swift-nio"), logging]),
+        // The agent: messages, the ChatModel and Tool protocols, the ReAct step logic. No SQL, no HTTP.
+        .target(name: "AgentKit"),
+        // ChatModel over any OpenAI-compatible /chat/completions endpoint.
+        .target(name: "ModelClient", dependencies: ["AgentKit", asyncHTTPClient, logging]),
+        // Repositories: every SQL statement of the service lives here.
+        .target(name: "Store", dependencies: ["Postgres", "AgentKit", logging]),
+        // LISTEN/NOTIFY listener, claimer, worker slots, leases, reaper.
+        .target(name: "TaskDispatch", dependencies: ["Store", "AgentKit", "Postgres", logging, serviceLifecycle]),
+        // The REST contract: routes, request/response types, error mapping.
+        .target(name: "API", dependencies: ["Store", "AgentKit", "Postgres", hummingbird, logging]),
+        // Configuration and wiring: one function builds the whole service for main and the tests.
         .target(
-            name: "Postgres",
-            dependencies: [
-                "CLibPQ",
-                .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "Logging", package: "swift-log"),
-            ]
-        ),
-        .target(
-            name: "Store",
-            dependencies: ["Postgres", .product(name: "Logging", package: "swift-log")]
+            name: "AgentdApp",
+            dependencies: ["API", "TaskDispatch", "Store", "ModelClient", "AgentKit", "Postgres", hummingbird, asyncHTTPClient, logging, serviceLifecycle, unixSignals]
         ),
         .executableTarget(
             name: "agentd",
-            dependencies: [
-                "Store",
-                "Postgres",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "Logging", package: "swift-log"),
-                .product(name: "Hummingbird", package: "hummingbird"),
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            ]
+            dependencies: ["AgentdApp", "Store", "Postgres", .product(name: "ArgumentParser", package: "swift-argument-parser"), logging, serviceLifecycle]
         ),
-        // Helpers shared by the test targets: throwaway databases cloned from a migrated template.
-        .target(name: "TestSupport", dependencies: ["Postgres", "Store"], path: "Tests/TestSupport"),
+        // Helpers shared by the test targets: throwaway databases, the scripted model server.
+        .target(name: "TestSupport", dependencies: ["Postgres", "Store", "AgentKit", hummingbird, logging, serviceLifecycle], path: "Tests/TestSupport"),
+        .testTarget(name: "AgentKitTests", dependencies: ["AgentKit"]),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "Store", "TestSupport"]),
+        .testTarget(name: "ModelClientTests", dependencies: ["ModelClient", "AgentKit", "TestSupport", asyncHTTPClient]),
+        .testTarget(
+            name: "AgentdTests",
+            dependencies: ["AgentdApp", "AgentKit", "Store", "Postgres", "TestSupport", asyncHTTPClient, serviceLifecycle, logging]
+        ),
     ],
     swiftLanguageModes: [.v6]
 )

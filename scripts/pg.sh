@@ -46,6 +46,11 @@ start() {
         as_owner "$(pg_bin initdb)" -D "$dir/data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 \
             || { cat "$dir/initdb.log" >&2; exit 1; }
     fi
+    # Already running: report its port.
+    if [ -f "$dir/port" ] && as_owner "$(pg_bin pg_ctl)" -D "$dir/data" status >/dev/null 2>&1; then
+        cat "$dir/port"
+        return 0
+    fi
     local options="-c listen_addresses=127.0.0.1 -k $dir -c max_connections=300 ${PG_EXTRA_OPTIONS:-}"
     local attempt
     for attempt in 1 2 3 4 5; do

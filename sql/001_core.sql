@@ -2,6 +2,43 @@
 -- Every table carries tenant_id first in its keys, so one database serves many tenants.
 -- Identifiers that clients choose (user_id, session_id, task_id) are text.
 
+-- Text search for memories that works for Chinese as well as English. PostgreSQL's parsers
+-- do not split Chinese (no spaces between words), so every run of CJK characters becomes its
+-- overlapping two-character pieces ("靠窗座位" → "靠窗 窗座 座位"); other text is left to the
+-- english configuration, which stems it ("hotels" → "hotel"). Documents and queries go
+-- through the same two functions.
+CREATE FUNCTION agentd_search_text(input text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$
+DECLARE
+    cjk constant text := '[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af]+';
+    result text := regexp_replace(input, cjk, ' ', 'g');
+    run text;
+BEGIN
+    FOR run IN SELECT (regexp_matches(input, cjk, 'g'))[1] LOOP
+        IF char_length(run) = 1 THEN
+            result := result || ' ' || run;
+        ELSE
+            FOR i IN 1 .. char_length(run) - 1 LOOP
+                result := result || ' ' || substr(run, i, 2);
+            END LOOP;
+        END IF;
+    END LOOP;
+    RETURN result;
+END
+$$;
+
+CREATE FUNCTION agentd_search_document(input text) RETURNS tsvector
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+RETURN to_tsvector('english', agentd_search_text(input));
+
+-- Any shared word or two-character piece matches (OR); ranking puts the best first.
+CREATE FUNCTION agentd_search_query(input text) RETURNS tsquery
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+RETURN (
+    SELECT coalesce(string_agg(quote_literal(lexeme), ' | '), '')::tsquery
+    FROM unnest(tsvector_to_array(agentd_search_document(input))) AS lexeme
+);
+
 CREATE TABLE sessions (
     tenant_id  text        NOT NULL DEFAULT 'default',
     user_id    text        NOT NULL,
@@ -37,6 +74,9 @@ CREATE TABLE tasks (
     lease_expires_at timestamptz,
     created_at       timestamptz NOT NULL DEFAULT now(),
     updated_at       timestamptz NOT NULL DEFAULT now(),
+    -- Last time the task entered the queue (invoke or resume); claimed_at - queued_at is dispatch latency.
+    queued_at        timestamptz NOT NULL DEFAULT now(),
+    claimed_at       timestamptz,
     started_at       timestamptz,
     finished_at      timestamptz,
     PRIMARY KEY (tenant_id, user_id, session_id, task_id),
@@ -48,6 +88,8 @@ CREATE TABLE tasks (
 CREATE INDEX tasks_queued ON tasks (seq) WHERE state = 'queued';
 -- The reaper's scan: running tasks by lease expiry.
 CREATE INDEX tasks_leased ON tasks (lease_expires_at) WHERE state = 'running';
+-- One running task per session, enforced by the database as well as by the claimer.
+CREATE UNIQUE INDEX tasks_one_running_per_session ON tasks (tenant_id, user_id, session_id) WHERE state = 'running';
 -- A session's tasks in order (history, one-running-per-session check, task lists).
 CREATE INDEX tasks_by_session ON tasks (tenant_id, user_id, session_id, seq);
 
@@ -76,8 +118,7 @@ CREATE TABLE memories (
     user_id     text        NOT NULL,
     memory_id   uuid        NOT NULL DEFAULT gen_random_uuid(),
     memory_info text        NOT NULL,
-    -- Full-text document of memory_info, written by the store with the same tokeniser as queries.
-    search      tsvector    NOT NULL,
+    search      tsvector    NOT NULL GENERATED ALWAYS AS (agentd_search_document(memory_info)) STORED,
     created_at  timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (tenant_id, user_id, memory_id)
 );

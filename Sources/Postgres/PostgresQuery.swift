@@ -54,6 +54,35 @@ public struct PostgresQuery: Sendable, Hashable, ExpressibleByStringInterpolatio
             sql += "$\(binds.count)"
         }
 
+        /// Another query as a fragment (a CTE, a condition): its `$n` placeholders are
+        /// renumbered after the ones already bound. The fragment's SQL must not contain a `$`
+        /// other than its placeholders (no dollar quoting, no `$` in literals).
+        public mutating func appendInterpolation(fragment: PostgresQuery) {
+            let offset = binds.count
+            var rewritten = ""
+            var scalars = fragment.sql.unicodeScalars.makeIterator()
+            var pending: Unicode.Scalar? = scalars.next()
+            while let scalar = pending {
+                pending = scalars.next()
+                guard scalar == "$" else {
+                    rewritten.unicodeScalars.append(scalar)
+                    continue
+                }
+                var digits = ""
+                while let next = pending, next.properties.numericType == .decimal, next.isASCII {
+                    digits.unicodeScalars.append(next)
+                    pending = scalars.next()
+                }
+                if let number = Int(digits) {
+                    rewritten += "$\(number + offset)"
+                } else {
+                    rewritten += "$" + digits
+                }
+            }
+            sql += rewritten
+            binds.append(contentsOf: fragment.binds)
+        }
+
         /// Raw SQL; never pass anything that came from a request.
         public mutating func appendInterpolation(unsafeSQL fragment: String) {
             sql += fragment

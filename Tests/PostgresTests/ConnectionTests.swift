@@ -96,6 +96,18 @@ struct ConnectionTests {
         #expect(try rows.map { try $0.decode("name", as: String.self) } == names)
     }
 
+    @Test("a fragment's placeholders are renumbered after the outer query's")
+    func fragments() throws {
+        let connection = try connect()
+        defer { connection.close() }
+        let inner: PostgresQuery = "SELECT \(2) AS a, \("x") AS b"
+        let outer: PostgresQuery = "SELECT \(40) + f.a AS sum, f.b || \("y") AS text FROM (\(fragment: inner)) AS f"
+        #expect(outer.sql == "SELECT $1 + f.a AS sum, f.b || $2 AS text FROM (SELECT $3 AS a, $4 AS b) AS f")
+        let row = try #require(try connection.query(outer).first)
+        #expect(try row.decode("sum", as: Int.self) == 42)
+        #expect(try row.decode("text", as: String.self) == "xy")
+    }
+
     @Test("decoding errors name the column and the types")
     func decodingErrors() throws {
         let connection = try connect()

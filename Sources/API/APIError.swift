@@ -1,0 +1,62 @@
+import AgentKit
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import Postgres
+import Store
+
+/// An error with the status and `{"detail": …}` body a client sees (FastAPI's convention,
+/// which the original's clients print).
+public struct APIError: Error, HTTPResponseError, Sendable {
+    public var status: HTTPResponse.Status
+    public var detail: String
+    public var headers: HTTPFields
+
+    public init(_ status: HTTPResponse.Status, _ detail: String, headers: HTTPFields = [:]) {
+        self.status = status
+        self.detail = detail
+        self.headers = headers
+    }
+
+    public func response(from request: Request, context: some RequestContext) throws -> Response {
+        JSONBody.response(["detail": .string(detail)], status: status, headers: headers)
+    }
+
+    static func badRequest(_ detail: String) -> APIError { APIError(.badRequest, detail) }
+    static func unprocessable(_ detail: String) -> APIError { APIError(.unprocessableContent, detail) }
+    static func notFound(_ detail: String) -> APIError { APIError(.notFound, detail) }
+    static func conflict(_ detail: String) -> APIError { APIError(.conflict, detail) }
+}
+
+/// Turns every error into a `{"detail": …}` response with the right status. This is the only
+/// place where errors become status codes; server and SQL text never reach the client.
+public struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
+    let logger: Logger
+
+    public init(logger: Logger) { self.logger = logger }
+
+    public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let error as APIError {
+            return try error.response(from: request, context: context)
+        } catch let error as HTTPError {
+            return JSONBody.response(["detail": .string(error.body ?? error.status.reasonPhrase)], status: error.status, headers: error.headers)
+        } catch is NIOTooManyBytesError {
+            return JSONBody.response(["detail": .string("request body is larger than \(APILimits.maxBodyBytes) bytes")], status: .contentTooLarge)
+        } catch let error as StoreConflict {
+            return JSONBody.response(["detail": .string(error.message)], status: .conflict)
+        } catch let error as PostgresError where error.isConnectionFailure || error.sqlState == PostgresError.SQLState.queryCanceled {
+            logger.warning("database unavailable", metadata: ["error": "\(String(reflecting: error))", "path": "\(request.uri.path)"])
+            return JSONBody.response(
+                ["detail": "the database is unavailable; try again shortly"], status: .serviceUnavailable, headers: [.retryAfter: "1"])
+        } catch let error as PostgresError where error.isTransient || error.isUniqueViolation {
+            return JSONBody.response(["detail": "a concurrent request changed the same data; try again"], status: .conflict)
+        } catch {
+            logger.error("request failed", metadata: ["error": "\(String(reflecting: error))", "path": "\(request.uri.path)"])
+            return JSONBody.response(["detail": "internal server error"], status: .internalServerError)
+        }
+    }
+}

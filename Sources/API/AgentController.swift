@@ -1,0 +1,203 @@
+import AgentKit
+import Foundation
+import Hummingbird
+import Store
+
+/// The REST contract of the original service (see ../shared/API.md): same paths, fields,
+/// shapes and status values.
+public struct AgentController: Sendable {
+    let tasks: TaskStore
+    let sessions: SessionStore
+    let memories: MemoryStore
+
+    public init(tasks: TaskStore, sessions: SessionStore, memories: MemoryStore) {
+        self.tasks = tasks
+        self.sessions = sessions
+        self.memories = memories
+    }
+
+    public func addRoutes(to router: Router<AgentRequestContext>) {
+        router.post("/agent/invoke", use: invoke)
+        router.post("/agent/resume", use: resume)
+        router.get("/system/info", use: systemInfo)
+        router.get("/agent/active/sessionid/:user_id", use: activeSession)
+        router.get("/agent/sessionids/:user_id", use: sessionIDs)
+        router.get("/agent/tasks/:user_id/:session_id", use: taskIDs)
+        router.get("/agent/status/:user_id/:session_id/:task_id", use: status)
+        router.post("/agent/write/longterm", use: writeMemory)
+        router.delete("/agent/session/:user_id/:session_id", use: deleteSession)
+        router.delete("/agent/session/:user_id/:session_id/:task_id", use: deleteTask)
+        // The path later forks of the original use for the same thing.
+        router.delete("/agent/task/:user_id/:session_id/:task_id", use: deleteTask)
+    }
+
+    // MARK: Requests
+
+    struct AgentRequest: Decodable {
+        var user_id: String
+        var session_id: String
+        var task_id: String
+        var query: String
+        var system_message: String?
+    }
+
+    struct InterruptResponse: Decodable {
+        var user_id: String
+        var session_id: String
+        var task_id: String
+        var response_type: String
+        var args: JSONValue?
+    }
+
+    struct LongMemRequest: Decodable {
+        var user_id: String
+        var memory_info: String
+    }
+
+    // MARK: Handlers
+
+    @Sendable func invoke(_ request: Request, context: AgentRequestContext) async throws -> Response {
+        let body = try await JSONBody.decode(AgentRequest.self, from: request, context: context)
+        let key = try taskKey(context, body.user_id, body.session_id, body.task_id)
+        let query = try Validate.text(body.query, field: "query")
+        let system = try body.system_message.map { try Validate.text($0, field: "system_message", allowEmpty: true) }
+        _ = try await tasks.submit(key, query: query, systemMessage: system)
+        return ids(key)
+    }
+
+    @Sendable func resume(_ request: Request, context: AgentRequestContext) async throws -> Response {
+        let body = try await JSONBody.decode(InterruptResponse.self, from: request, context: context)
+        let key = try taskKey(context, body.user_id, body.session_id, body.task_id)
+        guard let kind = HumanDecision.Kind(rawValue: body.response_type) else {
+            throw APIError.unprocessable(
+                "response_type must be one of \(HumanDecision.Kind.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        switch body.args {
+        case nil, .null?, .object?, .string?: break
+        default: throw APIError.unprocessable("args must be an object")
+        }
+        let decision = HumanDecision(kind: kind, args: body.args == .null ? nil : body.args)
+        if let problem = decision.problem { throw APIError.unprocessable(problem) }
+        if case .object(let object)? = decision.args {
+            guard !object.values.contains(where: { $0.jsonText.contains("\\u0000") }) else {
+                throw APIError.unprocessable("args must not contain NUL characters")
+            }
+        }
+        switch try await tasks.resume(key, decision: decision) {
+        case .queued:
+            return ids(key)
+        case .notFound:
+            throw APIError.notFound("task \(key.userID):\(key.sessionID):\(key.taskID) not found")
+        case .notInterrupted(let state):
+            throw APIError.conflict("task \(key.taskID) is not waiting for a human decision (it is \(Self.statusValue(state)))")
+        }
+    }
+
+    @Sendable func systemInfo(_ request: Request, context: AgentRequestContext) async throws -> Response {
+        let summary = try await sessions.summary(tenantID: context.tenantID)
+        return JSONBody.response(["sessions_count": .number(Double(summary.sessions)), "active_users": .array(summary.users.map(JSONValue.string))])
+    }
+
+    @Sendable func activeSession(_ request: Request, context: AgentRequestContext) async throws -> Response {
+        let user = try Validate.pathID(context, "user_id")
+        // An empty id, not an error: the original client starts a new session when it is empty.
+        let active = try await sessions.activeSessionID(tenantID: context.tenantID, userID: user) ?? ""
+        return JSONBody.response(["active_session_id": .string(active)])
+    }
+
+    @Sendable func sessionIDs(_ request: Request, context: AgentRequestContext) async throws -> Response {
+        let user = try Validate.pathID(context, "user_id")
+        let ids = try await sessions.sessionIDs(tenantID: context.tenantID, userID: user)
+        return JSONBody.response(["session_ids": .array(ids.map(JSONValue.string))])
+    }
+
+    @Sendable func taskIDs(_ request: Request, context: AgentRequestContext) async throws -> Response {
+        let user = try Validate.pathID(context, "user_id")
+        let session = try Validate.pathID(context, "session_id")
+        let ids = try await tasks.taskIDs(tenantID: context.tenantID, userID: user, sessionID: session)
+        return JSONBody.response(["task_ids": .array(ids.map(JSONValue.string))])
+    }
+
+    @Sendable func status(_ request: Request, context: AgentRequestContext) async throws -> Response {
+        let key = try taskKey(
+            context, Validate.pathID(context, "user_id"), Validate.pathID(context, "session_id"), Validate.pathID(context, "task_id"))
+        var status: [String: JSONValue] = [
+            "user_id": .string(key.userID), "session_id": .string(key.sessionID), "task_id": .string(key.taskID),
+            "status": "not_found", "message": nil, "last_query": nil, "last_updated": nil, "last_response": nil,
+        ]
+        switch try await tasks.snapshot(key) {
+        case .notFound:
+            status["message"] = .string("task \(key.userID):\(key.sessionID):\(key.taskID) not found")
+        case .idleSession:
+            status["status"] = "idle"
+        case .task(let task):
+            let value = Self.statusValue(task.state)
+            status["status"] = .string(value)
+            status["message"] = task.message.map(JSONValue.string) ?? .null
+            status["last_query"] = .string(task.query)
+            status["last_updated"] = .number(task.updatedAt)
+            if [.interrupted, .completed, .error, .cancelled].contains(task.state) {
+                status["last_response"] = [
+                    "session_id": .string(key.sessionID), "task_id": .string(key.taskID), "status": .string(value),
+                    "timestamp": .number(task.updatedAt),
+                    "message": task.message.map(JSONValue.string) ?? .null,
+                    "result": task.state == .completed ? (task.result ?? .null) : .null,
+                    "interrupt_data": task.state == .interrupted ? (task.interruptData ?? .null) : .null,
+                ]
+            }
+        }
+        return JSONBody.response(.object(status))
+    }
+
+    @Sendable func writeMemory(_ request: Request, context: AgentRequestContext) async throws -> Response {
+        let body = try await JSONBody.decode(LongMemRequest.self, from: request, context: context)
+        let user = try Validate.id(body.user_id, field: "user_id")
+        let text = try Validate.text(body.memory_info, field: "memory_info")
+        guard text.utf8.count <= APILimits.maxMemoryBytes else {
+            throw APIError(.contentTooLarge, "memory_info is longer than \(APILimits.maxMemoryBytes) bytes")
+        }
+        let id = try await memories.write(tenantID: context.tenantID, userID: user, text: text)
+        return JSONBody.response(["status": "success", "memory_id": .string(id.uuidString.lowercased()), "message": "记忆存储成功"])
+    }
+
+    @Sendable func deleteSession(_ request: Request, context: AgentRequestContext) async throws -> Response {
+        let user = try Validate.pathID(context, "user_id")
+        let session = try Validate.pathID(context, "session_id")
+        guard try await sessions.delete(tenantID: context.tenantID, userID: user, sessionID: session) else {
+            throw APIError.notFound("session \(user):\(session) not found")
+        }
+        return JSONBody.response(["status": "success", "message": .string("用户 \(user):\(session) 的会话已删除")])
+    }
+
+    @Sendable func deleteTask(_ request: Request, context: AgentRequestContext) async throws -> Response {
+        let key = try taskKey(
+            context, Validate.pathID(context, "user_id"), Validate.pathID(context, "session_id"), Validate.pathID(context, "task_id"))
+        guard try await tasks.delete(key) else {
+            throw APIError.notFound("task \(key.userID):\(key.sessionID):\(key.taskID) not found")
+        }
+        return JSONBody.response(["status": "success", "message": .string("用户 \(key.userID):\(key.sessionID):\(key.taskID) 的任务已删除")])
+    }
+
+    // MARK: Helpers
+
+    private func taskKey(_ context: AgentRequestContext, _ user: String, _ session: String, _ task: String) throws -> TaskKey {
+        TaskKey(
+            tenantID: context.tenantID, userID: try Validate.id(user, field: "user_id"),
+            sessionID: try Validate.id(session, field: "session_id"), taskID: try Validate.id(task, field: "task_id"))
+    }
+
+    private func ids(_ key: TaskKey) -> Response {
+        JSONBody.response(["user_id": .string(key.userID), "session_id": .string(key.sessionID), "task_id": .string(key.taskID)])
+    }
+
+    /// The contract's status values: a queued task is "running" (submitted, not finished).
+    static func statusValue(_ state: TaskState) -> String {
+        switch state {
+        case .queued, .running: return "running"
+        case .interrupted: return "interrupted"
+        case .completed: return "completed"
+        case .error: return "error"
+        case .cancelled: return "cancelled"
+        }
+    }
+}

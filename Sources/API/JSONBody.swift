@@ -1,0 +1,112 @@
+import AgentKit
+import Foundation
+import HTTPTypes
+import Hummingbird
+import NIOCore
+
+public enum APILimits {
+    /// Largest request body accepted (413 beyond).
+    public static let maxBodyBytes = 1 << 20
+    /// Longest id (user_id, session_id, task_id).
+    public static let maxIDLength = 128
+    /// Longest memory text, in UTF-8 bytes.
+    public static let maxMemoryBytes = 4096
+}
+
+/// Request bodies in and JSON responses out.
+enum JSONBody {
+    static let encoder: JSONEncoder = {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return encoder
+    }()
+
+    static func response(_ value: JSONValue, status: HTTPResponse.Status = .ok, headers: HTTPFields = [:]) -> Response {
+        let data = (try? encoder.encode(value)) ?? Data(#"{"detail":"internal server error"}"#.utf8)
+        var fields = headers
+        fields[.contentType] = "application/json"
+        return Response(status: status, headers: fields, body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    /// Reads and decodes a JSON body: 415 for another content type, 413 when too large,
+    /// 400 when it is not JSON, 422 when fields are missing or of the wrong type.
+    static func decode<T: Decodable>(_ type: T.Type, from request: Request, context: some RequestContext) async throws -> T {
+        if let contentType = request.headers[.contentType] {
+            let mediaType = contentType.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() } ?? ""
+            guard mediaType == "application/json" || mediaType.hasSuffix("+json") else {
+                throw APIError(.unsupportedMediaType, "send the body as JSON with Content-Type: application/json")
+            }
+        }
+        let buffer = try await request.body.collect(upTo: APILimits.maxBodyBytes)
+        guard buffer.readableBytes > 0 else { throw APIError.unprocessable("the request body is empty; a JSON object is required") }
+        do {
+            return try JSONDecoder().decode(T.self, from: Data(buffer: buffer))
+        } catch let error as DecodingError {
+            throw describe(error)
+        } catch let error as APIError {
+            throw error
+        } catch {
+            throw APIError.badRequest("the request body is not valid JSON")
+        }
+    }
+
+    private static func describe(_ error: DecodingError) -> APIError {
+        func path(_ codingPath: [any CodingKey]) -> String {
+            codingPath.map { $0.intValue.map(String.init) ?? $0.stringValue }.joined(separator: ".")
+        }
+        switch error {
+        case .keyNotFound(let key, let context):
+            return .unprocessable("field required: \(path(context.codingPath + [key]))")
+        case .valueNotFound(_, let context):
+            return .unprocessable("field required: \(path(context.codingPath)) must not be null")
+        case .typeMismatch(let type, let context):
+            if context.codingPath.isEmpty { return .unprocessable("the request body must be a JSON object") }
+            return .unprocessable("field \(path(context.codingPath)) must be \(describe(type))")
+        case .dataCorrupted(let context):
+            if context.codingPath.isEmpty { return .badRequest("the request body is not valid JSON") }
+            return .unprocessable("field \(path(context.codingPath)) is invalid: \(context.debugDescription)")
+        @unknown default:
+            return .unprocessable("the request body does not match the expected fields")
+        }
+    }
+
+    private static func describe(_ type: Any.Type) -> String {
+        switch type {
+        case is String.Type: return "a string"
+        case is Int.Type, is Double.Type: return "a number"
+        case is Bool.Type: return "a boolean"
+        default: return "of another type (\(type))"
+        }
+    }
+}
+
+/// Checks of client-chosen values, before anything reaches the database.
+enum Validate {
+    static func id(_ value: String, field: String) throws -> String {
+        guard !value.isEmpty else { throw APIError.unprocessable("\(field) must not be empty") }
+        guard value.count <= APILimits.maxIDLength else {
+            throw APIError.unprocessable("\(field) must be at most \(APILimits.maxIDLength) characters")
+        }
+        guard !value.unicodeScalars.contains(where: { $0 == "/" || $0.properties.generalCategory == .control }) else {
+            throw APIError.unprocessable("\(field) must not contain '/' or control characters")
+        }
+        return value
+    }
+
+    /// Path segments arrive percent-encoded.
+    static func pathID(_ context: some RequestContext, _ name: String) throws -> String {
+        guard let raw = context.parameters.get(name) else { throw APIError.notFound("missing \(name) in the path") }
+        guard let decoded = raw.removingPercentEncoding else { throw APIError.badRequest("\(name) is not valid percent-encoding") }
+        return try id(decoded, field: name)
+    }
+
+    static func text(_ value: String, field: String, allowEmpty: Bool = false) throws -> String {
+        if !allowEmpty, value.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
+            throw APIError.unprocessable("\(field) must not be empty")
+        }
+        guard !value.unicodeScalars.contains("\u{0}") else {
+            throw APIError.unprocessable("\(field) must not contain NUL characters")
+        }
+        return value
+    }
+}

@@ -1,0 +1,69 @@
+/// What a tool looks like to the model: OpenAI's function-calling declaration.
+public struct ToolSpec: Sendable, Hashable {
+    public var name: String
+    public var description: String
+    /// JSON Schema of the arguments object.
+    public var parameters: JSONValue
+
+    public init(name: String, description: String, parameters: JSONValue) {
+        self.name = name
+        self.description = description
+        self.parameters = parameters
+    }
+}
+
+public struct ModelRequest: Sendable {
+    /// The conversation, starting with the system message.
+    public var messages: [ChatMessage]
+    public var tools: [ToolSpec]
+
+    public init(messages: [ChatMessage], tools: [ToolSpec]) {
+        self.messages = messages
+        self.tools = tools
+    }
+}
+
+public struct TokenUsage: Sendable, Hashable {
+    public var promptTokens: Int
+    public var completionTokens: Int
+
+    public init(promptTokens: Int, completionTokens: Int) {
+        self.promptTokens = promptTokens
+        self.completionTokens = completionTokens
+    }
+}
+
+public struct ModelReply: Sendable {
+    /// An `ai` message: an answer, tool calls, or both.
+    public var message: ChatMessage
+    public var usage: TokenUsage?
+    /// The model that answered, as the server named it.
+    public var model: String
+
+    public init(message: ChatMessage, usage: TokenUsage?, model: String) {
+        self.message = message
+        self.usage = usage
+        self.model = model
+    }
+}
+
+/// A model call that failed for good (after any retries); `message` says why, for the task's error.
+public struct ModelError: Error, Sendable, CustomStringConvertible {
+    public var message: String
+    /// How many HTTP attempts were made.
+    public var attempts: Int
+
+    public init(message: String, attempts: Int) {
+        self.message = message
+        self.attempts = attempts
+    }
+
+    public var description: String { message }
+}
+
+/// Any chat model the agent can talk to.
+public protocol ChatModel: Sendable {
+    /// The configured model name, recorded with every call.
+    var name: String { get }
+    func complete(_ request: ModelRequest) async throws -> ModelReply
+}

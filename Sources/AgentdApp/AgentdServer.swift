@@ -1,0 +1,111 @@
+import API
+import AgentKit
+import AsyncHTTPClient
+import Foundation
+import Hummingbird
+import Logging
+import ModelClient
+import Postgres
+import ServiceLifecycle
+import Store
+import TaskDispatch
+import UnixSignals
+
+/// Builds and runs the whole service: HTTP API, dispatcher and worker slots in one process.
+/// `agentd serve` and the tests both come through here.
+public enum AgentdServer {
+    /// Runs until a graceful-shutdown signal (or cancellation), then releases everything.
+    /// - Parameter onServerRunning: called with the bound port once the server accepts connections.
+    public static func run(
+        _ configuration: AgentdConfiguration, logger: Logger, gracefulShutdownSignals: [UnixSignal] = [.sigterm, .sigint],
+        model: (any ChatModel)? = nil, onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+    ) async throws {
+        let pool = PostgresPool(
+            configuration: .init(
+                conninfo: configuration.databaseURL, size: configuration.dbPoolSize, acquireTimeout: .seconds(5),
+                connectionSettings: .init(statementTimeout: .milliseconds(Int64(configuration.statementTimeoutSeconds * 1000)))),
+            logger: logger)
+        let httpClient = HTTPClient(eventLoopGroupProvider: .singleton)
+        do {
+            try await serve(
+                configuration, pool: pool, httpClient: httpClient, model: model, logger: logger, signals: gracefulShutdownSignals,
+                onServerRunning: onServerRunning)
+        } catch {
+            await pool.shutdown()
+            try? await httpClient.shutdown()
+            throw error
+        }
+        await pool.shutdown()
+        try await httpClient.shutdown()
+    }
+
+    private static func serve(
+        _ configuration: AgentdConfiguration, pool: PostgresPool, httpClient: HTTPClient, model: (any ChatModel)?, logger: Logger,
+        signals: [UnixSignal], onServerRunning: @escaping @Sendable (Int) async -> Void
+    ) async throws {
+        let chatModel = model ?? makeModel(configuration, httpClient: httpClient, logger: logger)
+        logger.info("model", metadata: ["name": "\(chatModel.name)", "base_url": "\(configuration.llmBaseURL ?? "offline")"])
+        let owner = "\(ProcessInfo.processInfo.hostName):\(ProcessInfo.processInfo.processIdentifier):\(UUID().uuidString.prefix(8))"
+        let work = WorkStore(pool: pool, owner: owner, leaseSeconds: configuration.leaseSeconds)
+        let memories = MemoryStore(pool: pool)
+        let runner = TaskRunner(
+            work: work, memories: memories, model: chatModel, tools: configuration.toolRegistry,
+            settings: AgentSettings(
+                maxSteps: configuration.maxSteps, historyMessages: configuration.historyMessages,
+                memoryRecallLimit: configuration.memoryRecallLimit),
+            logger: logger)
+        let dispatcher = Dispatcher(
+            configuration: .init(
+                slots: configuration.workerSlots, leaseSeconds: configuration.leaseSeconds, maxAttempts: configuration.maxAttempts,
+                conninfo: configuration.databaseURL),
+            work: work, runner: runner, logger: logger)
+
+        let router = Router(context: AgentRequestContext.self)
+        router.add(middleware: ErrorMiddleware(logger: logger))
+        AgentController(tasks: TaskStore(pool: pool), sessions: SessionStore(pool: pool), memories: memories).addRoutes(to: router)
+        router.get("/health") { _, _ -> Response in
+            try await pool.healthCheck()
+            return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: .init(string: #"{"status":"ok"}"#)))
+        }
+
+        let app = Application(
+            router: router,
+            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "agentd"),
+            services: [dispatcher],
+            onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? configuration.port) },
+            logger: logger)
+        try await app.runService(gracefulShutdownSignals: signals)
+    }
+
+    /// The whole service as one `Service`, for a caller that runs its own `ServiceGroup`
+    /// (the tests do, to stop it with a graceful shutdown).
+    public struct AsService: Service {
+        let configuration: AgentdConfiguration
+        let logger: Logger
+        let model: (any ChatModel)?
+        let onServerRunning: @Sendable (Int) async -> Void
+
+        public init(
+            _ configuration: AgentdConfiguration, logger: Logger, model: (any ChatModel)? = nil,
+            onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+        ) {
+            self.configuration = configuration
+            self.logger = logger
+            self.model = model
+            self.onServerRunning = onServerRunning
+        }
+
+        public func run() async throws {
+            try await AgentdServer.run(configuration, logger: logger, gracefulShutdownSignals: [], model: model, onServerRunning: onServerRunning)
+        }
+    }
+
+    static func makeModel(_ configuration: AgentdConfiguration, httpClient: HTTPClient, logger: Logger) -> any ChatModel {
+        guard let baseURL = configuration.llmBaseURL else { return OfflineModel() }
+        return OpenAICompatibleModel(
+            configuration: .init(
+                baseURL: baseURL, apiKey: configuration.llmAPIKey, model: configuration.llmModel,
+                timeout: .milliseconds(Int64(configuration.llmTimeoutSeconds * 1000)), maxRetries: configuration.llmMaxRetries),
+            httpClient: httpClient, logger: logger)
+    }
+}

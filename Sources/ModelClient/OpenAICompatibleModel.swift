@@ -1,0 +1,211 @@
+import AgentKit
+import AsyncHTTPClient
+import Foundation
+import Logging
+import NIOCore
+import NIOHTTP1
+
+/// `ChatModel` over any OpenAI-compatible `POST {baseURL}/chat/completions` with function
+/// calling: OpenAI, DeepSeek, Qwen (DashScope compatible mode), vLLM, Ollama.
+/// Retries 429, 5xx and connection failures with exponential backoff and jitter.
+public struct OpenAICompatibleModel: ChatModel {
+    public struct Configuration: Sendable {
+        public var baseURL: String
+        public var apiKey: String?
+        public var model: String
+        /// Per HTTP attempt.
+        public var timeout: Duration
+        /// Extra attempts after the first.
+        public var maxRetries: Int
+        public var initialBackoff: Duration
+        public var maxBackoff: Duration
+        public var temperature: Double?
+
+        public init(
+            baseURL: String, apiKey: String? = nil, model: String, timeout: Duration = .seconds(60), maxRetries: Int = 3,
+            initialBackoff: Duration = .milliseconds(500), maxBackoff: Duration = .seconds(8), temperature: Double? = nil
+        ) {
+            self.baseURL = baseURL
+            self.apiKey = apiKey
+            self.model = model
+            self.timeout = timeout
+            self.maxRetries = max(0, maxRetries)
+            self.initialBackoff = initialBackoff
+            self.maxBackoff = maxBackoff
+            self.temperature = temperature
+        }
+    }
+
+    public let configuration: Configuration
+    let httpClient: HTTPClient
+    let logger: Logger
+    let endpoint: String
+
+    /// Largest response body read.
+    static let maxResponseBytes = 8 << 20
+
+    public init(configuration: Configuration, httpClient: HTTPClient, logger: Logger) {
+        self.configuration = configuration
+        self.httpClient = httpClient
+        self.logger = logger
+        var base = configuration.baseURL
+        while base.hasSuffix("/") { base.removeLast() }
+        endpoint = base + "/chat/completions"
+    }
+
+    public var name: String { configuration.model }
+
+    public func complete(_ request: ModelRequest) async throws -> ModelReply {
+        let body = ByteBuffer(string: Self.requestBody(request, configuration: configuration).jsonText)
+        var attempt = 0
+        while true {
+            attempt += 1
+            try Task.checkCancellation()
+            let outcome = await send(body)
+            switch outcome {
+            case .success(let data):
+                return try Self.parseReply(data, fallbackModel: configuration.model, attempts: attempt, logger: logger)
+            case .failure(let failure):
+                guard failure.retryable, attempt <= configuration.maxRetries else {
+                    throw ModelError(message: failure.describe(attempts: attempt), attempts: attempt)
+                }
+                let delay = backoff(attempt: attempt, retryAfter: failure.retryAfter)
+                logger.debug("model call failed; retrying", metadata: ["attempt": "\(attempt)", "reason": "\(failure.reason)"])
+                try await Task.sleep(for: delay)
+            }
+        }
+    }
+
+    // MARK: One attempt
+
+    struct Failure: Error {
+        var reason: String
+        var retryable: Bool
+        var retryAfter: Duration?
+
+        func describe(attempts: Int) -> String {
+            "\(reason) (\(attempts) attempt\(attempts == 1 ? "" : "s"))"
+        }
+    }
+
+    private func send(_ body: ByteBuffer) async -> Result<Data, Failure> {
+        var request = HTTPClientRequest(url: endpoint)
+        request.method = .POST
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.headers.add(name: "Accept", value: "application/json")
+        if let key = configuration.apiKey, !key.isEmpty { request.headers.add(name: "Authorization", value: "Bearer \(key)") }
+        request.body = .bytes(body)
+        let timeout = configuration.timeout
+        do {
+            let response = try await httpClient.execute(request, timeout: .milliseconds(timeout.wholeMilliseconds))
+            let bytes = try await response.body.collect(upTo: Self.maxResponseBytes)
+            let data = Data(bytes.readableBytesView)
+            let status = Int(response.status.code)
+            guard (200..<300).contains(status) else {
+                let excerpt = String(decoding: data.prefix(300), as: UTF8.self)
+                return .failure(
+                    Failure(
+                        reason: "model server answered \(status) \(response.status.reasonPhrase): \(excerpt)",
+                        retryable: status == 429 || status >= 500,
+                        retryAfter: response.headers.first(name: "Retry-After").flatMap(Double.init).map { .milliseconds(Int64($0 * 1000)) }))
+            }
+            return .success(data)
+        } catch let error as HTTPClientError where error == .deadlineExceeded || error == .readTimeout || error == .connectTimeout {
+            return .failure(Failure(reason: "model request timed out after \(timeout)", retryable: true))
+        } catch is CancellationError {
+            return .failure(Failure(reason: "cancelled", retryable: false))
+        } catch let error as NIOTooManyBytesError {
+            return .failure(Failure(reason: "model response larger than \(Self.maxResponseBytes) bytes: \(error)", retryable: false))
+        } catch {
+            return .failure(Failure(reason: "model server unreachable: \(error)", retryable: true))
+        }
+    }
+
+    private func backoff(attempt: Int, retryAfter: Duration?) -> Duration {
+        if let retryAfter { return min(retryAfter, configuration.maxBackoff) }
+        let base = configuration.initialBackoff * Int(1 << min(attempt - 1, 16))
+        return min(base, configuration.maxBackoff) * Double.random(in: 0.8...1.2)
+    }
+
+    // MARK: Wire format
+
+    static func requestBody(_ request: ModelRequest, configuration: Configuration) -> JSONValue {
+        var body: [String: JSONValue] = [
+            "model": .string(configuration.model),
+            "messages": .array(request.messages.map(wireMessage)),
+        ]
+        if !request.tools.isEmpty {
+            body["tools"] = .array(
+                request.tools.map { ["type": "function", "function": ["name": .string($0.name), "description": .string($0.description), "parameters": $0.parameters]] })
+            body["tool_choice"] = "auto"
+        }
+        if let temperature = configuration.temperature { body["temperature"] = .number(temperature) }
+        return .object(body)
+    }
+
+    static func wireMessage(_ message: ChatMessage) -> JSONValue {
+        switch message.type {
+        case .system: return ["role": "system", "content": .string(message.content)]
+        case .human: return ["role": "user", "content": .string(message.content)]
+        case .tool:
+            return ["role": "tool", "content": .string(message.content), "tool_call_id": .string(message.toolCallID ?? "")]
+        case .ai:
+            var wire: [String: JSONValue] = ["role": "assistant"]
+            wire["content"] = message.content.isEmpty && !message.toolCalls.isEmpty ? .null : .string(message.content)
+            if !message.toolCalls.isEmpty {
+                wire["tool_calls"] = .array(
+                    message.toolCalls.map { call in
+                        ["id": .string(call.id), "type": "function", "function": ["name": .string(call.name), "arguments": .string(JSONValue.object(call.args).jsonText)]]
+                    })
+            }
+            return .object(wire)
+        }
+    }
+
+    static func parseReply(_ data: Data, fallbackModel: String, attempts: Int, logger: Logger) throws -> ModelReply {
+        guard let body = try? JSONDecoder().decode(JSONValue.self, from: data),
+            case .array(let choices)? = body["choices"], let message = choices.first?["message"]
+        else {
+            let excerpt = String(decoding: data.prefix(200), as: UTF8.self)
+            throw ModelError(message: "model server answered 200 without a chat completion: \(excerpt)", attempts: attempts)
+        }
+        var calls: [ToolCall] = []
+        if case .array(let wireCalls)? = message["tool_calls"] {
+            for (index, call) in wireCalls.enumerated() {
+                let name = call["function"]?["name"]?.stringValue ?? ""
+                let raw = call["function"]?["arguments"]
+                var args: [String: JSONValue] = [:]
+                switch raw {
+                case .string(let text)?:
+                    let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
+                    if !trimmed.isEmpty {
+                        if let parsed = (try? JSONValue.parse(trimmed))?.objectValue {
+                            args = parsed
+                        } else {
+                            logger.warning("model sent tool arguments that are not a JSON object", metadata: ["tool": "\(name)"])
+                        }
+                    }
+                case .object(let object)?:
+                    args = object  // some servers (Ollama) send an object rather than a string
+                default: break
+                }
+                let id = call["id"]?.stringValue.flatMap { $0.isEmpty ? nil : $0 } ?? "call_\(UUID().uuidString.prefix(8).lowercased())_\(index)"
+                calls.append(ToolCall(id: id, name: name, args: args))
+            }
+        }
+        var usage: TokenUsage?
+        if let prompt = body["usage"]?["prompt_tokens"]?.numberValue, let completion = body["usage"]?["completion_tokens"]?.numberValue {
+            usage = TokenUsage(promptTokens: Int(prompt), completionTokens: Int(completion))
+        }
+        return ModelReply(
+            message: .ai(message["content"]?.stringValue ?? "", toolCalls: calls), usage: usage,
+            model: body["model"]?.stringValue ?? fallbackModel)
+    }
+}
+
+extension Duration {
+    var wholeMilliseconds: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds * 1000 + attoseconds / 1_000_000_000_000_000
+    }
+}

@@ -1,0 +1,66 @@
+import AgentKit
+import Foundation
+import Postgres
+
+/// Identifies one task. Tenant first, as in every key of the schema.
+public struct TaskKey: Sendable, Hashable, CustomStringConvertible {
+    public var tenantID: String
+    public var userID: String
+    public var sessionID: String
+    public var taskID: String
+
+    public init(tenantID: String, userID: String, sessionID: String, taskID: String) {
+        self.tenantID = tenantID
+        self.userID = userID
+        self.sessionID = sessionID
+        self.taskID = taskID
+    }
+
+    public var description: String { "\(tenantID)/\(userID)/\(sessionID)/\(taskID)" }
+}
+
+/// The states of the `tasks.state` column.
+public enum TaskState: String, Sendable, CaseIterable {
+    case queued, running, interrupted, completed, error, cancelled
+}
+
+/// A task as the status endpoint reports it.
+public struct TaskSnapshot: Sendable {
+    public var state: TaskState
+    public var message: String?
+    public var query: String
+    public var result: JSONValue?
+    public var interruptData: JSONValue?
+    /// Unix seconds of the last change.
+    public var updatedAt: Double
+}
+
+/// A client error the HTTP layer turns into 4xx; the Store raises it where only SQL can tell.
+public struct StoreConflict: Error, Sendable, CustomStringConvertible {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+enum StoreCoding {
+    static let encoder: JSONEncoder = {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return encoder
+    }()
+
+    static func json<T: Encodable>(_ value: T) throws -> PostgresJSON {
+        try PostgresJSON(value, encoder: encoder)
+    }
+
+    static func message(from row: PostgresRow) throws -> ChatMessage {
+        let kind = try row.decode("type", as: String.self)
+        guard let type = ChatMessage.Kind(rawValue: kind) else {
+            throw PostgresError(code: .decoding, message: "unknown message type \(kind)")
+        }
+        let calls = try row.decode("tool_calls", as: PostgresJSON?.self)?.decode([ToolCall].self) ?? []
+        return ChatMessage(
+            type: type, content: try row.decode("content", as: String.self), toolCalls: calls,
+            name: try row.decode("name", as: String?.self), toolCallID: try row.decode("tool_call_id", as: String?.self))
+    }
+}

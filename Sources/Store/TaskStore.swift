@@ -1,0 +1,158 @@
+import AgentKit
+import Postgres
+
+/// Tasks as clients see them: submit, resume, read, list, delete.
+/// Every change that queues work sends `NOTIFY agentd_tasks` in the same statement, so the
+/// notification is delivered exactly when the change commits.
+public struct TaskStore: Sendable {
+    /// The channel the dispatchers LISTEN on.
+    public static let channel = "agentd_tasks"
+
+    public enum SubmitOutcome: Sendable, Equatable {
+        case queued
+        /// The same task was submitted before; nothing changed.
+        case duplicate
+    }
+
+    public enum ResumeOutcome: Sendable, Equatable {
+        case queued
+        case notFound
+        /// The task exists but is not waiting for a human.
+        case notInterrupted(TaskState)
+    }
+
+    let pool: PostgresPool
+
+    public init(pool: PostgresPool) { self.pool = pool }
+
+    /// Creates the session if new, stores the task with its query as message 0, and queues it,
+    /// in one statement. The same ids with the same query and system message are a duplicate;
+    /// with another, a `StoreConflict`.
+    public func submit(_ key: TaskKey, query: String, systemMessage: String?) async throws -> SubmitOutcome {
+        try await pool.withConnection { connection in
+            let inserted = try connection.query("""
+                WITH session AS (
+                    INSERT INTO sessions (tenant_id, user_id, session_id)
+                    VALUES (\(key.tenantID), \(key.userID), \(key.sessionID))
+                    ON CONFLICT (tenant_id, user_id, session_id) DO UPDATE SET updated_at = now()
+                    RETURNING 1
+                ), task AS (
+                    INSERT INTO tasks (tenant_id, user_id, session_id, task_id, query, system_message, message, queued_at)
+                    SELECT \(key.tenantID), \(key.userID), \(key.sessionID), \(key.taskID), \(query), \(systemMessage), 'queued',
+                           clock_timestamp()
+                    FROM session
+                    ON CONFLICT DO NOTHING
+                    RETURNING seq
+                ), query_message AS (
+                    INSERT INTO messages (tenant_id, user_id, session_id, task_id, position, type, content)
+                    SELECT \(key.tenantID), \(key.userID), \(key.sessionID), \(key.taskID), 0, 'human', \(query)
+                    FROM task
+                    RETURNING 1
+                )
+                SELECT count(*) AS inserted, count(pg_notify(\(Self.channel), '')) AS notified FROM query_message
+                """).first?.decode("inserted", as: Int.self)
+            if inserted == 1 { return .queued }
+            let existing = try connection.query("""
+                SELECT query, system_message FROM tasks
+                WHERE tenant_id = \(key.tenantID) AND user_id = \(key.userID) AND session_id = \(key.sessionID) AND task_id = \(key.taskID)
+                """).first
+            guard let existing else { throw StoreConflict("task \(key.taskID) was deleted while it was being submitted") }
+            guard try existing.decode("query", as: String.self) == query,
+                try existing.decode("system_message", as: String?.self) == systemMessage
+            else {
+                throw StoreConflict("task_id \(key.taskID) already exists in this session with a different query")
+            }
+            return .duplicate
+        }
+    }
+
+    /// Records the human decision on the pending approval and queues the task again, in one
+    /// statement. Of two concurrent resumes, exactly one finds the task interrupted.
+    public func resume(_ key: TaskKey, decision: HumanDecision) async throws -> ResumeOutcome {
+        let args = try decision.args.map { try StoreCoding.json($0) }
+        return try await pool.withConnection { connection in
+            let resumed = try connection.query("""
+                WITH task AS (
+                    UPDATE tasks SET state = 'queued', message = 'queued', queued_at = clock_timestamp(), updated_at = now()
+                    WHERE tenant_id = \(key.tenantID) AND user_id = \(key.userID) AND session_id = \(key.sessionID)
+                      AND task_id = \(key.taskID) AND state = 'interrupted'
+                    RETURNING interrupt_data ->> 'tool_call_id' AS tool_call_id
+                ), decided AS (
+                    UPDATE interrupts SET decision = \(decision.kind.rawValue), decision_args = \(args), decided_at = now()
+                    FROM task
+                    WHERE interrupts.tenant_id = \(key.tenantID) AND interrupts.user_id = \(key.userID)
+                      AND interrupts.session_id = \(key.sessionID) AND interrupts.task_id = \(key.taskID)
+                      AND interrupts.tool_call_id = task.tool_call_id AND interrupts.decision IS NULL
+                    RETURNING 1
+                ), touched AS (
+                    UPDATE sessions SET updated_at = now()
+                    WHERE tenant_id = \(key.tenantID) AND user_id = \(key.userID) AND session_id = \(key.sessionID)
+                      AND EXISTS (SELECT 1 FROM task)
+                    RETURNING 1
+                )
+                SELECT (SELECT count(*) FROM task) AS resumed,
+                       (SELECT count(pg_notify(\(Self.channel), '')) FROM task) AS notified,
+                       (SELECT count(*) FROM decided) + (SELECT count(*) FROM touched) AS written
+                """).first?.decode("resumed", as: Int.self)
+            if resumed == 1 { return .queued }
+            guard let state = try connection.query("""
+                SELECT state FROM tasks
+                WHERE tenant_id = \(key.tenantID) AND user_id = \(key.userID) AND session_id = \(key.sessionID) AND task_id = \(key.taskID)
+                """).first?.decode("state", as: String.self)
+            else { return .notFound }
+            return .notInterrupted(TaskState(rawValue: state) ?? .queued)
+        }
+    }
+
+    public enum Lookup: Sendable {
+        case task(TaskSnapshot)
+        /// The session exists and has no task at all.
+        case idleSession
+        case notFound
+    }
+
+    public func snapshot(_ key: TaskKey) async throws -> Lookup {
+        try await pool.withConnection { connection in
+            if let row = try connection.query("""
+                SELECT state, message, query, result, interrupt_data, extract(epoch FROM updated_at) AS updated
+                FROM tasks
+                WHERE tenant_id = \(key.tenantID) AND user_id = \(key.userID) AND session_id = \(key.sessionID) AND task_id = \(key.taskID)
+                """).first {
+                let state = try row.decode("state", as: String.self)
+                return .task(
+                    TaskSnapshot(
+                        state: TaskState(rawValue: state) ?? .error,
+                        message: try row.decode("message", as: String?.self),
+                        query: try row.decode("query", as: String.self),
+                        result: try row.decode("result", as: PostgresJSON?.self)?.decode(JSONValue.self),
+                        interruptData: try row.decode("interrupt_data", as: PostgresJSON?.self)?.decode(JSONValue.self),
+                        updatedAt: try row.decode("updated", as: Double.self)))
+            }
+            let session = try connection.query("""
+                SELECT EXISTS (SELECT 1 FROM tasks
+                               WHERE tenant_id = \(key.tenantID) AND user_id = \(key.userID) AND session_id = \(key.sessionID)) AS has_tasks
+                FROM sessions
+                WHERE tenant_id = \(key.tenantID) AND user_id = \(key.userID) AND session_id = \(key.sessionID)
+                """).first
+            guard let session else { return .notFound }
+            return try session.decode("has_tasks", as: Bool.self) ? .notFound : .idleSession
+        }
+    }
+
+    /// The session's task ids in submission order.
+    public func taskIDs(tenantID: String, userID: String, sessionID: String) async throws -> [String] {
+        try await pool.query("""
+            SELECT task_id FROM tasks WHERE tenant_id = \(tenantID) AND user_id = \(userID) AND session_id = \(sessionID)
+            ORDER BY seq
+            """).rows.map { try $0.decode("task_id", as: String.self) }
+    }
+
+    /// Deletes one task with its messages; false when there was none.
+    public func delete(_ key: TaskKey) async throws -> Bool {
+        try await pool.query("""
+            DELETE FROM tasks
+            WHERE tenant_id = \(key.tenantID) AND user_id = \(key.userID) AND session_id = \(key.sessionID) AND task_id = \(key.taskID)
+            RETURNING 1 AS deleted
+            """).count == 1
+    }
+}

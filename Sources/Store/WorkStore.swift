@@ -1,0 +1,342 @@
+import AgentKit
+import Foundation
+import Postgres
+
+/// A task a worker has claimed.
+public struct ClaimedTask: Sendable {
+    public var key: TaskKey
+    public var seq: Int64
+    public var query: String
+    public var systemMessage: String?
+    public var attempt: Int
+    /// Seconds from entering the queue to being claimed.
+    public var dispatchLatency: Double
+}
+
+/// Everything a worker needs to take the next step of a task.
+public struct RunContext: Sendable {
+    /// This task's messages so far, the human query first.
+    public var turn: [ChatMessage]
+    /// Earlier completed turns of the session, within the history window.
+    public var history: [ChatMessage]
+    /// Human decisions by tool call id.
+    public var decisions: [String: HumanDecision]
+}
+
+/// One model call, for the `llm_calls` table.
+public struct ModelCallRecord: Sendable {
+    public var model: String
+    public var usage: TokenUsage?
+    public var latencyMilliseconds: Double
+    public var error: String?
+
+    public init(model: String, usage: TokenUsage?, latencyMilliseconds: Double, error: String?) {
+        self.model = model
+        self.usage = usage
+        self.latencyMilliseconds = latencyMilliseconds
+        self.error = error
+    }
+}
+
+/// One tool call, for the `tool_calls` table.
+public struct ToolCallRecord: Sendable {
+    public enum Status: String, Sendable { case ok, failed, rejected, responded }
+    public var call: ToolCall
+    public var arguments: [String: JSONValue]
+    public var output: String
+    public var status: Status
+    public var decision: HumanDecision.Kind?
+    public var durationMilliseconds: Double
+
+    public init(
+        call: ToolCall, arguments: [String: JSONValue], output: String, status: Status, decision: HumanDecision.Kind?,
+        durationMilliseconds: Double
+    ) {
+        self.call = call
+        self.arguments = arguments
+        self.output = output
+        self.status = status
+        self.decision = decision
+        self.durationMilliseconds = durationMilliseconds
+    }
+}
+
+/// The worker's lease on a task is gone (expired and taken over, or the task was deleted):
+/// it must stop without writing anything more.
+public struct LeaseLost: Error, Sendable {
+    public var key: TaskKey
+}
+
+/// The dispatcher's and workers' SQL: claiming, leases, step commits, reaping.
+/// Every step commit checks the worker still holds the lease in the same statement, so a
+/// worker that lost its task can never write into it.
+public struct WorkStore: Sendable {
+    let pool: PostgresPool
+    /// Who this process is, in `tasks.lease_owner`.
+    public let owner: String
+    public let leaseSeconds: Double
+
+    public init(pool: PostgresPool, owner: String, leaseSeconds: Double) {
+        self.pool = pool
+        self.owner = owner
+        self.leaseSeconds = leaseSeconds
+    }
+
+    // Lifecycle timestamps use clock_timestamp(), read while the statement runs (after its
+    // snapshot), not now(), the transaction's start: so a task's start is always later than
+    // the finish of the task before it, and dispatch latency is measured where it happens.
+
+    /// Claims up to `limit` queued tasks, oldest first, skipping sessions that have a running
+    /// task or an older queued one, and rows another claimer holds.
+    public func claim(limit: Int) async throws -> [ClaimedTask] {
+        guard limit > 0 else { return [] }
+        let owner = self.owner
+        let lease = leaseSeconds
+        return try await pool.withConnection { connection in
+            do {
+                return try connection.query("""
+                    WITH candidate AS (
+                        SELECT t.tenant_id, t.user_id, t.session_id, t.task_id
+                        FROM tasks t
+                        WHERE t.state = 'queued'
+                          AND NOT EXISTS (
+                              SELECT 1 FROM tasks o
+                              WHERE o.tenant_id = t.tenant_id AND o.user_id = t.user_id AND o.session_id = t.session_id
+                                AND (o.state = 'running' OR (o.state = 'queued' AND o.seq < t.seq)))
+                        ORDER BY t.seq
+                        LIMIT \(limit)
+                        FOR UPDATE SKIP LOCKED
+                    )
+                    UPDATE tasks SET state = 'running', message = NULL, lease_owner = \(owner),
+                        lease_expires_at = now() + make_interval(secs => \(lease)), attempts = tasks.attempts + 1,
+                        claimed_at = clock_timestamp(), started_at = coalesce(tasks.started_at, clock_timestamp()), updated_at = now()
+                    FROM candidate
+                    WHERE tasks.tenant_id = candidate.tenant_id AND tasks.user_id = candidate.user_id
+                      AND tasks.session_id = candidate.session_id AND tasks.task_id = candidate.task_id
+                    RETURNING tasks.tenant_id, tasks.user_id, tasks.session_id, tasks.task_id, tasks.seq, tasks.query,
+                              tasks.system_message, tasks.attempts,
+                              extract(epoch FROM tasks.claimed_at - tasks.queued_at) AS dispatch_latency
+                    """).rows.map { row in
+                    ClaimedTask(
+                        key: TaskKey(
+                            tenantID: try row.decode("tenant_id"), userID: try row.decode("user_id"),
+                            sessionID: try row.decode("session_id"), taskID: try row.decode("task_id")),
+                        seq: try row.decode("seq"), query: try row.decode("query"),
+                        systemMessage: try row.decode("system_message", as: String?.self), attempt: try row.decode("attempts"),
+                        dispatchLatency: try row.decode("dispatch_latency"))
+                }.sorted { $0.seq < $1.seq }
+            } catch let error as PostgresError where error.isUniqueViolation {
+                // Two claimers raced for one session; the index kept the rule, the next claim proceeds.
+                return []
+            }
+        }
+    }
+
+    /// Loads the task's turn, the session's history window and the human decisions.
+    public func context(for task: ClaimedTask, historyLimit: Int) async throws -> RunContext {
+        let key = task.key
+        return try await pool.withConnection { connection in
+            let turn = try connection.query("""
+                SELECT type, content, tool_calls, name, tool_call_id FROM messages
+                WHERE tenant_id = \(key.tenantID) AND user_id = \(key.userID) AND session_id = \(key.sessionID) AND task_id = \(key.taskID)
+                ORDER BY position
+                """).rows.map(StoreCoding.message(from:))
+            let recent = try connection.query("""
+                SELECT m.type, m.content, m.tool_calls, m.name, m.tool_call_id
+                FROM messages m JOIN tasks t USING (tenant_id, user_id, session_id, task_id)
+                WHERE t.tenant_id = \(key.tenantID) AND t.user_id = \(key.userID) AND t.session_id = \(key.sessionID)
+                  AND t.seq < \(task.seq) AND t.state = 'completed'
+                ORDER BY t.seq DESC, m.position DESC
+                LIMIT \(max(0, historyLimit))
+                """).rows.map(StoreCoding.message(from:))
+            var decisions: [String: HumanDecision] = [:]
+            for row in try connection.query("""
+                SELECT tool_call_id, decision, decision_args FROM interrupts
+                WHERE tenant_id = \(key.tenantID) AND user_id = \(key.userID) AND session_id = \(key.sessionID)
+                  AND task_id = \(key.taskID) AND decision IS NOT NULL
+                """).rows {
+                guard let kind = HumanDecision.Kind(rawValue: try row.decode("decision", as: String.self)) else { continue }
+                let args = try row.decode("decision_args", as: PostgresJSON?.self)?.decode(JSONValue.self)
+                decisions[try row.decode("tool_call_id", as: String.self)] = HumanDecision(kind: kind, args: args)
+            }
+            return RunContext(
+                turn: turn, history: AgentPlanner.historyWindow(recent.reversed(), limit: historyLimit), decisions: decisions)
+        }
+    }
+
+    /// Commits the model's reply as the turn's next message, with its `llm_calls` row.
+    public func appendModelReply(_ task: ClaimedTask, position: Int, message: ChatMessage, call: ModelCallRecord) async throws {
+        let key = task.key
+        let toolCalls = try StoreCoding.json(message.toolCalls)
+        let lease = renewLease(key)
+        let written = try await pool.withConnection { connection in
+            try connection.query("""
+                WITH lease AS (\(fragment: lease)), message AS (
+                    INSERT INTO messages (tenant_id, user_id, session_id, task_id, position, type, content, tool_calls)
+                    SELECT \(key.tenantID), \(key.userID), \(key.sessionID), \(key.taskID), \(position), 'ai', \(message.content), \(toolCalls)
+                    FROM lease
+                    RETURNING 1
+                ), usage AS (
+                    \(unsafeSQL: Self.insertModelCall)
+                    VALUES (\(key.tenantID), \(key.userID), \(key.sessionID), \(key.taskID), \(call.model),
+                            \(call.usage?.promptTokens), \(call.usage?.completionTokens), \(call.latencyMilliseconds), 'ok', NULL)
+                    RETURNING 1
+                )
+                SELECT (SELECT count(*) FROM message) AS written, (SELECT count(*) FROM usage) AS recorded
+                """).first?.decode("written", as: Int.self)
+        }
+        guard written == 1 else { throw LeaseLost(key: key) }
+    }
+
+    /// Records a model call that failed (the task's end is committed separately).
+    public func recordFailedModelCall(_ task: ClaimedTask, call: ModelCallRecord) async throws {
+        let key = task.key
+        try await pool.query("""
+            \(unsafeSQL: Self.insertModelCall)
+            VALUES (\(key.tenantID), \(key.userID), \(key.sessionID), \(key.taskID), \(call.model),
+                    \(call.usage?.promptTokens), \(call.usage?.completionTokens), \(call.latencyMilliseconds), 'error', \(call.error))
+            """)
+    }
+
+    private static let insertModelCall = """
+        INSERT INTO llm_calls (tenant_id, user_id, session_id, task_id, model, prompt_tokens, completion_tokens, latency_ms, outcome, error)
+        """
+
+    /// Commits a tool's result message with its `tool_calls` row. The row's key makes a second
+    /// result for the same call impossible: a duplicate run is reported as `LeaseLost`.
+    public func appendToolResult(_ task: ClaimedTask, position: Int, record: ToolCallRecord) async throws {
+        let key = task.key
+        let args = try StoreCoding.json(record.arguments)
+        let lease = renewLease(key)
+        let written = try await pool.withConnection { connection in
+            try connection.query("""
+                WITH lease AS (\(fragment: lease)), call AS (
+                    INSERT INTO tool_calls (tenant_id, user_id, session_id, task_id, tool_call_id, tool_name, args, output, status,
+                                            decision, duration_ms)
+                    SELECT \(key.tenantID), \(key.userID), \(key.sessionID), \(key.taskID), \(record.call.id), \(record.call.name),
+                           \(args), \(record.output), \(record.status.rawValue), \(record.decision?.rawValue), \(record.durationMilliseconds)
+                    FROM lease
+                    ON CONFLICT DO NOTHING
+                    RETURNING 1
+                ), message AS (
+                    INSERT INTO messages (tenant_id, user_id, session_id, task_id, position, type, content, name, tool_call_id)
+                    SELECT \(key.tenantID), \(key.userID), \(key.sessionID), \(key.taskID), \(position), 'tool', \(record.output),
+                           \(record.call.name), \(record.call.id)
+                    FROM call
+                    RETURNING 1
+                )
+                SELECT count(*) AS written FROM message
+                """).first?.decode("written", as: Int.self)
+        }
+        guard written == 1 else { throw LeaseLost(key: key) }
+    }
+
+    /// Stops the task to wait for a human about `call`; the session is free meanwhile.
+    public func interrupt(_ task: ClaimedTask, call: ToolCall, data: JSONValue) async throws {
+        let key = task.key
+        let payload = try StoreCoding.json(data)
+        let args = try StoreCoding.json(call.args)
+        let owner = self.owner
+        let written = try await pool.withConnection { connection in
+            try connection.query("""
+                WITH task AS (
+                    UPDATE tasks SET state = 'interrupted', interrupt_data = \(payload), result = NULL, message = NULL,
+                        lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+                    WHERE tenant_id = \(key.tenantID) AND user_id = \(key.userID) AND session_id = \(key.sessionID)
+                      AND task_id = \(key.taskID) AND state = 'running' AND lease_owner = \(owner)
+                    RETURNING 1
+                ), asked AS (
+                    INSERT INTO interrupts (tenant_id, user_id, session_id, task_id, tool_call_id, tool_name, tool_args, interrupt_data)
+                    SELECT \(key.tenantID), \(key.userID), \(key.sessionID), \(key.taskID), \(call.id), \(call.name), \(args), \(payload)
+                    FROM task
+                    ON CONFLICT DO NOTHING
+                    RETURNING 1
+                )
+                SELECT (SELECT count(*) FROM task) AS written, (SELECT count(*) FROM asked) AS asked,
+                       \(fragment: wakeSessionQueue(key)) AS woke
+                """).first?.decode("written", as: Int.self)
+        }
+        guard written == 1 else { throw LeaseLost(key: key) }
+    }
+
+    /// Ends the task: `completed` with its result, or `error` with a message.
+    public func finish(_ task: ClaimedTask, state: TaskState, result: JSONValue?, message: String?) async throws {
+        let key = task.key
+        let payload = try result.map { try StoreCoding.json($0) }
+        let owner = self.owner
+        let written = try await pool.withConnection { connection in
+            try connection.query("""
+                WITH task AS (
+                    UPDATE tasks SET state = \(state.rawValue), result = \(payload), message = \(message), interrupt_data = NULL,
+                        lease_owner = NULL, lease_expires_at = NULL, finished_at = clock_timestamp(), updated_at = now()
+                    WHERE tenant_id = \(key.tenantID) AND user_id = \(key.userID) AND session_id = \(key.sessionID)
+                      AND task_id = \(key.taskID) AND state = 'running' AND lease_owner = \(owner)
+                    RETURNING 1
+                )
+                SELECT (SELECT count(*) FROM task) AS written,
+                       \(fragment: wakeSessionQueue(key)) AS woke
+                """).first?.decode("written", as: Int.self)
+        }
+        guard written == 1 else { throw LeaseLost(key: key) }
+    }
+
+    /// A CTE body that extends this worker's lease on the task and returns one row, or none
+    /// when the lease is gone; the step's writes select FROM it.
+    private func renewLease(_ key: TaskKey) -> PostgresQuery {
+        """
+        UPDATE tasks SET lease_expires_at = now() + make_interval(secs => \(leaseSeconds)), updated_at = now()
+        WHERE tenant_id = \(key.tenantID) AND user_id = \(key.userID) AND session_id = \(key.sessionID)
+          AND task_id = \(key.taskID) AND state = 'running' AND lease_owner = \(owner)
+        RETURNING 1
+        """
+    }
+
+    /// A select-list item for statements that end or pause a task (CTE `task`): the session
+    /// is free now, so wake the dispatchers if it has queued work.
+    private func wakeSessionQueue(_ key: TaskKey) -> PostgresQuery {
+        """
+        (SELECT count(pg_notify(\(TaskStore.channel), '')) FROM (
+             SELECT 1 FROM tasks q
+             WHERE q.tenant_id = \(key.tenantID) AND q.user_id = \(key.userID) AND q.session_id = \(key.sessionID)
+               AND q.state = 'queued' AND EXISTS (SELECT 1 FROM task) LIMIT 1) AS pending)
+        """
+    }
+
+    /// Extends the leases of every task this process runs.
+    public func renewLeases() async throws -> Int {
+        try await pool.query("""
+            UPDATE tasks SET lease_expires_at = now() + make_interval(secs => \(leaseSeconds))
+            WHERE lease_owner = \(owner) AND state = 'running'
+            """).affectedRows
+    }
+
+    /// Puts tasks whose lease expired back in the queue, or ends them in `error` once they
+    /// have used `maxAttempts`. Returns how many were re-queued and how many failed.
+    public func reapExpiredLeases(maxAttempts: Int) async throws -> (requeued: Int, failed: Int) {
+        let rows = try await pool.query("""
+            WITH expired AS (
+                SELECT tenant_id, user_id, session_id, task_id FROM tasks
+                WHERE state = 'running' AND lease_expires_at < now()
+                FOR UPDATE SKIP LOCKED
+            ), reaped AS (
+                UPDATE tasks SET
+                    state = CASE WHEN tasks.attempts >= \(maxAttempts) THEN 'error' ELSE 'queued' END,
+                    message = CASE WHEN tasks.attempts >= \(maxAttempts)
+                                   THEN 'gave up after ' || tasks.attempts || ' attempts: the worker running the task stopped responding'
+                                   ELSE 'queued' END,
+                    finished_at = CASE WHEN tasks.attempts >= \(maxAttempts) THEN now() END,
+                    lease_owner = NULL, lease_expires_at = NULL, queued_at = now(), updated_at = now()
+                FROM expired
+                WHERE tasks.tenant_id = expired.tenant_id AND tasks.user_id = expired.user_id
+                  AND tasks.session_id = expired.session_id AND tasks.task_id = expired.task_id
+                RETURNING tasks.state
+            )
+            SELECT count(*) FILTER (WHERE state = 'queued') AS requeued, count(*) FILTER (WHERE state = 'error') AS failed,
+                   (SELECT count(pg_notify(\(TaskStore.channel), ''))
+                    FROM (SELECT 1 FROM reaped WHERE state = 'queued' LIMIT 1) AS any_requeued) AS notified
+            FROM reaped
+            """).rows
+        guard let row = rows.first else { return (0, 0) }
+        return (try row.decode("requeued"), try row.decode("failed"))
+    }
+}

@@ -1,0 +1,126 @@
+import Foundation
+import Logging
+import Postgres
+import ServiceLifecycle
+import Store
+import Synchronization
+
+/// Takes queued tasks and runs them in worker slots.
+///
+/// It claims when woken: by a NOTIFY on the task channel (through the listener), when a slot
+/// frees, and by a safety poll about once a second that covers notifications lost during a
+/// reconnect. Slots are Swift tasks, so hundreds cost little; only database calls use threads.
+public final class Dispatcher: Service {
+    public struct Configuration: Sendable {
+        /// Tasks in flight at once in this process.
+        public var slots: Int
+        public var leaseSeconds: Double
+        /// Claims of one task (the first run plus re-runs after lost leases) before it ends in error.
+        public var maxAttempts: Int
+        public var pollInterval: Duration
+        /// Connection string for the LISTEN connection.
+        public var conninfo: String
+
+        public init(slots: Int, leaseSeconds: Double, maxAttempts: Int, pollInterval: Duration = .seconds(1), conninfo: String) {
+            self.slots = max(1, slots)
+            self.leaseSeconds = leaseSeconds
+            self.maxAttempts = max(1, maxAttempts)
+            self.pollInterval = pollInterval
+            self.conninfo = conninfo
+        }
+    }
+
+    let configuration: Configuration
+    let work: WorkStore
+    let runner: TaskRunner
+    let logger: Logger
+    private let inFlight = Atomic<Int>(0)
+    private let stopping = Atomic<Bool>(false)
+
+    public init(configuration: Configuration, work: WorkStore, runner: TaskRunner, logger: Logger) {
+        self.configuration = configuration
+        self.work = work
+        self.runner = runner
+        self.logger = logger
+    }
+
+    /// Tasks running in this process now.
+    public var running: Int { inFlight.load(ordering: .relaxed) }
+
+    public func run() async throws {
+        let (wakes, wake) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
+        guard let listener = NotificationListener(
+            conninfo: configuration.conninfo, channel: TaskStore.channel, logger: logger, onWake: { wake.yield() })
+        else {
+            throw PostgresError(code: .clientError, message: "cannot create the listener's wake-up pipe")
+        }
+        await withGracefulShutdownHandler {
+            await withDiscardingTaskGroup { group in
+                group.addTask { await listener.run() }
+                group.addTask { await self.poll(wake) }
+                group.addTask { await self.maintain(wake) }
+                for await _ in wakes {
+                    if stopping.load(ordering: .relaxed) { break }
+                    let free = configuration.slots - inFlight.load(ordering: .relaxed)
+                    guard free > 0 else { continue }
+                    let claimed: [ClaimedTask]
+                    do {
+                        claimed = try await work.claim(limit: free)
+                    } catch {
+                        logger.warning("claim failed", metadata: ["error": "\(String(reflecting: error))"])
+                        continue
+                    }
+                    for task in claimed {
+                        inFlight.add(1, ordering: .relaxed)
+                        group.addTask {
+                            await self.runner.run(task)
+                            self.inFlight.subtract(1, ordering: .relaxed)
+                            wake.yield()
+                        }
+                    }
+                    // A full batch means there may be more waiting.
+                    if claimed.count == free { wake.yield() }
+                }
+                listener.stop()
+                logger.info("dispatcher stopping; waiting for running tasks", metadata: ["running": "\(running)"])
+            }
+        } onGracefulShutdown: {
+            self.stopping.store(true, ordering: .relaxed)
+            wake.finish()
+        }
+    }
+
+    private func poll(_ wake: AsyncStream<Void>.Continuation) async {
+        while await sleepUnlessStopping(configuration.pollInterval * Double.random(in: 0.8...1.2)) {
+            wake.yield()
+        }
+    }
+
+    /// Renews this process's leases and returns expired ones to the queue.
+    private func maintain(_ wake: AsyncStream<Void>.Continuation) async {
+        let interval = Duration.milliseconds(Int64(configuration.leaseSeconds * 1000 / 3))
+        while await sleepUnlessStopping(interval) {
+            do {
+                _ = try await work.renewLeases()
+                let reaped = try await work.reapExpiredLeases(maxAttempts: configuration.maxAttempts)
+                if reaped.requeued > 0 || reaped.failed > 0 {
+                    logger.warning("expired leases", metadata: ["requeued": "\(reaped.requeued)", "failed": "\(reaped.failed)"])
+                    wake.yield()
+                }
+            } catch {
+                logger.warning("lease maintenance failed", metadata: ["error": "\(String(reflecting: error))"])
+            }
+        }
+    }
+
+    /// Sleeps in short slices so that shutdown is prompt; false once stopping.
+    private func sleepUnlessStopping(_ duration: Duration) async -> Bool {
+        let clock = ContinuousClock()
+        let deadline = clock.now + duration
+        while clock.now < deadline {
+            if stopping.load(ordering: .relaxed) || Task.isCancelled { return false }
+            try? await Task.sleep(for: min(.milliseconds(200), deadline - clock.now))
+        }
+        return !(stopping.load(ordering: .relaxed) || Task.isCancelled)
+    }
+}

@@ -1,0 +1,68 @@
+import AgentKit
+import Foundation
+import Postgres
+import Testing
+import TestSupport
+
+@Suite("leases and recovery")
+struct RecoveryTests {
+    @Test("a task whose worker died is re-queued when its lease expires and continues from its last committed step")
+    func expiredLeaseResumesFromCheckpoint() async throws {
+        let service = try await ServiceHarness.start(model: { request in
+            guard let last = request.messages.last else { return .text("?") }
+            return last.type == .tool ? .text("product: \(last.content)") : .text("unexpected model call")
+        }) { $0.leaseSeconds = 1.5 }
+        defer { Task { await service.stop() } }
+        // What a worker that died after committing the model's tool call left behind.
+        let connection = try PostgresConnection.connect(service.databaseURL)
+        defer { connection.close() }
+        let calls = try PostgresJSON([ToolCall(id: "m1", name: "multiply", args: ["a": 6, "b": 7])])
+        try connection.execute("INSERT INTO sessions (user_id, session_id) VALUES ('u1', 's1')")
+        try connection.query("""
+            INSERT INTO tasks (user_id, session_id, task_id, query, state, attempts, lease_owner, lease_expires_at, started_at)
+            VALUES ('u1', 's1', 't1', '6*7', 'running', 1, 'dead-host:1:gone', now() - interval '1 second', now())
+            """)
+        try connection.query("""
+            INSERT INTO messages (user_id, session_id, task_id, position, type, content, tool_calls) VALUES
+                ('u1', 's1', 't1', 0, 'human', '6*7', NULL),
+                ('u1', 's1', 't1', 1, 'ai', '', \(calls))
+            """)
+        let done = try await service.settle("u1", "s1", "t1", timeout: .seconds(20))
+        #expect(done["status"] == "completed")
+        #expect(done.body.resultMessages.map { $0["type"] } == ["human", "ai", "tool", "ai"])
+        #expect(done.body.resultMessages.last?["content"] == "product: 42")
+        // The model was not asked again for the step that was already committed.
+        #expect(service.model.requestCount == 1)
+        #expect(try service.scalar("SELECT attempts FROM tasks WHERE task_id = 't1'") == 2)
+    }
+
+    @Test("a task that keeps losing its worker ends in error after MAX_ATTEMPTS")
+    func attemptsAreBounded() async throws {
+        let service = try await ServiceHarness.start(configure: { $0.leaseSeconds = 1.5; $0.maxAttempts = 2 })
+        defer { Task { await service.stop() } }
+        let connection = try PostgresConnection.connect(service.databaseURL)
+        defer { connection.close() }
+        try connection.execute("INSERT INTO sessions (user_id, session_id) VALUES ('u1', 's1')")
+        try connection.query("""
+            INSERT INTO tasks (user_id, session_id, task_id, query, state, attempts, lease_owner, lease_expires_at)
+            VALUES ('u1', 's1', 't1', 'hi', 'running', 2, 'dead-host:1:gone', now() - interval '1 second')
+            """)
+        try connection.query("INSERT INTO messages (user_id, session_id, task_id, position, type, content) VALUES ('u1', 's1', 't1', 0, 'human', 'hi')")
+        let done = try await service.settle("u1", "s1", "t1", timeout: .seconds(20))
+        #expect(done["status"] == "error")
+        #expect(done["message"]?.stringValue?.contains("2 attempts") == true)
+        #expect(service.model.requestCount == 0)
+    }
+
+    @Test("a worker's own lease is renewed while a slow model call runs")
+    func leaseRenewal() async throws {
+        let service = try await ServiceHarness.start(model: { _ in .delayed(.seconds(3), .text("slow answer")) }) { $0.leaseSeconds = 1.5 }
+        defer { Task { await service.stop() } }
+        _ = try await service.invoke("u1", "s1", "t1", "take your time")
+        let done = try await service.settle("u1", "s1", "t1", timeout: .seconds(20))
+        #expect(done["status"] == "completed")
+        // Never taken away and re-run, although the call outlasted the lease twice.
+        #expect(try service.scalar("SELECT attempts FROM tasks WHERE task_id = 't1'") == 1)
+        #expect(service.model.requestCount == 1)
+    }
+}

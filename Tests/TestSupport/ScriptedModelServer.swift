@@ -1,0 +1,196 @@
+import AgentKit
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import ServiceLifecycle
+import Synchronization
+
+/// A scripted OpenAI-compatible chat-completions server on 127.0.0.1, speaking the real
+/// protocol over real HTTP, so that the service's real model client runs in tests.
+public final class ScriptedModelServer: Sendable {
+    /// What the server answers to one request.
+    public indirect enum Reply: Sendable {
+        /// An assistant message with this content and no tool calls.
+        case text(String)
+        /// An assistant message calling tools (arguments go on the wire as a JSON string).
+        case toolCalls([ToolCall], content: String = "")
+        /// An HTTP error.
+        case failure(status: Int, body: String = #"{"error":{"message":"scripted failure"}}"#, retryAfter: String? = nil)
+        /// Waits, then answers with the inner reply.
+        case delayed(Duration, Reply)
+        /// 200 with this raw body.
+        case malformed(String)
+    }
+
+    /// One request as received.
+    public struct Request: Sendable {
+        public var body: JSONValue
+        public var model: String?
+        /// The messages converted back to AgentKit's types.
+        public var messages: [ChatMessage]
+        /// Content of the first system message.
+        public var systemMessage: String?
+        public var toolNames: [String]
+        public var authorization: String?
+    }
+
+    private struct State {
+        var handler: @Sendable (Request) async -> Reply
+        var queue: [Reply] = []
+        var requests: [Request] = []
+    }
+
+    private let box: Box
+    private let port: Int
+    private let server: Task<Void, any Error>
+    private let group: ServiceGroup
+
+    public var baseURL: String { "http://127.0.0.1:\(port)/v1" }
+    public var requests: [Request] { box.state.withLock { $0.requests } }
+    public var requestCount: Int { box.state.withLock { $0.requests.count } }
+
+    public func setHandler(_ handler: @escaping @Sendable (Request) async -> Reply) {
+        box.state.withLock { $0.handler = handler }
+    }
+
+    /// Replies used in order for the next requests, before falling back to the handler.
+    public func enqueue(_ replies: Reply...) {
+        box.state.withLock { $0.queue.append(contentsOf: replies) }
+    }
+
+    private init(box: Box, port: Int, server: Task<Void, any Error>, group: ServiceGroup) {
+        self.group = group
+        self.box = box
+        self.port = port
+        self.server = server
+    }
+
+    public static func start(handler: @escaping @Sendable (Request) async -> Reply = { _ in .text("scripted answer") }) async throws
+        -> ScriptedModelServer
+    {
+        let box = Box(handler: handler)
+        let router = Router()
+        router.post("/v1/chat/completions") { request, _ -> Response in
+            let buffer = try await request.body.collect(upTo: 64 << 20)
+            let body = (try? JSONDecoder().decode(JSONValue.self, from: Data(buffer: buffer))) ?? .null
+            let received = Self.parse(body, authorization: request.headers[.authorization])
+            let reply = box.next(for: received)
+            return await Self.respond(reply(received), model: received.model ?? "scripted", prompt: received)
+        }
+        var logger = Logger(label: "scripted-model")
+        logger.logLevel = .error
+        let (ports, portContinuation) = AsyncStream<Int>.makeStream()
+        let app = Application(
+            router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0), serverName: "scripted-model"),
+            onServerRunning: { channel in portContinuation.yield(channel.localAddress?.port ?? 0) }, logger: logger)
+        let group = ServiceGroup(services: [app], gracefulShutdownSignals: [], logger: logger)
+        let server = Task { try await group.run() }
+        var iterator = ports.makeAsyncIterator()
+        guard let port = await iterator.next(), port > 0 else {
+            server.cancel()
+            throw ScriptedServerError()
+        }
+        return ScriptedModelServer(box: box, port: port, server: server, group: group)
+    }
+
+    struct ScriptedServerError: Error {}
+
+    public func shutdown() async {
+        await group.triggerGracefulShutdown()
+        _ = try? await server.value
+    }
+
+    /// Shares the state between the route closure and the server object.
+    private final class Box: Sendable {
+        let state: Mutex<State>
+        init(handler: @escaping @Sendable (Request) async -> Reply) { state = Mutex(State(handler: handler)) }
+
+        /// Records the request and picks its reply (queued first, else the handler).
+        func next(for request: Request) -> @Sendable (Request) async -> Reply {
+            state.withLock { state in
+                state.requests.append(request)
+                if !state.queue.isEmpty {
+                    let reply = state.queue.removeFirst()
+                    return { _ in reply }
+                }
+                return state.handler
+            }
+        }
+    }
+
+    // MARK: Wire format
+
+    static func parse(_ body: JSONValue, authorization: String?) -> Request {
+        var messages: [ChatMessage] = []
+        if case .array(let wire)? = body["messages"] {
+            for message in wire {
+                let content = message["content"]?.stringValue ?? ""
+                switch message["role"]?.stringValue {
+                case "system": messages.append(.system(content))
+                case "user": messages.append(.human(content))
+                case "assistant":
+                    var calls: [ToolCall] = []
+                    if case .array(let wireCalls)? = message["tool_calls"] {
+                        for call in wireCalls {
+                            let arguments = call["function"]?["arguments"]?.stringValue ?? "{}"
+                            calls.append(
+                                ToolCall(
+                                    id: call["id"]?.stringValue ?? "", name: call["function"]?["name"]?.stringValue ?? "",
+                                    args: (try? JSONValue.parse(arguments))?.objectValue ?? [:]))
+                        }
+                    }
+                    messages.append(.ai(content, toolCalls: calls))
+                case "tool":
+                    messages.append(ChatMessage(type: .tool, content: content, toolCallID: message["tool_call_id"]?.stringValue))
+                default: continue
+                }
+            }
+        }
+        var toolNames: [String] = []
+        if case .array(let tools)? = body["tools"] {
+            toolNames = tools.compactMap { $0["function"]?["name"]?.stringValue }
+        }
+        return Request(
+            body: body, model: body["model"]?.stringValue, messages: messages,
+            systemMessage: messages.first { $0.type == .system }?.content, toolNames: toolNames, authorization: authorization)
+    }
+
+    static func respond(_ reply: Reply, model: String, prompt: Request) async -> Response {
+        switch reply {
+        case .delayed(let delay, let inner):
+            try? await Task.sleep(for: delay)
+            return await respond(inner, model: model, prompt: prompt)
+        case .failure(let status, let body, let retryAfter):
+            var headers: HTTPFields = [.contentType: "application/json"]
+            if let retryAfter { headers[.retryAfter] = retryAfter }
+            return Response(status: .init(code: status), headers: headers, body: .init(byteBuffer: ByteBuffer(string: body)))
+        case .malformed(let body):
+            return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: body)))
+        case .text(let content):
+            return completion(message: ["role": "assistant", "content": .string(content)], finish: "stop", model: model, prompt: prompt)
+        case .toolCalls(let calls, let content):
+            let wire: [JSONValue] = calls.map { call in
+                ["id": .string(call.id), "type": "function", "function": ["name": .string(call.name), "arguments": .string(JSONValue.object(call.args).jsonText)]]
+            }
+            return completion(
+                message: ["role": "assistant", "content": content.isEmpty ? .null : .string(content), "tool_calls": .array(wire)],
+                finish: "tool_calls", model: model, prompt: prompt)
+        }
+    }
+
+    static func completion(message: JSONValue, finish: String, model: String, prompt: Request) -> Response {
+        let promptTokens = max(1, prompt.messages.reduce(0) { $0 + $1.content.count } / 4)
+        let completionTokens = max(1, (message["content"]?.stringValue?.count ?? 0) / 4)
+        let body: JSONValue = [
+            "id": .string("chatcmpl-\(UUID().uuidString.prefix(12))"), "object": "chat.completion",
+            "created": .number(Date().timeIntervalSince1970.rounded()), "model": .string(model),
+            "choices": [["index": 0, "message": message, "finish_reason": .string(finish)]],
+            "usage": [
+                "prompt_tokens": .number(Double(promptTokens)), "completion_tokens": .number(Double(completionTokens)),
+                "total_tokens": .number(Double(promptTokens + completionTokens)),
+            ],
+        ]
+        return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: body.jsonText)))
+    }
+}
