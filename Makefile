@@ -5,8 +5,11 @@ SWIFT ?= swift
 DEV_DIR := .data/pg
 DEV_PG_PORT ?= 55432
 DEV_DATABASE_URL := postgres://postgres@127.0.0.1:$(DEV_PG_PORT)/agentd
+# Benchmarks build optimised, in a folder of their own so that they never wait for (or
+# invalidate) the debug build.
+RELEASE := -c release --scratch-path .build-release
 
-.PHONY: all build run test deps db db-stop clean
+.PHONY: all build run test deps db db-stop clean bench-memory
 
 all: build
 
@@ -26,6 +29,12 @@ run: build
 test: deps
 	$(SWIFT) build --build-tests
 	scripts/with-test-db.sh $(SWIFT) test --skip-build
+
+# Long-term memory: recall@5 and MRR on bench/memory/recall-set.json, then recall latency over
+# 1,000,000 memories of 10,000 users, on a throwaway cluster. BENCH_MEMORY_FLAGS=--rows 100000 for a shorter run.
+bench-memory: deps
+	$(SWIFT) build $(RELEASE) --product agentd-bench
+	scripts/with-test-db.sh "$$($(SWIFT) build $(RELEASE) --show-bin-path)/agentd-bench" memory $(BENCH_MEMORY_FLAGS)
 
 # A persistent development cluster under .data/ on port $(DEV_PG_PORT), with database agentd.
 db: deps

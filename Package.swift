@@ -45,6 +45,12 @@ let package = Package(
             name: "agentd",
             dependencies: ["AgentdApp", "Store", "Postgres", .product(name: "ArgumentParser", package: "swift-argument-parser"), logging, serviceLifecycle]
         ),
+        // `make bench-memory` (and the benchmarks to come): measurements, not tests.
+        .target(name: "BenchSupport", dependencies: ["Store"]),
+        .executableTarget(
+            name: "agentd-bench",
+            dependencies: ["BenchSupport", "Store", "Postgres", .product(name: "ArgumentParser", package: "swift-argument-parser"), logging]
+        ),
         // Helpers shared by the test targets: throwaway databases, the scripted model server.
         .target(name: "TestSupport", dependencies: ["Postgres", "Store", "AgentKit", hummingbird, logging, serviceLifecycle], path: "Tests/TestSupport"),
         .testTarget(name: "AgentKitTests", dependencies: ["AgentKit"]),
@@ -52,7 +58,7 @@ let package = Package(
         .testTarget(name: "ModelClientTests", dependencies: ["ModelClient", "AgentKit", "TestSupport", asyncHTTPClient]),
         .testTarget(
             name: "AgentdTests",
-            dependencies: ["AgentdApp", "AgentKit", "Store", "Postgres", "TestSupport", asyncHTTPClient, serviceLifecycle, logging]
+            dependencies: ["AgentdApp", "AgentKit", "Store", "Postgres", "TestSupport", "BenchSupport", asyncHTTPClient, serviceLifecycle, logging]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -2,7 +2,7 @@ import Foundation
 
 /// A deterministic stand-in model for running without any model server (`LLM_BASE_URL` unset).
 /// It recognises the original's two demo requests in Chinese and English — booking a hotel and
-/// multiplying two numbers — calls the matching tool, and turns the tool's result into an
+/// multiplying two numbers — and questions about what it remembers; calls the matching tool, and turns the tool's result into an
 /// answer; anything else gets a plain reply saying it is the offline model.
 public struct OfflineModel: ChatModel {
     public let name = "agentd-offline"
@@ -26,6 +26,9 @@ public struct OfflineModel: ChatModel {
         if tools.contains("book_hotel"), let hotel = Self.hotel(in: query) {
             return .ai("", toolCalls: [ToolCall(id: callID, name: "book_hotel", args: ["hotel_name": .string(hotel)])])
         }
+        if tools.contains("recall_memory"), Self.asksAboutMemory(query) {
+            return .ai("", toolCalls: [ToolCall(id: callID, name: "recall_memory", args: ["query": .string(query)])])
+        }
         if tools.contains("multiply"), let (a, b) = Self.factors(in: query) {
             return .ai("", toolCalls: [ToolCall(id: callID, name: "multiply", args: ["a": .number(a), "b": .number(b)])])
         }
@@ -33,8 +36,9 @@ public struct OfflineModel: ChatModel {
     }
 
     static let introduction =
-        "我是 agentd 的离线模型 (offline model)：没有配置 LLM_BASE_URL，我只会演示两件事——预订酒店和两个数相乘。"
-        + "I am agentd's offline model: with no LLM_BASE_URL configured I can only book a hotel or multiply two numbers. "
+        "我是 agentd 的离线模型 (offline model)：没有配置 LLM_BASE_URL，我只会演示预订酒店、两个数相乘和查找你的长期记忆。"
+        + "I am agentd's offline model: with no LLM_BASE_URL configured I can only book a hotel, multiply two numbers "
+        + "or look up what you asked me to remember. "
         + "Set LLM_BASE_URL to use a real model."
 
     private func answer(for result: ChatMessage) -> String {
@@ -44,8 +48,15 @@ public struct OfflineModel: ChatModel {
         switch result.name {
         case "multiply": return "计算结果是 \(result.content)。The result is \(result.content)."
         case "book_hotel": return "\(result.content) The booking is done."
+        case "recall_memory": return "我记得这些 (what I remember):\n\(result.content)"
         default: return result.content
         }
+    }
+
+    /// "你还记得我喜欢什么座位吗", "what do you remember about my diet".
+    static func asksAboutMemory(_ query: String) -> Bool {
+        let lower = query.lowercased()
+        return ["记得", "记忆", "remember", "recall"].contains { lower.contains($0) }
     }
 
     /// "帮我预定如家酒店" → "如家酒店"; "book a room at the Hilton" → "the Hilton".

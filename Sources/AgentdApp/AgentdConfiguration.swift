@@ -105,8 +105,8 @@ public struct AgentdConfiguration: Sendable {
         }
     }
 
-    /// The tools of this deployment.
-    public var toolRegistry: ToolRegistry {
-        ToolRegistry(tools: [BookHotelTool(), MultiplyTool()], approvalRequired: approvalTools)
+    /// The tools of this deployment: the built-in ones plus those that need the service's stores.
+    public func toolRegistry(adding tools: [any Tool]) -> ToolRegistry {
+        ToolRegistry(tools: [BookHotelTool(), MultiplyTool()] + tools, approvalRequired: approvalTools)
     }
 }

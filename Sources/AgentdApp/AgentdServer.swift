@@ -49,7 +49,8 @@ public enum AgentdServer {
         let work = WorkStore(pool: pool, owner: owner, leaseSeconds: configuration.leaseSeconds)
         let memories = MemoryStore(pool: pool)
         let runner = TaskRunner(
-            work: work, memories: memories, model: chatModel, tools: configuration.toolRegistry,
+            work: work, memories: memories, model: chatModel,
+            tools: configuration.toolRegistry(adding: [RecallMemoryTool(memories: memories, limit: configuration.memoryRecallLimit)]),
             settings: AgentSettings(
                 maxSteps: configuration.maxSteps, historyMessages: configuration.historyMessages,
                 memoryRecallLimit: configuration.memoryRecallLimit),
@@ -63,6 +64,7 @@ public enum AgentdServer {
         let router = Router(context: AgentRequestContext.self)
         router.add(middleware: ErrorMiddleware(logger: logger))
         AgentController(tasks: TaskStore(pool: pool), sessions: SessionStore(pool: pool), memories: memories).addRoutes(to: router)
+        MemoryController(memories: memories).addRoutes(to: router)
         router.get("/health") { _, _ -> Response in
             try await pool.healthCheck()
             return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: .init(string: #"{"status":"ok"}"#)))

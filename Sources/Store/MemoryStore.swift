@@ -1,7 +1,19 @@
 import Foundation
 import Postgres
 
-/// Long-term memories, recalled by full-text search (see `agentd_search_*` in sql/001_core.sql).
+/// One stored memory, with its relevance when it was found by a search.
+public struct MemoryHit: Sendable, Hashable {
+    public var id: UUID
+    public var text: String
+    /// Unix seconds.
+    public var createdAt: Double
+    /// `ts_rank_cd` against the query; nil when listed without one.
+    public var score: Double?
+}
+
+/// Long-term memories, found by full-text search: `agentd_search_document` /
+/// `agentd_search_query` in sql/001_core.sql tokenise Chinese into overlapping two-character
+/// pieces and other text into English stems, for documents and queries alike.
 public struct MemoryStore: Sendable {
     let pool: PostgresPool
 
@@ -26,24 +38,67 @@ public struct MemoryStore: Sendable {
         }
     }
 
-    /// The user's memories most relevant to `query`, best first (recency breaks ties); when the
-    /// user has no more than `limit` memories, all of them.
-    public func recall(tenantID: String, userID: String, query: String, limit: Int) async throws -> [String] {
-        try await pool.query(Self.recallQuery(tenantID: tenantID, userID: userID, query: query, limit: limit))
-            .rows.map { try $0.decode("memory_info", as: String.self) }
+    /// What the agent sees: the user's memories most relevant to `query`, best first (recency
+    /// breaks ties). When the user has no more than `limit` memories, all of them, since then
+    /// nothing needs choosing.
+    public func recall(tenantID: String, userID: String, query: String, limit: Int) async throws -> [MemoryHit] {
+        guard limit > 0 else { return [] }
+        // Two branches behind one-time filters: "all of them" reads the user's few rows; the
+        // search reads only matching rows through the (tenant_id, user_id, search) GIN index.
+        return try await hits("""
+            WITH search AS (SELECT agentd_search_query(\(query)) AS q),
+                 few AS (SELECT count(*) <= \(limit) AS all_fit
+                         FROM (SELECT 1 FROM memories WHERE tenant_id = \(tenantID) AND user_id = \(userID) LIMIT \(limit + 1)) AS s)
+            SELECT memory_id, memory_info, extract(epoch FROM created_at) AS created, score FROM (
+                SELECT m.memory_id, m.memory_info, m.created_at, ts_rank_cd(m.search, search.q) AS score
+                FROM memories m, search
+                WHERE m.tenant_id = \(tenantID) AND m.user_id = \(userID) AND (SELECT all_fit FROM few)
+                UNION ALL
+                SELECT m.memory_id, m.memory_info, m.created_at, ts_rank_cd(m.search, search.q) AS score
+                FROM memories m, search
+                WHERE m.tenant_id = \(tenantID) AND m.user_id = \(userID) AND NOT (SELECT all_fit FROM few)
+                  AND m.search @@ search.q
+            ) AS hits
+            ORDER BY score DESC, created_at DESC
+            LIMIT \(limit)
+            """)
     }
 
-    static func recallQuery(tenantID: String, userID: String, query: String, limit: Int) -> PostgresQuery {
-        """
-        WITH scored AS (
-            SELECT memory_info, created_at, ts_rank_cd(search, agentd_search_query(\(query))) AS score,
-                   count(*) OVER () AS total
+    /// The user's memories that match `query`, best first.
+    public func search(tenantID: String, userID: String, query: String, limit: Int) async throws -> [MemoryHit] {
+        try await hits("""
+            WITH search AS (SELECT agentd_search_query(\(query)) AS q)
+            SELECT m.memory_id, m.memory_info, extract(epoch FROM m.created_at) AS created, ts_rank_cd(m.search, search.q) AS score
+            FROM memories m, search
+            WHERE m.tenant_id = \(tenantID) AND m.user_id = \(userID) AND m.search @@ search.q
+            ORDER BY score DESC, m.created_at DESC
+            LIMIT \(limit)
+            """)
+    }
+
+    /// The user's memories, newest first.
+    public func list(tenantID: String, userID: String, limit: Int) async throws -> [MemoryHit] {
+        try await hits("""
+            SELECT memory_id, memory_info, extract(epoch FROM created_at) AS created, NULL::float8 AS score
             FROM memories WHERE tenant_id = \(tenantID) AND user_id = \(userID)
-        )
-        SELECT memory_info FROM scored
-        WHERE total <= \(limit) OR score > 0
-        ORDER BY score DESC, created_at DESC
-        LIMIT \(limit)
-        """
+            ORDER BY created_at DESC, memory_id
+            LIMIT \(limit)
+            """)
+    }
+
+    /// Deletes one memory; false when the user has no such memory.
+    public func delete(tenantID: String, userID: String, memoryID: UUID) async throws -> Bool {
+        try await pool.query("""
+            DELETE FROM memories WHERE tenant_id = \(tenantID) AND user_id = \(userID) AND memory_id = \(memoryID)
+            RETURNING 1 AS deleted
+            """).count == 1
+    }
+
+    private func hits(_ query: PostgresQuery) async throws -> [MemoryHit] {
+        try await pool.query(query).rows.map { row in
+            MemoryHit(
+                id: try row.decode("memory_id"), text: try row.decode("memory_info"), createdAt: try row.decode("created"),
+                score: try row.decode("score", as: Double?.self))
+        }
     }
 }

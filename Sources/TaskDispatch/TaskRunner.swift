@@ -66,7 +66,7 @@ public struct TaskRunner: Sendable {
         }
         let recalled = try await memories.recall(
             tenantID: task.key.tenantID, userID: task.key.userID, query: task.query, limit: settings.memoryRecallLimit)
-        let system = AgentPlanner.systemMessage(task.systemMessage, memories: recalled)
+        let system = AgentPlanner.systemMessage(task.systemMessage, memories: recalled.map(\.text))
         var modelCalls = turn.filter { $0.type == .ai }.count
         let clock = ContinuousClock()
 

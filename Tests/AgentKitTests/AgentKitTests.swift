@@ -127,6 +127,14 @@ struct OfflineModelTests {
         #expect(rejected.content.contains("拒绝"))
     }
 
+    @Test func asksMemoryWhenItCan() async throws {
+        let recall = ToolSpec(name: "recall_memory", description: "", parameters: ["type": "object"])
+        let request = ModelRequest(messages: [.human("你还记得我喜欢什么座位吗")], tools: specs + [recall])
+        let message = try await model.complete(request).message
+        #expect(message.toolCalls.first?.name == "recall_memory")
+        #expect(message.toolCalls.first?.args["query"] == "你还记得我喜欢什么座位吗")
+    }
+
     @Test func otherwiseSaysWhatItIs() async throws {
         let message = try await reply([.human("What's the weather?")])
         #expect(message.toolCalls.isEmpty)

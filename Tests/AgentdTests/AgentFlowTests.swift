@@ -43,7 +43,7 @@ struct AgentFlowTests {
         let request = try #require(service.model.requests.first)
         #expect(request.systemMessage == "你会使用工具来帮助用户。如果工具使用被拒绝, 请提示用户。")
         #expect(request.messages.last?.content == "你好")
-        #expect(Set(request.toolNames) == ["book_hotel", "multiply"])
+        #expect(Set(request.toolNames) == ["book_hotel", "multiply", "recall_memory"])
         #expect(request.authorization == "Bearer test-key")
 
         #expect(try service.scalar("SELECT count(*) FROM llm_calls WHERE outcome = 'ok' AND task_id = 't1' AND prompt_tokens > 0") == 1)

@@ -1,0 +1,59 @@
+import AgentKit
+import Foundation
+import Hummingbird
+import Store
+
+/// Managing a user's long-term memories, beside the contract's `/agent/write/longterm`:
+/// list and search them, delete one.
+public struct MemoryController: Sendable {
+    let memories: MemoryStore
+
+    public init(memories: MemoryStore) { self.memories = memories }
+
+    public static let defaultLimit = 20
+    public static let maxLimit = 100
+
+    public func addRoutes(to router: Router<AgentRequestContext>) {
+        router.get("/agent/memory/:user_id", use: list)
+        router.delete("/agent/memory/:user_id/:memory_id", use: delete)
+    }
+
+    /// `GET /agent/memory/{user_id}?q=…&limit=…`: newest first without `q`; with it, the
+    /// matching memories best first, each with its score.
+    @Sendable func list(_ request: Request, context: AgentRequestContext) async throws -> Response {
+        let user = try Validate.pathID(context, "user_id")
+        var limit = Self.defaultLimit
+        if let raw = request.uri.queryParameters.get("limit") {
+            guard let value = Int(raw), (1...Self.maxLimit).contains(value) else {
+                throw APIError.unprocessable("limit must be a whole number from 1 to \(Self.maxLimit)")
+            }
+            limit = value
+        }
+        let query = try request.uri.queryParameters.get("q").map { try Validate.text($0, field: "q", allowEmpty: true) } ?? ""
+        guard query.utf8.count <= APILimits.maxMemoryBytes else {
+            throw APIError.unprocessable("q must be at most \(APILimits.maxMemoryBytes) bytes")
+        }
+        let hits =
+            query.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty
+            ? try await memories.list(tenantID: context.tenantID, userID: user, limit: limit)
+            : try await memories.search(tenantID: context.tenantID, userID: user, query: query, limit: limit)
+        let items: [JSONValue] = hits.map { hit in
+            var item: [String: JSONValue] = [
+                "memory_id": .string(hit.id.uuidString.lowercased()), "memory_info": .string(hit.text), "created_at": .number(hit.createdAt),
+            ]
+            if let score = hit.score { item["score"] = .number(score) }
+            return .object(item)
+        }
+        return JSONBody.response(["user_id": .string(user), "memories": .array(items)])
+    }
+
+    /// `DELETE /agent/memory/{user_id}/{memory_id}`.
+    @Sendable func delete(_ request: Request, context: AgentRequestContext) async throws -> Response {
+        let user = try Validate.pathID(context, "user_id")
+        let raw = try Validate.pathID(context, "memory_id")
+        guard let id = UUID(uuidString: raw),
+            try await memories.delete(tenantID: context.tenantID, userID: user, memoryID: id)
+        else { throw APIError.notFound("memory \(raw) of user \(user) not found") }
+        return JSONBody.response(["status": "success", "message": .string("用户 \(user) 的记忆 \(raw.lowercased()) 已删除")])
+    }
+}

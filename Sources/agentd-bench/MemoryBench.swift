@@ -1,0 +1,115 @@
+import ArgumentParser
+import BenchSupport
+import Foundation
+import Postgres
+import Store
+
+/// Recall quality on the hand-written set in bench/memory, then recall latency at scale.
+struct MemoryBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "memory",
+        abstract: "Long-term memory: recall@k and MRR on a labelled set, then p50/p99 recall latency over many memories."
+    )
+
+    @Option(help: "The labelled recall set (JSON); empty skips the quality run.") var recallSet = "bench/memory/recall-set.json"
+    @Option(help: "Memories recalled per query (k).") var k = 5
+    @Option(help: "Memories to load for the latency run (0 skips it).") var rows = 1_000_000
+    @Option(help: "Users the memories are spread over.") var users = 10_000
+    @Option(help: "Recall queries timed.") var queries = 1000
+    @Flag(help: "Print every query whose expected memories were not all recalled.") var verbose = false
+
+    func run() async throws {
+        if !recallSet.isEmpty { try await quality() }
+        if rows > 0 { try await latency() }
+    }
+
+    // MARK: Quality
+
+    func quality() async throws {
+        let set = try RecallSet.load(recallSet)
+        let url = try await BenchDatabase.fresh("bench_memory_recall")
+        let pool = PostgresPool(configuration: .init(conninfo: url, size: 4))
+        let score = try await RecallEvaluation.run(set, store: MemoryStore(pool: pool), tenantID: "bench", k: k)
+        await pool.shutdown()
+        print("recall set: \(set.memoryCount) memories of \(set.users.count) users, \(set.queries.count) queries, k = \(k)")
+        print(String(format: "  recall@%d  %.3f", k, score.recallAtK))
+        print(String(format: "  MRR        %.3f", score.meanReciprocalRank))
+        print("  queries with every expected memory recalled: \(score.perfect)/\(set.queries.count)")
+        if verbose {
+            for miss in score.misses {
+                print("  missed \(miss.query.user_id) \"\(miss.query.query)\" expected \(miss.query.expected) got \(miss.recalled)")
+            }
+        }
+    }
+
+    // MARK: Latency
+
+    static let chinese = [
+        "喜欢", "靠窗的座位", "出差", "预算", "酒店", "每晚", "不超过", "早餐", "健身房", "游泳", "女儿", "儿子", "过敏", "花生",
+        "海鲜", "素食", "咖啡", "燕麦拿铁", "公司", "南山区", "地铁", "高铁", "飞机", "经济舱", "商务舱", "会员", "积分", "周末",
+        "周一", "开会", "报销", "发票", "邮箱", "手机", "生日", "纪念日", "父母", "老家", "成都", "上海", "北京", "深圳", "杭州",
+        "火锅", "不吃辣", "牛奶", "猫", "狗", "宠物", "医院", "体检", "牙医", "眼镜", "跑步", "瑜伽", "篮球", "音乐", "钢琴",
+        "电影", "小说", "英语", "日语", "学习", "考试", "孩子", "学校", "接送", "加班", "项目", "客户", "会议室", "打车", "停车",
+    ]
+    static let english = [
+        "prefer", "window", "seat", "aisle", "hotel", "budget", "night", "breakfast", "gym", "swimming", "daughter", "son",
+        "allergic", "peanuts", "seafood", "vegetarian", "coffee", "oat", "latte", "office", "downtown", "train", "flight",
+        "economy", "business", "member", "points", "weekend", "monday", "meeting", "expense", "invoice", "email", "phone",
+        "birthday", "anniversary", "parents", "hometown", "berlin", "london", "tokyo", "paris", "spicy", "food", "milk", "cat",
+        "dog", "pet", "doctor", "checkup", "dentist", "glasses", "running", "yoga", "basketball", "music", "piano", "movies",
+        "novels", "spanish", "learning", "exam", "kids", "school", "pickup", "overtime", "project", "client", "room", "taxi",
+        "parking", "quiet", "early", "late", "morning", "evening", "tea", "wine", "cheese", "bike", "car", "rent", "apartment",
+    ]
+
+    func latency() async throws {
+        let url = try await BenchDatabase.fresh("bench_memory_scale")
+        let pool = PostgresPool(
+            configuration: .init(conninfo: url, size: 2, connectionSettings: .init(statementTimeout: nil)))
+        let clock = ContinuousClock()
+        let loadStart = clock.now
+        // Generated in the server: three to five words per memory from the lists above, Chinese
+        // and English alternating, and the row number to keep every text distinct.
+        try await pool.query("""
+            INSERT INTO memories (tenant_id, user_id, memory_info, created_at)
+            SELECT 'bench', 'user' || (i % \(users)),
+                   CASE WHEN i % 2 = 0
+                        THEN array_to_string(ARRAY(SELECT zh[1 + floor(random() * array_length(zh, 1))::int]
+                                                   FROM generate_series(1, 3 + i % 3) AS w WHERE i > 0 AND w > 0), '') || '，第' || i || '条'
+                        ELSE array_to_string(ARRAY(SELECT en[1 + floor(random() * array_length(en, 1))::int]
+                                                   FROM generate_series(1, 3 + i % 3) AS w WHERE i > 0 AND w > 0), ' ') || ' #' || i
+                   END,
+                   now() - make_interval(secs => i)
+            FROM generate_series(1, \(rows)) AS i, (SELECT \(Self.chinese) AS zh, \(Self.english) AS en) AS vocabulary
+            """)
+        try await pool.query("ANALYZE memories")
+        let loaded = clock.now - loadStart
+        let size = try await pool.query("SELECT pg_size_pretty(pg_total_relation_size('memories')) AS size").first?.decode("size", as: String.self) ?? "?"
+        print("latency: \(rows) memories over \(users) users loaded in \(String(format: "%.0f", loaded.milliseconds / 1000)) s (table with indexes: \(size))")
+
+        let store = MemoryStore(pool: pool)
+        var generator = SystemRandomNumberGenerator()
+        func randomQuery() -> String {
+            let words = Bool.random(using: &generator) ? Self.chinese : Self.english
+            let picked = (0..<3).map { _ in words.randomElement(using: &generator) ?? "" }
+            return words == Self.chinese ? "帮我看看" + picked.joined() : "please check " + picked.joined(separator: " ")
+        }
+        for _ in 0..<100 {  // warm-up
+            _ = try await store.recall(tenantID: "bench", userID: "user\(Int.random(in: 0..<users))", query: randomQuery(), limit: k)
+        }
+        var samples: [Double] = []
+        var returned = 0
+        for _ in 0..<queries {
+            let user = "user\(Int.random(in: 0..<users))"
+            let query = randomQuery()
+            let start = clock.now
+            returned += try await store.recall(tenantID: "bench", userID: user, query: query, limit: k).count
+            samples.append((clock.now - start).milliseconds)
+        }
+        samples.sort()
+        print(
+            String(
+                format: "  recall latency over %d queries (one at a time, through the pool): p50 %.2f ms, p99 %.2f ms, max %.2f ms; %.1f memories returned on average",
+                queries, percentile(samples, 0.5), percentile(samples, 0.99), samples.last ?? .nan, Double(returned) / Double(max(1, queries))))
+        await pool.shutdown()
+    }
+}
