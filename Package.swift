@@ -20,6 +20,7 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
     ],
     targets: [
         // libpq's C API; pkg-config finds the headers, apt names the package that ships them.
@@ -31,7 +32,7 @@ let package = Package(
         // ChatModel over any OpenAI-compatible /chat/completions endpoint.
         .target(name: "ModelClient", dependencies: ["AgentKit", asyncHTTPClient, logging]),
         // Repositories: every SQL statement of the service lives here.
-        .target(name: "Store", dependencies: ["Postgres", "AgentKit", logging]),
+        .target(name: "Store", dependencies: ["Postgres", "AgentKit", logging, .product(name: "Crypto", package: "swift-crypto")]),
         // LISTEN/NOTIFY listener, claimer, worker slots, leases, reaper.
         .target(name: "TaskDispatch", dependencies: ["Store", "AgentKit", "Postgres", logging, serviceLifecycle]),
         // The REST contract: routes, request/response types, error mapping.

@@ -61,7 +61,13 @@ public struct AgentController: Sendable {
         let key = try taskKey(context, body.user_id, body.session_id, body.task_id)
         let query = try Validate.text(body.query, field: "query")
         let system = try body.system_message.map { try Validate.text($0, field: "system_message", allowEmpty: true) }
-        _ = try await tasks.submit(key, query: query, systemMessage: system)
+        let outcome = try await tasks.submit(
+            key, query: query, systemMessage: system, apiKeyID: context.keyID, maxInFlight: context.maxTasksInFlight)
+        if outcome == .limited {
+            throw APIError(
+                .tooManyRequests, "this API key already has \(context.maxTasksInFlight ?? 0) tasks queued or running",
+                headers: [.retryAfter: "1"])
+        }
         return ids(key)
     }
 
@@ -94,25 +100,26 @@ public struct AgentController: Sendable {
     }
 
     @Sendable func systemInfo(_ request: Request, context: AgentRequestContext) async throws -> Response {
-        let summary = try await sessions.summary(tenantID: context.tenantID)
+        // A user key sees its own user; an admin key every tenant; others their tenant.
+        let summary = try await sessions.summary(tenantID: context.isAdmin ? nil : context.tenantID, userID: context.userScope)
         return JSONBody.response(["sessions_count": .number(Double(summary.sessions)), "active_users": .array(summary.users.map(JSONValue.string))])
     }
 
     @Sendable func activeSession(_ request: Request, context: AgentRequestContext) async throws -> Response {
-        let user = try Validate.pathID(context, "user_id")
+        let user = try userID(context)
         // An empty id, not an error: the original client starts a new session when it is empty.
         let active = try await sessions.activeSessionID(tenantID: context.tenantID, userID: user) ?? ""
         return JSONBody.response(["active_session_id": .string(active)])
     }
 
     @Sendable func sessionIDs(_ request: Request, context: AgentRequestContext) async throws -> Response {
-        let user = try Validate.pathID(context, "user_id")
+        let user = try userID(context)
         let ids = try await sessions.sessionIDs(tenantID: context.tenantID, userID: user)
         return JSONBody.response(["session_ids": .array(ids.map(JSONValue.string))])
     }
 
     @Sendable func taskIDs(_ request: Request, context: AgentRequestContext) async throws -> Response {
-        let user = try Validate.pathID(context, "user_id")
+        let user = try userID(context)
         let session = try Validate.pathID(context, "session_id")
         let ids = try await tasks.taskIDs(tenantID: context.tenantID, userID: user, sessionID: session)
         return JSONBody.response(["task_ids": .array(ids.map(JSONValue.string))])
@@ -152,6 +159,7 @@ public struct AgentController: Sendable {
     @Sendable func writeMemory(_ request: Request, context: AgentRequestContext) async throws -> Response {
         let body = try await JSONBody.decode(LongMemRequest.self, from: request, context: context)
         let user = try Validate.id(body.user_id, field: "user_id")
+        try context.authorize(user: user)
         let text = try Validate.text(body.memory_info, field: "memory_info")
         guard text.utf8.count <= APILimits.maxMemoryBytes else {
             throw APIError(.contentTooLarge, "memory_info is longer than \(APILimits.maxMemoryBytes) bytes")
@@ -161,7 +169,7 @@ public struct AgentController: Sendable {
     }
 
     @Sendable func deleteSession(_ request: Request, context: AgentRequestContext) async throws -> Response {
-        let user = try Validate.pathID(context, "user_id")
+        let user = try userID(context)
         let session = try Validate.pathID(context, "session_id")
         guard try await sessions.delete(tenantID: context.tenantID, userID: user, sessionID: session) else {
             throw APIError.notFound("session \(user):\(session) not found")
@@ -181,9 +189,18 @@ public struct AgentController: Sendable {
     // MARK: Helpers
 
     private func taskKey(_ context: AgentRequestContext, _ user: String, _ session: String, _ task: String) throws -> TaskKey {
-        TaskKey(
-            tenantID: context.tenantID, userID: try Validate.id(user, field: "user_id"),
-            sessionID: try Validate.id(session, field: "session_id"), taskID: try Validate.id(task, field: "task_id"))
+        let user = try Validate.id(user, field: "user_id")
+        try context.authorize(user: user)
+        return TaskKey(
+            tenantID: context.tenantID, userID: user, sessionID: try Validate.id(session, field: "session_id"),
+            taskID: try Validate.id(task, field: "task_id"))
+    }
+
+    /// The path's user, checked against the key's scope.
+    private func userID(_ context: AgentRequestContext) throws -> String {
+        let user = try Validate.pathID(context, "user_id")
+        try context.authorize(user: user)
+        return user
     }
 
     private func ids(_ key: TaskKey) -> Response {

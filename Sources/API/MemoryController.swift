@@ -22,6 +22,7 @@ public struct MemoryController: Sendable {
     /// matching memories best first, each with its score.
     @Sendable func list(_ request: Request, context: AgentRequestContext) async throws -> Response {
         let user = try Validate.pathID(context, "user_id")
+        try context.authorize(user: user)
         var limit = Self.defaultLimit
         if let raw = request.uri.queryParameters.get("limit") {
             guard let value = Int(raw), (1...Self.maxLimit).contains(value) else {
@@ -50,6 +51,7 @@ public struct MemoryController: Sendable {
     /// `DELETE /agent/memory/{user_id}/{memory_id}`.
     @Sendable func delete(_ request: Request, context: AgentRequestContext) async throws -> Response {
         let user = try Validate.pathID(context, "user_id")
+        try context.authorize(user: user)
         let raw = try Validate.pathID(context, "memory_id")
         guard let id = UUID(uuidString: raw),
             try await memories.delete(tenantID: context.tenantID, userID: user, memoryID: id)

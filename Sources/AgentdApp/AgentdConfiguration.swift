@@ -22,6 +22,11 @@ public struct AgentdConfiguration: Sendable {
     public var leaseSeconds: Double
     public var maxAttempts: Int
     public var statementTimeoutSeconds: Double
+    /// The role the service works as (`SET ROLE`), so that row-level security applies; nil for none.
+    public var dbRole: String?
+    /// `required`: every request needs an API key. `auto`: without any active key, a service
+    /// bound to loopback answers without keys (as the original did); with one, keys are required.
+    public var authRequired: Bool
     public var logLevel: Logger.Level
 
     public static let defaultDatabaseURL = "postgres://postgres@127.0.0.1:5432/agentd"
@@ -31,7 +36,8 @@ public struct AgentdConfiguration: Sendable {
         llmAPIKey: String? = nil, llmModel: String = "gpt-4o-mini", llmTimeoutSeconds: Double = 60, llmMaxRetries: Int = 3,
         workerSlots: Int = 256, dbPoolSize: Int = 8, maxSteps: Int = 10, historyMessages: Int = 20, memoryRecallLimit: Int = 5,
         approvalTools: Set<String> = ["book_hotel"], leaseSeconds: Double = 30, maxAttempts: Int = 3,
-        statementTimeoutSeconds: Double = 30, logLevel: Logger.Level = .info
+        statementTimeoutSeconds: Double = 30, dbRole: String? = "agentd_service", authRequired: Bool = false,
+        logLevel: Logger.Level = .info
     ) {
         self.databaseURL = databaseURL
         self.host = host
@@ -50,6 +56,8 @@ public struct AgentdConfiguration: Sendable {
         self.leaseSeconds = leaseSeconds
         self.maxAttempts = maxAttempts
         self.statementTimeoutSeconds = statementTimeoutSeconds
+        self.dbRole = dbRole
+        self.authRequired = authRequired
         self.logLevel = logLevel
     }
 
@@ -97,12 +105,32 @@ public struct AgentdConfiguration: Sendable {
         if let lease = try seconds("LEASE_SECONDS", 1...3600) { leaseSeconds = lease }
         if let attempts = try integer("MAX_ATTEMPTS", 1...100) { maxAttempts = attempts }
         if let timeout = try seconds("STATEMENT_TIMEOUT_S", 0.1...3600) { statementTimeoutSeconds = timeout }
+        if let role = environment["DB_ROLE"] {
+            let trimmed = role.trimmingCharacters(in: .whitespaces)
+            guard trimmed.isEmpty || trimmed.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") }) else {
+                throw Invalid(description: "DB_ROLE=\(role) must be a plain role name (letters, digits, _), or empty for none")
+            }
+            dbRole = trimmed.isEmpty ? nil : trimmed
+        }
+        if let auth = value("AUTH") {
+            switch auth.lowercased() {
+            case "required": authRequired = true
+            case "auto": authRequired = false
+            default: throw Invalid(description: "AUTH=\(auth) must be auto or required")
+            }
+        }
         if let level = value("LOG_LEVEL") {
             guard let parsed = Logger.Level(rawValue: level.lowercased()) else {
                 throw Invalid(description: "LOG_LEVEL=\(level) must be one of trace, debug, info, notice, warning, error, critical")
             }
             logLevel = parsed
         }
+    }
+
+    /// Whether HOST keeps the service on this machine.
+    public var bindsLoopbackOnly: Bool {
+        let host = host.lowercased()
+        return host == "localhost" || host == "::1" || host.hasPrefix("127.")
     }
 
     /// The tools of this deployment: the built-in ones plus those that need the service's stores.

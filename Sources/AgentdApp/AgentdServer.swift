@@ -23,7 +23,8 @@ public enum AgentdServer {
         let pool = PostgresPool(
             configuration: .init(
                 conninfo: configuration.databaseURL, size: configuration.dbPoolSize, acquireTimeout: .seconds(5),
-                connectionSettings: .init(statementTimeout: .milliseconds(Int64(configuration.statementTimeoutSeconds * 1000)))),
+                connectionSettings: .init(
+                    statementTimeout: .milliseconds(Int64(configuration.statementTimeoutSeconds * 1000)), role: configuration.dbRole)),
             logger: logger)
         let httpClient = HTTPClient(eventLoopGroupProvider: .singleton)
         do {
@@ -61,14 +62,25 @@ public enum AgentdServer {
                 conninfo: configuration.databaseURL),
             work: work, runner: runner, logger: logger)
 
+        let keys = KeyStore(pool: pool)
+        let open = !configuration.authRequired && configuration.bindsLoopbackOnly
+        if !configuration.authRequired, !configuration.bindsLoopbackOnly, try await !keys.anyActive() {
+            throw RefusedToStart(
+                description: "refusing to serve on \(configuration.host) with no API key: anyone who can reach the port could read "
+                    + "every user's data. Create a key with `agentd keys create --tenant <tenant>`, or bind to 127.0.0.1.")
+        }
+
         let router = Router(context: AgentRequestContext.self)
         router.add(middleware: ErrorMiddleware(logger: logger))
-        AgentController(tasks: TaskStore(pool: pool), sessions: SessionStore(pool: pool), memories: memories).addRoutes(to: router)
-        MemoryController(memories: memories).addRoutes(to: router)
+        // Before the auth middleware, which applies to routes added after it: load balancers
+        // probe health without a key, and it says nothing about anyone's data.
         router.get("/health") { _, _ -> Response in
             try await pool.healthCheck()
             return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: .init(string: #"{"status":"ok"}"#)))
         }
+        router.add(middleware: AuthMiddleware(keys: keys, mode: open ? .openWhileNoKeys : .required))
+        AgentController(tasks: TaskStore(pool: pool), sessions: SessionStore(pool: pool), memories: memories).addRoutes(to: router)
+        MemoryController(memories: memories).addRoutes(to: router)
 
         let app = Application(
             router: router,
@@ -77,6 +89,10 @@ public enum AgentdServer {
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? configuration.port) },
             logger: logger)
         try await app.runService(gracefulShutdownSignals: signals)
+    }
+
+    public struct RefusedToStart: Error, CustomStringConvertible {
+        public var description: String
     }
 
     /// The whole service as one `Service`, for a caller that runs its own `ServiceGroup`

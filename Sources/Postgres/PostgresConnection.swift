@@ -25,15 +25,18 @@ public final class PostgresConnection: Sendable {
         public var statementTimeout: Duration?
         /// `idle_in_transaction_session_timeout`, so a stalled caller cannot hold locks forever.
         public var idleInTransactionTimeout: Duration?
+        /// A role to `SET ROLE` to after connecting (one the login role is a member of).
+        public var role: String?
 
         public init(
             applicationName: String = "agentd", connectTimeoutSeconds: Int = 5,
-            statementTimeout: Duration? = .seconds(30), idleInTransactionTimeout: Duration? = .seconds(60)
+            statementTimeout: Duration? = .seconds(30), idleInTransactionTimeout: Duration? = .seconds(60), role: String? = nil
         ) {
             self.applicationName = applicationName
             self.connectTimeoutSeconds = connectTimeoutSeconds
             self.statementTimeout = statementTimeout
             self.idleInTransactionTimeout = idleInTransactionTimeout
+            self.role = role
         }
     }
 
@@ -79,6 +82,7 @@ public final class PostgresConnection: Sendable {
         let connection = PostgresConnection(pointer: pointer, secret: secret)
         do {
             try connection.execute(Self.sessionSetup(settings))
+            if let role = settings.role { try connection.execute("SET ROLE " + connection.escapeIdentifier(role)) }
         } catch {
             connection.close()
             throw error
@@ -223,7 +227,11 @@ public final class PostgresConnection: Sendable {
     /// rather than hiding it.
     @discardableResult
     public func withTransaction<T>(_ body: (PostgresConnection) throws -> T) throws -> T {
-        try execute("BEGIN")
+        try withTransaction(begin: "BEGIN", body)
+    }
+
+    private func withTransaction<T>(begin: String, _ body: (PostgresConnection) throws -> T) throws -> T {
+        try execute(begin)
         let value: T
         do {
             value = try body(self)
@@ -248,6 +256,21 @@ public final class PostgresConnection: Sendable {
             throw PostgresError(code: .server, sqlState: "25P02", message: "the transaction was aborted and rolled back")
         }
         return value
+    }
+
+    /// Runs `body` in a transaction that first sets each of `settings` with `SET LOCAL`, so
+    /// they hold for this transaction only (custom settings such as `agentd.tenant_id`).
+    /// Names must be setting names, never input; values are quoted as literals.
+    @discardableResult
+    public func withTransaction<T>(settings: [(name: String, value: String)], _ body: (PostgresConnection) throws -> T) throws -> T {
+        var begin = "BEGIN;"
+        for (name, value) in settings {
+            guard name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_" || $0 == ".") }) else {
+                throw PostgresError(code: .clientError, message: "invalid setting name \(name)")
+            }
+            begin += " SET LOCAL \(name) = \(try escapeLiteral(value));"
+        }
+        return try withTransaction(begin: begin, body)
     }
 
     // MARK: LISTEN / NOTIFY
@@ -309,7 +332,19 @@ public final class PostgresConnection: Sendable {
         return received
     }
 
-    private func escapeIdentifier(_ identifier: String) throws -> String {
+    /// A string literal, quoted for this connection's encoding.
+    public func escapeLiteral(_ literal: String) throws -> String {
+        guard !literal.utf8.contains(0) else { throw PostgresError(code: .encoding, message: "the literal contains a NUL character") }
+        return try withOpenHandle { pointer in
+            guard let escaped = PQescapeLiteral(pointer, literal, literal.utf8.count) else {
+                throw PostgresError(code: .encoding, message: redact(Self.errorMessage(pointer), secret: secret))
+            }
+            defer { PQfreemem(escaped) }
+            return String(cString: escaped)
+        }
+    }
+
+    public func escapeIdentifier(_ identifier: String) throws -> String {
         try withOpenHandle { pointer in
             guard let escaped = PQescapeIdentifier(pointer, identifier, identifier.utf8.count) else {
                 throw PostgresError(code: .encoding, message: redact(Self.errorMessage(pointer), secret: secret))

@@ -93,6 +93,16 @@ public final class PostgresPool: Sendable {
         try await withConnection { connection in try connection.withTransaction(body) }
     }
 
+    /// Runs `body` in a transaction with `SET LOCAL` settings (see `PostgresConnection.withTransaction(settings:_:)`).
+    @discardableResult
+    public func withTransaction<T: Sendable>(
+        settings: [(name: String, value: String)], _ body: @escaping @Sendable (PostgresConnection) throws -> T
+    ) async throws -> T {
+        try await withConnection { connection in
+            try connection.withTransaction(settings: settings, body)
+        }
+    }
+
     @discardableResult
     public func query(_ query: PostgresQuery) async throws -> PostgresResult {
         try await withConnection { connection in try connection.query(query) }

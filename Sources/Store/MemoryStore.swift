@@ -21,7 +21,7 @@ public struct MemoryStore: Sendable {
 
     /// Stores the memory once per user and text; writing the same text again returns the first id.
     public func write(tenantID: String, userID: String, text: String) async throws -> UUID {
-        try await pool.withConnection { connection in
+        try await pool.tenant(tenantID) { connection in
             if let id = try connection.query("""
                 INSERT INTO memories (tenant_id, user_id, memory_info) VALUES (\(tenantID), \(userID), \(text))
                 ON CONFLICT (tenant_id, user_id, md5(memory_info)) DO NOTHING
@@ -45,7 +45,7 @@ public struct MemoryStore: Sendable {
         guard limit > 0 else { return [] }
         // Two branches behind one-time filters: "all of them" reads the user's few rows; the
         // search reads only matching rows through the (tenant_id, user_id, search) GIN index.
-        return try await hits("""
+        return try await hits(tenantID, """
             WITH search AS (SELECT agentd_search_query(\(query)) AS q),
                  few AS (SELECT count(*) <= \(limit) AS all_fit
                          FROM (SELECT 1 FROM memories WHERE tenant_id = \(tenantID) AND user_id = \(userID) LIMIT \(limit + 1)) AS s)
@@ -66,7 +66,7 @@ public struct MemoryStore: Sendable {
 
     /// The user's memories that match `query`, best first.
     public func search(tenantID: String, userID: String, query: String, limit: Int) async throws -> [MemoryHit] {
-        try await hits("""
+        try await hits(tenantID, """
             WITH search AS (SELECT agentd_search_query(\(query)) AS q)
             SELECT m.memory_id, m.memory_info, extract(epoch FROM m.created_at) AS created, ts_rank_cd(m.search, search.q) AS score
             FROM memories m, search
@@ -78,7 +78,7 @@ public struct MemoryStore: Sendable {
 
     /// The user's memories, newest first.
     public func list(tenantID: String, userID: String, limit: Int) async throws -> [MemoryHit] {
-        try await hits("""
+        try await hits(tenantID, """
             SELECT memory_id, memory_info, extract(epoch FROM created_at) AS created, NULL::float8 AS score
             FROM memories WHERE tenant_id = \(tenantID) AND user_id = \(userID)
             ORDER BY created_at DESC, memory_id
@@ -88,14 +88,16 @@ public struct MemoryStore: Sendable {
 
     /// Deletes one memory; false when the user has no such memory.
     public func delete(tenantID: String, userID: String, memoryID: UUID) async throws -> Bool {
-        try await pool.query("""
-            DELETE FROM memories WHERE tenant_id = \(tenantID) AND user_id = \(userID) AND memory_id = \(memoryID)
-            RETURNING 1 AS deleted
-            """).count == 1
+        try await pool.tenant(tenantID) { connection in
+            try connection.query("""
+                DELETE FROM memories WHERE tenant_id = \(tenantID) AND user_id = \(userID) AND memory_id = \(memoryID)
+                RETURNING 1 AS deleted
+                """).count == 1
+        }
     }
 
-    private func hits(_ query: PostgresQuery) async throws -> [MemoryHit] {
-        try await pool.query(query).rows.map { row in
+    private func hits(_ tenantID: String, _ query: PostgresQuery) async throws -> [MemoryHit] {
+        try await pool.tenant(tenantID) { try $0.query(query) }.rows.map { row in
             MemoryHit(
                 id: try row.decode("memory_id"), text: try row.decode("memory_info"), createdAt: try row.decode("created"),
                 score: try row.decode("score", as: Double?.self))

@@ -8,26 +8,38 @@ public struct SessionStore: Sendable {
 
     /// The user's sessions, oldest first.
     public func sessionIDs(tenantID: String, userID: String) async throws -> [String] {
-        try await pool.query("""
-            SELECT session_id FROM sessions WHERE tenant_id = \(tenantID) AND user_id = \(userID)
-            ORDER BY created_at, session_id
-            """).rows.map { try $0.decode("session_id", as: String.self) }
+        try await pool.tenant(tenantID) { connection in
+            try connection.query("""
+                SELECT session_id FROM sessions WHERE tenant_id = \(tenantID) AND user_id = \(userID)
+                ORDER BY created_at, session_id
+                """).rows.map { try $0.decode("session_id", as: String.self) }
+        }
     }
 
     /// The user's most recently updated session, if any.
     public func activeSessionID(tenantID: String, userID: String) async throws -> String? {
-        try await pool.query("""
-            SELECT session_id FROM sessions WHERE tenant_id = \(tenantID) AND user_id = \(userID)
-            ORDER BY updated_at DESC, session_id LIMIT 1
-            """).first?.decode("session_id", as: String.self)
+        try await pool.tenant(tenantID) { connection in
+            try connection.query("""
+                SELECT session_id FROM sessions WHERE tenant_id = \(tenantID) AND user_id = \(userID)
+                ORDER BY updated_at DESC, session_id LIMIT 1
+                """).first?.decode("session_id", as: String.self)
+        }
     }
 
-    /// How many sessions the tenant has, and which users have them.
-    public func summary(tenantID: String) async throws -> (sessions: Int, users: [String]) {
-        let rows = try await pool.query("""
-            SELECT user_id, count(*) AS sessions FROM sessions WHERE tenant_id = \(tenantID)
+    /// How many sessions there are and which users have them: in one tenant (or every
+    /// tenant when `tenantID` is nil), for one user when `userID` is set.
+    public func summary(tenantID: String?, userID: String?) async throws -> (sessions: Int, users: [String]) {
+        let query: PostgresQuery = """
+            SELECT user_id, count(*) AS sessions FROM sessions
+            WHERE (\(tenantID)::text IS NULL OR tenant_id = \(tenantID)) AND (\(userID)::text IS NULL OR user_id = \(userID))
             GROUP BY user_id ORDER BY user_id
-            """).rows
+            """
+        let rows: [PostgresRow]
+        if let tenantID {
+            rows = try await pool.tenant(tenantID) { try $0.query(query) }.rows
+        } else {
+            rows = try await pool.system { try $0.query(query) }.rows
+        }
         var total = 0
         var users: [String] = []
         for row in rows {
@@ -40,9 +52,11 @@ public struct SessionStore: Sendable {
     /// Deletes the session with its tasks, messages, interrupts and tool calls.
     /// Returns false when there was no such session.
     public func delete(tenantID: String, userID: String, sessionID: String) async throws -> Bool {
-        try await pool.query("""
-            DELETE FROM sessions WHERE tenant_id = \(tenantID) AND user_id = \(userID) AND session_id = \(sessionID)
-            RETURNING 1 AS deleted
-            """).count == 1
+        try await pool.tenant(tenantID) { connection in
+            try connection.query("""
+                DELETE FROM sessions WHERE tenant_id = \(tenantID) AND user_id = \(userID) AND session_id = \(sessionID)
+                RETURNING 1 AS deleted
+                """).count == 1
+        }
     }
 }

@@ -12,6 +12,8 @@ public struct TaskStore: Sendable {
         case queued
         /// The same task was submitted before; nothing changed.
         case duplicate
+        /// The submitting key already has its limit of tasks queued or running.
+        case limited
     }
 
     public enum ResumeOutcome: Sendable, Equatable {
@@ -28,8 +30,10 @@ public struct TaskStore: Sendable {
     /// Creates the session if new, stores the task with its query as message 0, and queues it,
     /// in one statement. The same ids with the same query and system message are a duplicate;
     /// with another, a `StoreConflict`.
-    public func submit(_ key: TaskKey, query: String, systemMessage: String?) async throws -> SubmitOutcome {
-        try await pool.withConnection { connection in
+    public func submit(
+        _ key: TaskKey, query: String, systemMessage: String?, apiKeyID: String? = nil, maxInFlight: Int? = nil
+    ) async throws -> SubmitOutcome {
+        try await pool.tenant(key.tenantID) { connection in
             let inserted = try connection.query("""
                 WITH session AS (
                     INSERT INTO sessions (tenant_id, user_id, session_id)
@@ -37,10 +41,12 @@ public struct TaskStore: Sendable {
                     ON CONFLICT (tenant_id, user_id, session_id) DO UPDATE SET updated_at = now()
                     RETURNING 1
                 ), task AS (
-                    INSERT INTO tasks (tenant_id, user_id, session_id, task_id, query, system_message, message, queued_at)
+                    INSERT INTO tasks (tenant_id, user_id, session_id, task_id, query, system_message, message, queued_at, api_key_id)
                     SELECT \(key.tenantID), \(key.userID), \(key.sessionID), \(key.taskID), \(query), \(systemMessage), 'queued',
-                           clock_timestamp()
+                           clock_timestamp(), \(apiKeyID)
                     FROM session
+                    WHERE \(maxInFlight)::int IS NULL
+                       OR (SELECT count(*) FROM tasks WHERE api_key_id = \(apiKeyID) AND state IN ('queued', 'running')) < \(maxInFlight)
                     ON CONFLICT DO NOTHING
                     RETURNING seq
                 ), query_message AS (
@@ -56,7 +62,10 @@ public struct TaskStore: Sendable {
                 SELECT query, system_message FROM tasks
                 WHERE tenant_id = \(key.tenantID) AND user_id = \(key.userID) AND session_id = \(key.sessionID) AND task_id = \(key.taskID)
                 """).first
-            guard let existing else { throw StoreConflict("task \(key.taskID) was deleted while it was being submitted") }
+            guard let existing else {
+                if maxInFlight != nil { return .limited }
+                throw StoreConflict("task \(key.taskID) was deleted while it was being submitted")
+            }
             guard try existing.decode("query", as: String.self) == query,
                 try existing.decode("system_message", as: String?.self) == systemMessage
             else {
@@ -70,7 +79,7 @@ public struct TaskStore: Sendable {
     /// statement. Of two concurrent resumes, exactly one finds the task interrupted.
     public func resume(_ key: TaskKey, decision: HumanDecision) async throws -> ResumeOutcome {
         let args = try decision.args.map { try StoreCoding.json($0) }
-        return try await pool.withConnection { connection in
+        return try await pool.tenant(key.tenantID) { connection in
             let resumed = try connection.query("""
                 WITH task AS (
                     UPDATE tasks SET state = 'queued', message = 'queued', queued_at = clock_timestamp(), updated_at = now()
@@ -112,7 +121,7 @@ public struct TaskStore: Sendable {
     }
 
     public func snapshot(_ key: TaskKey) async throws -> Lookup {
-        try await pool.withConnection { connection in
+        try await pool.tenant(key.tenantID) { connection in
             if let row = try connection.query("""
                 SELECT state, message, query, result, interrupt_data, extract(epoch FROM updated_at) AS updated
                 FROM tasks
@@ -141,18 +150,22 @@ public struct TaskStore: Sendable {
 
     /// The session's task ids in submission order.
     public func taskIDs(tenantID: String, userID: String, sessionID: String) async throws -> [String] {
-        try await pool.query("""
-            SELECT task_id FROM tasks WHERE tenant_id = \(tenantID) AND user_id = \(userID) AND session_id = \(sessionID)
-            ORDER BY seq
-            """).rows.map { try $0.decode("task_id", as: String.self) }
+        try await pool.tenant(tenantID) { connection in
+            try connection.query("""
+                SELECT task_id FROM tasks WHERE tenant_id = \(tenantID) AND user_id = \(userID) AND session_id = \(sessionID)
+                ORDER BY seq
+                """).rows.map { try $0.decode("task_id", as: String.self) }
+        }
     }
 
     /// Deletes one task with its messages; false when there was none.
     public func delete(_ key: TaskKey) async throws -> Bool {
-        try await pool.query("""
-            DELETE FROM tasks
-            WHERE tenant_id = \(key.tenantID) AND user_id = \(key.userID) AND session_id = \(key.sessionID) AND task_id = \(key.taskID)
-            RETURNING 1 AS deleted
-            """).count == 1
+        try await pool.tenant(key.tenantID) { connection in
+            try connection.query("""
+                DELETE FROM tasks
+                WHERE tenant_id = \(key.tenantID) AND user_id = \(key.userID) AND session_id = \(key.sessionID) AND task_id = \(key.taskID)
+                RETURNING 1 AS deleted
+                """).count == 1
+        }
     }
 }

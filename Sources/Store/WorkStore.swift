@@ -92,9 +92,9 @@ public struct WorkStore: Sendable {
         guard limit > 0 else { return [] }
         let owner = self.owner
         let lease = leaseSeconds
-        return try await pool.withConnection { connection in
-            do {
-                return try connection.query("""
+        do {
+            return try await pool.system { connection in
+                try connection.query("""
                     WITH candidate AS (
                         SELECT t.tenant_id, t.user_id, t.session_id, t.task_id
                         FROM tasks t
@@ -125,17 +125,17 @@ public struct WorkStore: Sendable {
                         systemMessage: try row.decode("system_message", as: String?.self), attempt: try row.decode("attempts"),
                         dispatchLatency: try row.decode("dispatch_latency"))
                 }.sorted { $0.seq < $1.seq }
-            } catch let error as PostgresError where error.isUniqueViolation {
-                // Two claimers raced for one session; the index kept the rule, the next claim proceeds.
-                return []
             }
+        } catch let error as PostgresError where error.isUniqueViolation {
+            // Two claimers raced for one session; the index kept the rule, the next claim proceeds.
+            return []
         }
     }
 
     /// Loads the task's turn, the session's history window and the human decisions.
     public func context(for task: ClaimedTask, historyLimit: Int) async throws -> RunContext {
         let key = task.key
-        return try await pool.withConnection { connection in
+        return try await pool.tenant(key.tenantID) { connection in
             let turn = try connection.query("""
                 SELECT type, content, tool_calls, name, tool_call_id FROM messages
                 WHERE tenant_id = \(key.tenantID) AND user_id = \(key.userID) AND session_id = \(key.sessionID) AND task_id = \(key.taskID)
@@ -169,7 +169,7 @@ public struct WorkStore: Sendable {
         let key = task.key
         let toolCalls = try StoreCoding.json(message.toolCalls)
         let lease = renewLease(key)
-        let written = try await pool.withConnection { connection in
+        let written = try await pool.tenant(key.tenantID) { connection in
             try connection.query("""
                 WITH lease AS (\(fragment: lease)), message AS (
                     INSERT INTO messages (tenant_id, user_id, session_id, task_id, position, type, content, tool_calls)
@@ -191,11 +191,13 @@ public struct WorkStore: Sendable {
     /// Records a model call that failed (the task's end is committed separately).
     public func recordFailedModelCall(_ task: ClaimedTask, call: ModelCallRecord) async throws {
         let key = task.key
-        try await pool.query("""
-            \(unsafeSQL: Self.insertModelCall)
-            VALUES (\(key.tenantID), \(key.userID), \(key.sessionID), \(key.taskID), \(call.model),
-                    \(call.usage?.promptTokens), \(call.usage?.completionTokens), \(call.latencyMilliseconds), 'error', \(call.error))
-            """)
+        try await pool.tenant(key.tenantID) { connection in
+            try connection.query("""
+                \(unsafeSQL: Self.insertModelCall)
+                VALUES (\(key.tenantID), \(key.userID), \(key.sessionID), \(key.taskID), \(call.model),
+                        \(call.usage?.promptTokens), \(call.usage?.completionTokens), \(call.latencyMilliseconds), 'error', \(call.error))
+                """)
+        }
     }
 
     private static let insertModelCall = """
@@ -208,7 +210,7 @@ public struct WorkStore: Sendable {
         let key = task.key
         let args = try StoreCoding.json(record.arguments)
         let lease = renewLease(key)
-        let written = try await pool.withConnection { connection in
+        let written = try await pool.tenant(key.tenantID) { connection in
             try connection.query("""
                 WITH lease AS (\(fragment: lease)), call AS (
                     INSERT INTO tool_calls (tenant_id, user_id, session_id, task_id, tool_call_id, tool_name, args, output, status,
@@ -237,7 +239,7 @@ public struct WorkStore: Sendable {
         let payload = try StoreCoding.json(data)
         let args = try StoreCoding.json(call.args)
         let owner = self.owner
-        let written = try await pool.withConnection { connection in
+        let written = try await pool.tenant(key.tenantID) { connection in
             try connection.query("""
                 WITH task AS (
                     UPDATE tasks SET state = 'interrupted', interrupt_data = \(payload), result = NULL, message = NULL,
@@ -264,7 +266,7 @@ public struct WorkStore: Sendable {
         let key = task.key
         let payload = try result.map { try StoreCoding.json($0) }
         let owner = self.owner
-        let written = try await pool.withConnection { connection in
+        let written = try await pool.tenant(key.tenantID) { connection in
             try connection.query("""
                 WITH task AS (
                     UPDATE tasks SET state = \(state.rawValue), result = \(payload), message = \(message), interrupt_data = NULL,
@@ -304,16 +306,17 @@ public struct WorkStore: Sendable {
 
     /// Extends the leases of every task this process runs.
     public func renewLeases() async throws -> Int {
-        try await pool.query("""
+        let query: PostgresQuery = """
             UPDATE tasks SET lease_expires_at = now() + make_interval(secs => \(leaseSeconds))
             WHERE lease_owner = \(owner) AND state = 'running'
-            """).affectedRows
+            """
+        return try await pool.system { try $0.query(query) }.affectedRows
     }
 
     /// Puts tasks whose lease expired back in the queue, or ends them in `error` once they
     /// have used `maxAttempts`. Returns how many were re-queued and how many failed.
     public func reapExpiredLeases(maxAttempts: Int) async throws -> (requeued: Int, failed: Int) {
-        let rows = try await pool.query("""
+        let query: PostgresQuery = """
             WITH expired AS (
                 SELECT tenant_id, user_id, session_id, task_id FROM tasks
                 WHERE state = 'running' AND lease_expires_at < now()
@@ -335,7 +338,8 @@ public struct WorkStore: Sendable {
                    (SELECT count(pg_notify(\(TaskStore.channel), ''))
                     FROM (SELECT 1 FROM reaped WHERE state = 'queued' LIMIT 1) AS any_requeued) AS notified
             FROM reaped
-            """).rows
+            """
+        let rows = try await pool.system { try $0.query(query) }.rows
         guard let row = rows.first else { return (0, 0) }
         return (try row.decode("requeued"), try row.decode("failed"))
     }

@@ -10,7 +10,7 @@ struct Agentd: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "agentd",
         abstract: "Runs LLM agents for many users at once, backed by PostgreSQL.",
-        subcommands: [Serve.self, Migrate.self]
+        subcommands: [Serve.self, Migrate.self, Keys.self]
     )
 }
 
@@ -88,6 +88,88 @@ struct Migrate: AsyncParsableCommand {
         } catch {
             await pool.shutdown()
             throw ValidationError("migration failed: \(String(reflecting: error))")
+        }
+    }
+}
+
+struct Keys: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Creates, lists and revokes API keys.",
+        discussion: "Reads DATABASE_URL (and DB_ROLE) like serve. A key is printed once, at creation; only its hash is stored.",
+        subcommands: [Create.self, List.self, Revoke.self]
+    )
+
+    struct Create: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Creates a key and prints it once.")
+        @Option(help: "The tenant the key belongs to (created if new).") var tenant: String
+        @Option(help: "Limit the key to this user of the tenant.") var user: String?
+        @Flag(help: "An operator key: /system/info covers every tenant.") var admin = false
+        @Option(help: "A name to recognise the key by.") var name: String?
+        @Option(help: "Requests per second allowed (429 beyond).") var rate: Double?
+        @Option(help: "Tasks queued or running at once allowed (429 beyond).") var maxInFlight: Int?
+
+        func validate() throws {
+            for (label, value) in [("--tenant", tenant), ("--user", user ?? "x")] {
+                guard !value.isEmpty, value.count <= 128, !value.contains("/"), !value.unicodeScalars.contains(where: { $0.properties.generalCategory == .control })
+                else { throw ValidationError("\(label) must be 1-128 characters without '/' or control characters") }
+            }
+            if let rate, rate <= 0 { throw ValidationError("--rate must be positive") }
+            if let maxInFlight, maxInFlight <= 0 { throw ValidationError("--max-in-flight must be positive") }
+        }
+
+        func run() async throws {
+            let created = try await Keys.withStore { store in
+                try await store.create(
+                    tenantID: tenant, userID: user, isAdmin: admin, name: name, requestsPerSecond: rate, maxTasksInFlight: maxInFlight)
+            }
+            print(created.key)
+            FileHandle.standardError.write(Data("key \(created.record.keyID) for tenant \(tenant)\(user.map { ", user \($0)" } ?? ""): store it now, it is not shown again\n".utf8))
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Lists keys (never their secrets).")
+        func run() async throws {
+            let keys = try await Keys.withStore { try await $0.list() }
+            print("key_id\ttenant\tuser\tadmin\tname\trate\tmax_in_flight\tcreated\trevoked")
+            for key in keys {
+                let created = Date(timeIntervalSince1970: key.createdAt).formatted(.iso8601)
+                let revoked = key.revokedAt.map { Date(timeIntervalSince1970: $0).formatted(.iso8601) } ?? "-"
+                print(
+                    [key.keyID, key.tenantID, key.userID ?? "*", key.isAdmin ? "yes" : "no", key.name ?? "-",
+                     key.requestsPerSecond.map { "\($0)" } ?? "-", key.maxTasksInFlight.map { "\($0)" } ?? "-", created, revoked]
+                        .joined(separator: "\t"))
+            }
+        }
+    }
+
+    struct Revoke: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Revokes a key; it stops working on its next request.")
+        @Argument(help: "The key's id (the part after agentd_, as `keys list` shows it).") var keyID: String
+        func run() async throws {
+            guard try await Keys.withStore({ try await $0.revoke(keyID: keyID) }) else {
+                throw ValidationError("no active key \(keyID)")
+            }
+            print("revoked \(keyID)")
+        }
+    }
+
+    static func withStore<T: Sendable>(_ body: (KeyStore) async throws -> T) async throws -> T {
+        let configuration: AgentdConfiguration
+        do {
+            configuration = try AgentdConfiguration(environment: ProcessInfo.processInfo.environment)
+        } catch {
+            throw ValidationError("\(error)")
+        }
+        let pool = PostgresPool(
+            configuration: .init(conninfo: configuration.databaseURL, size: 1, connectionSettings: .init(role: configuration.dbRole)))
+        do {
+            let result = try await body(KeyStore(pool: pool))
+            await pool.shutdown()
+            return result
+        } catch {
+            await pool.shutdown()
+            throw error
         }
     }
 }

@@ -55,7 +55,11 @@ final class ServiceHarness: Sendable {
         let group = ServiceGroup(
             services: [AgentdServer.AsService(frozen, logger: logger) { port in portContinuation.yield(port) }],
             gracefulShutdownSignals: [], logger: logger)
-        let server = Task { try await group.run() }
+        let server = Task {
+            // A server that fails to start must not leave the caller waiting for its port.
+            defer { portContinuation.finish() }
+            try await group.run()
+        }
         var iterator = ports.makeAsyncIterator()
         guard let port = await iterator.next() else {
             _ = try await server.value
@@ -77,10 +81,13 @@ final class ServiceHarness: Sendable {
 
     // MARK: HTTP
 
-    func send(_ method: HTTPMethod, _ path: String, body: String? = nil, contentType: String? = "application/json") async throws -> Reply {
+    func send(
+        _ method: HTTPMethod, _ path: String, body: String? = nil, contentType: String? = "application/json", authorization: String? = nil
+    ) async throws -> Reply {
         var request = HTTPClientRequest(url: baseURL + path)
         request.method = method
         if let contentType { request.headers.add(name: "Content-Type", value: contentType) }
+        if let authorization { request.headers.add(name: "Authorization", value: authorization) }
         if let body { request.body = .bytes(ByteBuffer(string: body)) }
         let response = try await client.execute(request, timeout: .seconds(30))
         let bytes = try await response.body.collect(upTo: 16 << 20)

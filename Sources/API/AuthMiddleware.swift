@@ -1,0 +1,84 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Store
+import Synchronization
+
+/// Who may call: `Authorization: Bearer agentd_…` keys, or nobody-checks "open mode" for a
+/// service that listens on loopback only and has no key at all (as the original did).
+public struct AuthMiddleware: RouterMiddleware {
+    public typealias Context = AgentRequestContext
+
+    public enum Mode: Sendable {
+        /// Every request needs a valid key.
+        case required
+        /// Requests without a key are served as the default tenant while no active key exists.
+        case openWhileNoKeys
+    }
+
+    let keys: KeyStore
+    let mode: Mode
+    let limiter = RateLimiter()
+
+    public init(keys: KeyStore, mode: Mode) {
+        self.keys = keys
+        self.mode = mode
+    }
+
+    public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        var context = context
+        guard let header = request.headers[.authorization] else {
+            if mode == .openWhileNoKeys, try await !keys.anyActive() { return try await next(request, context) }
+            throw Self.unauthorized("an API key is required: send Authorization: Bearer <key>")
+        }
+        let parts = header.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)
+        guard parts.count == 2, parts[0].lowercased() == "bearer" else {
+            throw Self.unauthorized("malformed Authorization header: expected Bearer <key>")
+        }
+        guard let key = try await keys.verify(parts[1].trimmingCharacters(in: .whitespaces)) else {
+            throw Self.unauthorized("invalid or revoked API key")
+        }
+        if let rate = key.requestsPerSecond, let wait = limiter.admit(key.keyID, rate: rate) {
+            let seconds = max(1, Int(wait.components.seconds) + (wait.components.attoseconds > 0 ? 1 : 0))
+            throw APIError(.tooManyRequests, "rate limit of \(rate) requests per second exceeded for this key", headers: [.retryAfter: "\(seconds)"])
+        }
+        context.tenantID = key.tenantID
+        context.userScope = key.userID
+        context.keyID = key.keyID
+        context.isAdmin = key.isAdmin
+        context.maxTasksInFlight = key.maxTasksInFlight
+        return try await next(request, context)
+    }
+
+    static func unauthorized(_ detail: String) -> APIError {
+        APIError(.unauthorized, detail, headers: [.wwwAuthenticate: "Bearer"])
+    }
+}
+
+/// Token buckets per key, in this process: `rate` tokens a second, bursts up to `rate`.
+final class RateLimiter: Sendable {
+    private struct Bucket {
+        var tokens: Double
+        var updated: ContinuousClock.Instant
+    }
+
+    private let buckets = Mutex<[String: Bucket]>([:])
+    private let clock = ContinuousClock()
+
+    /// nil when the request may go ahead, else how long until it would.
+    func admit(_ key: String, rate: Double) -> Duration? {
+        let now = clock.now
+        let capacity = max(1, rate)
+        return buckets.withLock { buckets in
+            var bucket = buckets[key] ?? Bucket(tokens: capacity, updated: now)
+            let elapsed = bucket.updated.duration(to: now)
+            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+            bucket.tokens = min(capacity, bucket.tokens + seconds * rate)
+            bucket.updated = now
+            defer { buckets[key] = bucket }
+            guard bucket.tokens >= 1 else { return .milliseconds(Int64((1 - bucket.tokens) / rate * 1000)) }
+            bucket.tokens -= 1
+            return nil
+        }
+    }
+}

@@ -1,0 +1,128 @@
+import Crypto
+import Foundation
+import Postgres
+
+/// An API key as stored: never the secret, only its SHA-256.
+public struct APIKeyRecord: Sendable {
+    public var keyID: String
+    public var tenantID: String
+    /// Set: the key acts for this user only.
+    public var userID: String?
+    public var isAdmin: Bool
+    public var name: String?
+    public var requestsPerSecond: Double?
+    public var maxTasksInFlight: Int?
+    public var createdAt: Double
+    public var revokedAt: Double?
+    var secretSHA256: String
+}
+
+/// API keys: `agentd_<key_id>_<secret>`. The id finds the row; the secret is checked against
+/// its stored SHA-256 in constant time.
+public struct KeyStore: Sendable {
+    let pool: PostgresPool
+
+    public init(pool: PostgresPool) { self.pool = pool }
+
+    public struct NewKey: Sendable {
+        public var record: APIKeyRecord
+        /// The whole key, shown once.
+        public var key: String
+    }
+
+    public func create(
+        tenantID: String, userID: String?, isAdmin: Bool, name: String?, requestsPerSecond: Double?, maxTasksInFlight: Int?
+    ) async throws -> NewKey {
+        let keyID = Self.randomToken(length: 12)
+        let secret = Self.randomToken(length: 32)
+        let hash = Self.sha256(secret)
+        let row = try await pool.system { connection in
+            try connection.query("INSERT INTO tenants (tenant_id) VALUES (\(tenantID)) ON CONFLICT DO NOTHING")
+            return try connection.query("""
+                INSERT INTO api_keys (key_id, tenant_id, user_id, is_admin, name, secret_sha256, requests_per_second, max_tasks_in_flight)
+                VALUES (\(keyID), \(tenantID), \(userID), \(isAdmin), \(name), \(hash), \(requestsPerSecond), \(maxTasksInFlight))
+                RETURNING \(unsafeSQL: Self.columns)
+                """).first
+        }
+        guard let row else { throw StoreConflict("the key was not stored") }
+        return NewKey(record: try Self.record(row), key: "agentd_\(keyID)_\(secret)")
+    }
+
+    public func list() async throws -> [APIKeyRecord] {
+        try await pool.system { connection in
+            try connection.query("SELECT \(unsafeSQL: Self.columns) FROM api_keys ORDER BY created_at, key_id").rows.map(Self.record)
+        }
+    }
+
+    /// Revokes a key; false when there is no such active key.
+    public func revoke(keyID: String) async throws -> Bool {
+        try await pool.system { connection in
+            try connection.query("UPDATE api_keys SET revoked_at = now() WHERE key_id = \(keyID) AND revoked_at IS NULL RETURNING 1 AS revoked")
+                .count == 1
+        }
+    }
+
+    /// Whether any key is active: without one, a loopback-only service may run open.
+    public func anyActive() async throws -> Bool {
+        try await pool.system { connection in
+            try connection.query("SELECT EXISTS (SELECT 1 FROM api_keys WHERE revoked_at IS NULL) AS active").first?.decode("active", as: Bool.self)
+                ?? false
+        }
+    }
+
+    /// The active key that `presented` is, or nil. Read on every request, so a revocation takes
+    /// effect on the next one.
+    public func verify(_ presented: String) async throws -> APIKeyRecord? {
+        guard let (keyID, secret) = Self.parse(presented) else { return nil }
+        let row = try await pool.system { connection in
+            try connection.query("SELECT \(unsafeSQL: Self.columns) FROM api_keys WHERE key_id = \(keyID) AND revoked_at IS NULL").first
+        }
+        guard let row else { return nil }
+        let record = try Self.record(row)
+        return Self.constantTimeEqual(Self.sha256(secret), record.secretSHA256) ? record : nil
+    }
+
+    // MARK: Format
+
+    static let alphabet = Array("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+
+    /// Base62 from the system's cryptographic generator (getrandom on Linux).
+    static func randomToken(length: Int) -> String {
+        var generator = SystemRandomNumberGenerator()
+        return String((0..<length).map { _ in alphabet[Int.random(in: 0..<alphabet.count, using: &generator)] })
+    }
+
+    static func parse(_ key: String) -> (keyID: String, secret: String)? {
+        let parts = key.split(separator: "_", omittingEmptySubsequences: false)
+        guard parts.count == 3, parts[0] == "agentd", parts[1].count == 12, parts[2].count == 32,
+            (parts[1] + parts[2]).allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber) })
+        else { return nil }
+        return (String(parts[1]), String(parts[2]))
+    }
+
+    static func sha256(_ text: String) -> String {
+        SHA256.hash(data: Data(text.utf8)).map { String(format: "%02x", $0) }.joined()
+    }
+
+    static func constantTimeEqual(_ a: String, _ b: String) -> Bool {
+        let x = Array(a.utf8), y = Array(b.utf8)
+        guard x.count == y.count else { return false }
+        var difference: UInt8 = 0
+        for index in x.indices { difference |= x[index] ^ y[index] }
+        return difference == 0
+    }
+
+    static let columns = """
+        key_id, tenant_id, user_id, is_admin, name, secret_sha256, requests_per_second, max_tasks_in_flight,
+        extract(epoch FROM created_at) AS created, extract(epoch FROM revoked_at) AS revoked
+        """
+
+    static func record(_ row: PostgresRow) throws -> APIKeyRecord {
+        APIKeyRecord(
+            keyID: try row.decode("key_id"), tenantID: try row.decode("tenant_id"), userID: try row.decode("user_id", as: String?.self),
+            isAdmin: try row.decode("is_admin"), name: try row.decode("name", as: String?.self),
+            requestsPerSecond: try row.decode("requests_per_second", as: Double?.self),
+            maxTasksInFlight: try row.decode("max_tasks_in_flight", as: Int?.self), createdAt: try row.decode("created"),
+            revokedAt: try row.decode("revoked", as: Double?.self), secretSHA256: try row.decode("secret_sha256"))
+    }
+}
