@@ -32,11 +32,12 @@ CREATE INDEX tasks_in_flight_by_key ON tasks (api_key_id) WHERE state IN ('queue
 
 -- The service works as this role: neither the tables' owner nor a superuser, so row-level
 -- security applies to it. Deployments grant it to the login role the service uses.
+-- Roles belong to the whole cluster: another database's migration may create it at the same moment.
 DO $$
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'agentd_service') THEN
-        CREATE ROLE agentd_service NOLOGIN;
-    END IF;
+    CREATE ROLE agentd_service NOLOGIN;
+EXCEPTION WHEN duplicate_object OR unique_violation THEN
+    NULL;
 END
 $$;
 GRANT USAGE ON SCHEMA public TO agentd_service;

@@ -22,6 +22,8 @@ public struct AgentdConfiguration: Sendable {
     public var leaseSeconds: Double
     public var maxAttempts: Int
     public var statementTimeoutSeconds: Double
+    /// On SIGTERM/SIGINT, how long running tasks may take to finish their current step.
+    public var shutdownGraceSeconds: Double
     /// The role the service works as (`SET ROLE`), so that row-level security applies; nil for none.
     public var dbRole: String?
     /// `required`: every request needs an API key. `auto`: without any active key, a service
@@ -36,7 +38,7 @@ public struct AgentdConfiguration: Sendable {
         llmAPIKey: String? = nil, llmModel: String = "gpt-4o-mini", llmTimeoutSeconds: Double = 60, llmMaxRetries: Int = 3,
         workerSlots: Int = 256, dbPoolSize: Int = 8, maxSteps: Int = 10, historyMessages: Int = 20, memoryRecallLimit: Int = 5,
         approvalTools: Set<String> = ["book_hotel"], leaseSeconds: Double = 30, maxAttempts: Int = 3,
-        statementTimeoutSeconds: Double = 30, dbRole: String? = "agentd_service", authRequired: Bool = false,
+        statementTimeoutSeconds: Double = 30, shutdownGraceSeconds: Double = 10, dbRole: String? = "agentd_service", authRequired: Bool = false,
         logLevel: Logger.Level = .info
     ) {
         self.databaseURL = databaseURL
@@ -56,6 +58,7 @@ public struct AgentdConfiguration: Sendable {
         self.leaseSeconds = leaseSeconds
         self.maxAttempts = maxAttempts
         self.statementTimeoutSeconds = statementTimeoutSeconds
+        self.shutdownGraceSeconds = shutdownGraceSeconds
         self.dbRole = dbRole
         self.authRequired = authRequired
         self.logLevel = logLevel
@@ -112,6 +115,7 @@ public struct AgentdConfiguration: Sendable {
             }
             dbRole = trimmed.isEmpty ? nil : trimmed
         }
+        if let grace = try seconds("SHUTDOWN_GRACE_S", 0...3600) { shutdownGraceSeconds = grace }
         if let auth = value("AUTH") {
             switch auth.lowercased() {
             case "required": authRequired = true

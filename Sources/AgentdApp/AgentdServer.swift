@@ -59,7 +59,7 @@ public enum AgentdServer {
         let dispatcher = Dispatcher(
             configuration: .init(
                 slots: configuration.workerSlots, leaseSeconds: configuration.leaseSeconds, maxAttempts: configuration.maxAttempts,
-                conninfo: configuration.databaseURL),
+                conninfo: configuration.databaseURL, shutdownGrace: .milliseconds(Int64(configuration.shutdownGraceSeconds * 1000))),
             work: work, runner: runner, logger: logger)
 
         let keys = KeyStore(pool: pool)

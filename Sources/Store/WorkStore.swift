@@ -313,6 +313,24 @@ public struct WorkStore: Sendable {
         return try await pool.system { try $0.query(query) }.affectedRows
     }
 
+    /// Puts every task this process still runs back in the queue (at shutdown), and wakes the
+    /// other dispatchers. Each continues from its last committed step.
+    @discardableResult
+    public func releaseOwnLeases() async throws -> Int {
+        let query: PostgresQuery = """
+            WITH released AS (
+                UPDATE tasks SET state = 'queued', message = 'queued', lease_owner = NULL, lease_expires_at = NULL,
+                    queued_at = clock_timestamp(), updated_at = now()
+                WHERE lease_owner = \(owner) AND state = 'running'
+                RETURNING 1
+            )
+            SELECT count(*) AS released,
+                   (SELECT count(pg_notify(\(TaskStore.channel), '')) FROM (SELECT 1 FROM released LIMIT 1) AS any_released) AS notified
+            FROM released
+            """
+        return try await pool.system { try $0.query(query) }.first?.decode("released", as: Int.self) ?? 0
+    }
+
     /// Puts tasks whose lease expired back in the queue, or ends them in `error` once they
     /// have used `maxAttempts`. Returns how many were re-queued and how many failed.
     public func reapExpiredLeases(maxAttempts: Int) async throws -> (requeued: Int, failed: Int) {

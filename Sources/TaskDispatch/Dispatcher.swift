@@ -20,13 +20,19 @@ public final class Dispatcher: Service {
         public var pollInterval: Duration
         /// Connection string for the LISTEN connection.
         public var conninfo: String
+        /// On shutdown, how long running tasks may take to finish their current step.
+        public var shutdownGrace: Duration
 
-        public init(slots: Int, leaseSeconds: Double, maxAttempts: Int, pollInterval: Duration = .seconds(1), conninfo: String) {
+        public init(
+            slots: Int, leaseSeconds: Double, maxAttempts: Int, pollInterval: Duration = .seconds(1), conninfo: String,
+            shutdownGrace: Duration = .seconds(10)
+        ) {
             self.slots = max(1, slots)
             self.leaseSeconds = leaseSeconds
             self.maxAttempts = max(1, maxAttempts)
             self.pollInterval = pollInterval
             self.conninfo = conninfo
+            self.shutdownGrace = shutdownGrace
         }
     }
 
@@ -73,7 +79,7 @@ public final class Dispatcher: Service {
                     for task in claimed {
                         inFlight.add(1, ordering: .relaxed)
                         group.addTask {
-                            await self.runner.run(task)
+                            await self.runner.run(task) { self.stopping.load(ordering: .relaxed) }
                             self.inFlight.subtract(1, ordering: .relaxed)
                             wake.yield()
                         }
@@ -82,8 +88,24 @@ public final class Dispatcher: Service {
                     if claimed.count == free { wake.yield() }
                 }
                 listener.stop()
-                logger.info("dispatcher stopping; waiting for running tasks", metadata: ["running": "\(running)"])
+                // Running tasks stop at their next step boundary; a step still running when the
+                // grace period ends is cancelled (its model call or statement with it).
+                logger.info("dispatcher stopping", metadata: ["running": "\(running)"])
+                let clock = ContinuousClock()
+                let deadline = clock.now + configuration.shutdownGrace
+                while running > 0, clock.now < deadline, !Task.isCancelled {
+                    try? await Task.sleep(for: .milliseconds(20))
+                }
+                if running > 0 {
+                    logger.warning("grace period over; cancelling running steps", metadata: ["running": "\(running)"])
+                    group.cancelAll()
+                }
             }
+            // Whatever this process still holds goes back to the queue now, not when its lease
+            // expires. A fresh task: this one may be cancelled.
+            let store = self.work
+            let released = await Task { try? await store.releaseOwnLeases() }.value
+            if let released, released > 0 { logger.info("handed tasks back to the queue", metadata: ["tasks": "\(released)"]) }
         } onGracefulShutdown: {
             self.stopping.store(true, ordering: .relaxed)
             wake.finish()

@@ -39,11 +39,17 @@ public struct TaskRunner: Sendable {
         self.logger = logger
     }
 
-    public func run(_ task: ClaimedTask) async {
+    /// Thrown between steps when the process is shutting down: the task goes back to the queue.
+    struct HandedBack: Error {}
+
+    /// - Parameter stopping: asked between steps; true hands the task back instead of starting another.
+    public func run(_ task: ClaimedTask, stopping: @escaping @Sendable () -> Bool = { false }) async {
         var logger = self.logger
         logger[metadataKey: "task"] = "\(task.key)"
         do {
-            try await steps(task, logger: logger)
+            try await steps(task, stopping: stopping, logger: logger)
+        } catch is HandedBack {
+            logger.info("handed back at a step boundary for shutdown")
         } catch is LeaseLost {
             logger.info("stopped: the task's lease is gone (taken over or deleted)")
         } catch is CancellationError {
@@ -57,7 +63,7 @@ public struct TaskRunner: Sendable {
         }
     }
 
-    private func steps(_ task: ClaimedTask, logger: Logger) async throws {
+    private func steps(_ task: ClaimedTask, stopping: @Sendable () -> Bool, logger: Logger) async throws {
         let context = try await work.context(for: task, historyLimit: settings.historyMessages)
         var turn = context.turn
         guard !turn.isEmpty else {
@@ -72,6 +78,7 @@ public struct TaskRunner: Sendable {
 
         while true {
             try Task.checkCancellation()
+            if stopping() { throw HandedBack() }
             let step = AgentPlanner.nextStep(
                 turn: turn, decisions: context.decisions, tools: tools, modelCalls: modelCalls, maxSteps: settings.maxSteps)
             switch step {

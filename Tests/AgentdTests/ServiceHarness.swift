@@ -38,18 +38,20 @@ final class ServiceHarness: Sendable {
         self.server = server
     }
 
+    /// - Parameter database: another service's database, to run a second process on it.
     static func start(
         model handler: @escaping @Sendable (ScriptedModelServer.Request) async -> ScriptedModelServer.Reply = { _ in .text("scripted answer") },
-        configure: (inout AgentdConfiguration) -> Void = { _ in }
+        database: String? = nil, configure: (inout AgentdConfiguration) -> Void = { _ in }
     ) async throws -> ServiceHarness {
-        let databaseURL = try await TestDatabase.migrated()
+        let databaseURL: String
+        if let database { databaseURL = database } else { databaseURL = try await TestDatabase.migrated() }
         let model = try await ScriptedModelServer.start(handler: handler)
         var configuration = AgentdConfiguration(
             databaseURL: databaseURL, host: "127.0.0.1", port: 0, llmBaseURL: model.baseURL, llmAPIKey: "test-key",
             llmModel: "scripted", llmTimeoutSeconds: 10, llmMaxRetries: 2, workerSlots: 64, dbPoolSize: 4)
         configure(&configuration)
         var logger = Logger(label: "agentd.test")
-        logger.logLevel = .warning
+        logger.logLevel = ProcessInfo.processInfo.environment["TEST_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .warning
         let (ports, portContinuation) = AsyncStream<Int>.makeStream()
         let frozen = configuration
         let group = ServiceGroup(

@@ -1,0 +1,38 @@
+import AgentKit
+import Foundation
+import Testing
+import TestSupport
+
+@Suite("graceful shutdown")
+struct ShutdownTests {
+    @Test("a stopping process hands its running task back to the queue, and another process finishes it")
+    func handBack() async throws {
+        let first = try await ServiceHarness.start(model: { _ in .delayed(.seconds(8), .text("too slow")) }) {
+            $0.shutdownGraceSeconds = 0.3
+        }
+        _ = try await first.invoke("u1", "s1", "t1", "hello")
+        for _ in 0..<500 where try first.scalar("SELECT count(*) FROM tasks WHERE state = 'running'") == 0 {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        while first.model.requestCount == 0 { try await Task.sleep(for: .milliseconds(10)) }
+        let clock = ContinuousClock()
+        let started = clock.now
+        let stopping = Task { await first.stop() }
+        // The model call is cancelled when the grace period ends, not waited for: the task is
+        // back in the queue long before the model would have answered.
+        while try first.scalar("SELECT count(*) FROM tasks WHERE state = 'queued'") == 0, clock.now - started < .seconds(20) {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(clock.now - started < .seconds(5))
+        await stopping.value
+        #expect(try first.scalar("SELECT count(*) FROM tasks WHERE state = 'queued' AND lease_owner IS NULL AND attempts = 1") == 1)
+        #expect(try first.scalar("SELECT count(*) FROM messages") == 1)
+
+        let second = try await ServiceHarness.start(model: { _ in .text("finished elsewhere") }, database: first.databaseURL)
+        defer { Task { await second.stop() } }
+        let done = try await second.settle("u1", "s1", "t1")
+        #expect(done["status"] == "completed")
+        #expect(done.body.resultMessages.last?["content"] == "finished elsewhere")
+        #expect(try second.scalar("SELECT attempts FROM tasks WHERE task_id = 't1'") == 2)
+    }
+}
