@@ -81,6 +81,26 @@ struct AuthTests {
         #expect(try await call(service, .GET, "/system/info", key: keys.tenantA).body == ["sessions_count": 2, "active_users": ["u1", "u2"]])
         #expect(try await call(service, .GET, "/system/info", key: keys.adminB).body == ["sessions_count": 3, "active_users": ["u1", "u2"]])
 
+        // And the user key's own writes work: invoke, resume, memory, delete.
+        let ownWrites: [(HTTPMethod, String, JSONValue?)] = [
+            (.POST, "/agent/invoke", ["user_id": "u1", "session_id": "s2", "task_id": "t1", "query": "hello"]),
+            (.POST, "/agent/resume", ["user_id": "u1", "session_id": "s1", "task_id": "t1", "response_type": "reject"]),
+            (.POST, "/agent/write/longterm", ["user_id": "u1", "memory_info": "I am vegetarian"]),
+        ]
+        for (method, path, body) in ownWrites {
+            let reply = try await call(service, method, path, body, key: keys.userA1)
+            #expect(reply.status == 200, "\(path): \(reply.body)")
+        }
+        #expect(try await service.status("u1", "s2", "t1").status == 401)  // polling without a key is refused
+        var settled = JSONValue.null
+        for _ in 0..<500 {
+            settled = try await call(service, .GET, "/agent/status/u1/s1/t1", key: keys.userA1).body
+            if settled["status"] == "completed" { break }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(settled["status"] == "completed")
+        #expect(try await call(service, .DELETE, "/agent/session/u1/s2", key: keys.userA1).status == 200)
+
         // Refused requests change nothing.
         let before = try counts(service)
         let otherUser: [(HTTPMethod, String, JSONValue?)] = [
