@@ -24,6 +24,8 @@ public struct AgentdConfiguration: Sendable {
     public var statementTimeoutSeconds: Double
     /// On SIGTERM/SIGINT, how long running tasks may take to finish their current step.
     public var shutdownGraceSeconds: Double
+    /// An HTTP connection that sends nothing this long is closed (idle keep-alive, stalled headers or body).
+    public var httpIdleTimeoutSeconds: Double
     /// The role the service works as (`SET ROLE`), so that row-level security applies; nil for none.
     public var dbRole: String?
     /// `required`: every request needs an API key. `auto`: without any active key, a service
@@ -38,7 +40,7 @@ public struct AgentdConfiguration: Sendable {
         llmAPIKey: String? = nil, llmModel: String = "gpt-4o-mini", llmTimeoutSeconds: Double = 60, llmMaxRetries: Int = 3,
         workerSlots: Int = 256, dbPoolSize: Int = 8, maxSteps: Int = 10, historyMessages: Int = 20, memoryRecallLimit: Int = 5,
         approvalTools: Set<String> = ["book_hotel"], leaseSeconds: Double = 30, maxAttempts: Int = 3,
-        statementTimeoutSeconds: Double = 30, shutdownGraceSeconds: Double = 10, dbRole: String? = "agentd_service", authRequired: Bool = false,
+        statementTimeoutSeconds: Double = 30, shutdownGraceSeconds: Double = 10, httpIdleTimeoutSeconds: Double = 60, dbRole: String? = "agentd_service", authRequired: Bool = false,
         logLevel: Logger.Level = .info
     ) {
         self.databaseURL = databaseURL
@@ -59,6 +61,7 @@ public struct AgentdConfiguration: Sendable {
         self.maxAttempts = maxAttempts
         self.statementTimeoutSeconds = statementTimeoutSeconds
         self.shutdownGraceSeconds = shutdownGraceSeconds
+        self.httpIdleTimeoutSeconds = httpIdleTimeoutSeconds
         self.dbRole = dbRole
         self.authRequired = authRequired
         self.logLevel = logLevel
@@ -116,6 +119,7 @@ public struct AgentdConfiguration: Sendable {
             dbRole = trimmed.isEmpty ? nil : trimmed
         }
         if let grace = try seconds("SHUTDOWN_GRACE_S", 0...3600) { shutdownGraceSeconds = grace }
+        if let idle = try seconds("HTTP_IDLE_TIMEOUT_S", 1...3600) { httpIdleTimeoutSeconds = idle }
         if let auth = value("AUTH") {
             switch auth.lowercased() {
             case "required": authRequired = true

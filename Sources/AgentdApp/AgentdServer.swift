@@ -84,6 +84,7 @@ public enum AgentdServer {
 
         let app = Application(
             router: router,
+            server: .http1(configuration: .init(idleTimeout: .milliseconds(Int64(configuration.httpIdleTimeoutSeconds * 1000)))),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "agentd"),
             services: [dispatcher],
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? configuration.port) },
