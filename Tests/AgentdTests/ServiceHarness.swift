@@ -84,13 +84,15 @@ final class ServiceHarness: Sendable {
     // MARK: HTTP
 
     func send(
-        _ method: HTTPMethod, _ path: String, body: String? = nil, contentType: String? = "application/json", authorization: String? = nil
+        _ method: HTTPMethod, _ path: String, body: String? = nil, contentType: String? = "application/json", authorization: String? = nil,
+        rawBody: [UInt8]? = nil
     ) async throws -> Reply {
         var request = HTTPClientRequest(url: baseURL + path)
         request.method = method
         if let contentType { request.headers.add(name: "Content-Type", value: contentType) }
         if let authorization { request.headers.add(name: "Authorization", value: authorization) }
         if let body { request.body = .bytes(ByteBuffer(string: body)) }
+        if let rawBody { request.body = .bytes(ByteBuffer(bytes: rawBody)) }
         let response = try await client.execute(request, timeout: .seconds(30))
         let bytes = try await response.body.collect(upTo: 16 << 20)
         let data = Data(buffer: bytes)
