@@ -13,6 +13,27 @@ public struct ClaimedTask: Sendable {
     public var dispatchLatency: Double
 }
 
+/// A claim that its worker let go of without settling the task; see `releaseAbandoned`.
+public struct AbandonedLease: Sendable, Hashable, Codable {
+    public var tenantID: String
+    public var userID: String
+    public var sessionID: String
+    public var taskID: String
+    public var attempt: Int
+
+    public init(_ task: ClaimedTask) {
+        tenantID = task.key.tenantID
+        userID = task.key.userID
+        sessionID = task.key.sessionID
+        taskID = task.key.taskID
+        attempt = task.attempt
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case tenantID = "tenant_id", userID = "user_id", sessionID = "session_id", taskID = "task_id", attempt
+    }
+}
+
 /// Everything a worker needs to take the next step of a task.
 public struct RunContext: Sendable {
     /// This task's messages so far, the human query first.
@@ -304,11 +325,14 @@ public struct WorkStore: Sendable {
         """
     }
 
-    /// Extends the leases of every task this process runs.
-    public func renewLeases() async throws -> Int {
+    /// Extends the leases of every task this process runs, except the ones its workers
+    /// abandoned: those must be released, not kept alive.
+    public func renewLeases(excluding abandoned: [AbandonedLease] = []) async throws -> Int {
         let query: PostgresQuery = """
             UPDATE tasks SET lease_expires_at = now() + make_interval(secs => \(leaseSeconds))
             WHERE lease_owner = \(owner) AND state = 'running'
+              AND NOT EXISTS (SELECT 1 FROM \(fragment: try Self.abandonedRows(abandoned))
+                              WHERE \(unsafeSQL: Self.abandonedMatchesTask))
             """
         return try await pool.system { try $0.query(query) }.affectedRows
     }
@@ -317,11 +341,26 @@ public struct WorkStore: Sendable {
     /// other dispatchers. Each continues from its last committed step.
     @discardableResult
     public func releaseOwnLeases() async throws -> Int {
+        try await requeueOwn(matching: "TRUE")
+    }
+
+    /// Puts back in the queue the tasks this process's workers gave up on without settling
+    /// them (the database went away mid-step). The attempt number keeps a task that has
+    /// since been claimed again safe from a stale release.
+    @discardableResult
+    public func releaseAbandoned(_ abandoned: [AbandonedLease]) async throws -> Int {
+        guard !abandoned.isEmpty else { return 0 }
+        return try await requeueOwn(matching: """
+            EXISTS (SELECT 1 FROM \(fragment: try Self.abandonedRows(abandoned)) WHERE \(unsafeSQL: Self.abandonedMatchesTask))
+            """)
+    }
+
+    private func requeueOwn(matching filter: PostgresQuery) async throws -> Int {
         let query: PostgresQuery = """
             WITH released AS (
                 UPDATE tasks SET state = 'queued', message = 'queued', lease_owner = NULL, lease_expires_at = NULL,
                     queued_at = clock_timestamp(), updated_at = now()
-                WHERE lease_owner = \(owner) AND state = 'running'
+                WHERE lease_owner = \(owner) AND state = 'running' AND (\(fragment: filter))
                 RETURNING 1
             )
             SELECT count(*) AS released,
@@ -330,6 +369,18 @@ public struct WorkStore: Sendable {
             """
         return try await pool.system { try $0.query(query) }.first?.decode("released", as: Int.self) ?? 0
     }
+
+    private static func abandonedRows(_ abandoned: [AbandonedLease]) throws -> PostgresQuery {
+        let rows = try PostgresJSON(abandoned)
+        return """
+            jsonb_to_recordset(\(rows)) AS abandoned(tenant_id text, user_id text, session_id text, task_id text, attempt integer)
+            """
+    }
+
+    private static let abandonedMatchesTask = """
+        abandoned.tenant_id = tasks.tenant_id AND abandoned.user_id = tasks.user_id
+        AND abandoned.session_id = tasks.session_id AND abandoned.task_id = tasks.task_id AND abandoned.attempt = tasks.attempts
+        """
 
     /// Puts tasks whose lease expired back in the queue, or ends them in `error` once they
     /// have used `maxAttempts`. Returns how many were re-queued and how many failed.

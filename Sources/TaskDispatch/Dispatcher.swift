@@ -42,6 +42,9 @@ public final class Dispatcher: Service {
     let logger: Logger
     private let inFlight = Atomic<Int>(0)
     private let stopping = Atomic<Bool>(false)
+    /// Tasks whose workers let go of them unsettled; released by the maintenance loop as soon
+    /// as the database takes the statement, and never renewed meanwhile.
+    private let abandoned = Mutex<Set<AbandonedLease>>([])
 
     public init(configuration: Configuration, work: WorkStore, runner: TaskRunner, logger: Logger) {
         self.configuration = configuration
@@ -79,7 +82,8 @@ public final class Dispatcher: Service {
                     for task in claimed {
                         inFlight.add(1, ordering: .relaxed)
                         group.addTask {
-                            await self.runner.run(task) { self.stopping.load(ordering: .relaxed) }
+                            let settled = await self.runner.run(task) { self.stopping.load(ordering: .relaxed) }
+                            if !settled { _ = self.abandoned.withLock { $0.insert(AbandonedLease(task)) } }
                             self.inFlight.subtract(1, ordering: .relaxed)
                             wake.yield()
                         }
@@ -123,7 +127,13 @@ public final class Dispatcher: Service {
         let interval = Duration.milliseconds(Int64(configuration.leaseSeconds * 1000 / 3))
         while await sleepUnlessStopping(interval) {
             do {
-                _ = try await work.renewLeases()
+                let letGo = Array(abandoned.withLock { $0 })
+                _ = try await work.renewLeases(excluding: letGo)
+                if try await work.releaseAbandoned(letGo) > 0 {
+                    logger.info("released abandoned tasks back to the queue", metadata: ["tasks": "\(letGo.count)"])
+                    wake.yield()
+                }
+                abandoned.withLock { $0.subtract(letGo) }
                 let reaped = try await work.reapExpiredLeases(maxAttempts: configuration.maxAttempts)
                 if reaped.requeued > 0 || reaped.failed > 0 {
                     logger.warning("expired leases", metadata: ["requeued": "\(reaped.requeued)", "failed": "\(reaped.failed)"])

@@ -43,23 +43,35 @@ public struct TaskRunner: Sendable {
     struct HandedBack: Error {}
 
     /// - Parameter stopping: asked between steps; true hands the task back instead of starting another.
-    public func run(_ task: ClaimedTask, stopping: @escaping @Sendable () -> Bool = { false }) async {
+    /// - Returns: false when the task may still be `running` under this process's lease with
+    ///   nobody working on it (the database failed mid-step): the caller must release it.
+    @discardableResult
+    public func run(_ task: ClaimedTask, stopping: @escaping @Sendable () -> Bool = { false }) async -> Bool {
         var logger = self.logger
         logger[metadataKey: "task"] = "\(task.key)"
         do {
             try await steps(task, stopping: stopping, logger: logger)
+            return true
         } catch is HandedBack {
             logger.info("handed back at a step boundary for shutdown")
+            return false
         } catch is LeaseLost {
             logger.info("stopped: the task's lease is gone (taken over or deleted)")
+            return true
         } catch is CancellationError {
-            logger.info("stopped by shutdown; the task goes back to the queue when its lease expires")
+            logger.info("stopped by shutdown; the task goes back to the queue")
+            return false
         } catch let error as PostgresError where error.isConnectionFailure {
-            // Nothing can be committed now; the lease runs out and the task is retried.
-            logger.warning("database unavailable while running the task", metadata: ["error": "\(String(reflecting: error))"])
+            logger.warning("database unavailable while running the task; it goes back to the queue", metadata: ["error": "\(String(reflecting: error))"])
+            return false
         } catch {
             logger.error("task failed", metadata: ["error": "\(String(reflecting: error))"])
-            try? await work.finish(task, state: .error, result: nil, message: "internal error while running the task")
+            do {
+                try await work.finish(task, state: .error, result: nil, message: "internal error while running the task")
+                return true
+            } catch {
+                return false
+            }
         }
     }
 

@@ -1,0 +1,181 @@
+import AgentKit
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import Postgres
+import Testing
+import TestSupport
+
+/// Real `agentd serve` processes (the binary `make test` builds), killed for real.
+@Suite("process death")
+struct ProcessDeathTests {
+    final class AgentdProcess: @unchecked Sendable {
+        // Touched by the test's task only; the pipe reader only reads `output`.
+        let process = Process()
+        let port: Int
+        let logURL: URL
+        var log: String { Self.read(logURL) }
+        static func read(_ url: URL) -> String { (try? String(contentsOf: url, encoding: .utf8)) ?? "" }
+
+        init(databaseURL: String, modelURL: String, leaseSeconds: Int) async throws {
+            let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            process.executableURL = root.appendingPathComponent(".build/debug/agentd")
+            process.arguments = ["serve", "--no-migrate"]
+            process.environment = [
+                "DATABASE_URL": databaseURL, "PORT": "0", "LLM_BASE_URL": modelURL, "LLM_MODEL": "scripted",
+                "LEASE_SECONDS": "\(leaseSeconds)", "WORKER_SLOTS": "8", "LOG_LEVEL": "info", "DB_POOL_SIZE": "4",
+                "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin",
+            ]
+            // The logs (and the bound port) go to standard error, kept in a file: a pipe that
+            // nobody drains would block the child.
+            let logURL = FileManager.default.temporaryDirectory.appendingPathComponent("agentd-\(UUID().uuidString).log")
+            FileManager.default.createFile(atPath: logURL.path, contents: nil)
+            let log = try FileHandle(forWritingTo: logURL)
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = log
+            try process.run()
+            try log.close()
+            let clock = ContinuousClock()
+            let deadline = clock.now + .seconds(30)
+            var found: Int?
+            while found == nil, clock.now < deadline, process.isRunning {
+                found = Self.read(logURL).firstMatch(of: /address=http:\/\/127\.0\.0\.1:(\d+)/).flatMap { Int($0.1) }
+                if found == nil { try await Task.sleep(for: .milliseconds(20)) }
+            }
+            guard let found else {
+                process.terminate()
+                throw ServiceHarness.HarnessError(message: "agentd did not start: \(Self.read(logURL).suffix(500))")
+            }
+            port = found
+            self.logURL = logURL
+        }
+
+        func kill() {
+            Foundation.kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+
+        func terminate() {
+            process.terminate()
+            process.waitUntilExit()
+        }
+    }
+
+    /// A third of the tasks answer plainly, a third call `multiply`, a third wait for approval of `book_hotel`;
+    /// every model call takes 100 ms so that a killed process holds tasks mid-flight.
+    @Sendable static func mixedModel(_ request: ScriptedModelServer.Request) async -> ScriptedModelServer.Reply {
+        guard let last = request.messages.last else { return .text("empty") }
+        let reply: ScriptedModelServer.Reply
+        if last.type == .tool {
+            reply = .text("final: \(last.content)")
+        } else if last.content.hasPrefix("multiply") {
+            reply = .toolCalls([ToolCall(id: "call_mul", name: "multiply", args: ["a": 6, "b": 7])])
+        } else if last.content.hasPrefix("hotel") {
+            reply = .toolCalls([ToolCall(id: "call_hotel", name: "book_hotel", args: ["hotel_name": "如家酒店"])])
+        } else {
+            reply = .text("done: \(last.content)")
+        }
+        return .delayed(.milliseconds(100), reply)
+    }
+
+    @Test("SIGKILL under load: every accepted task completes exactly once; the survivor takes over within the lease")
+    func killOneOfTwo() async throws {
+        let databaseURL = try await TestDatabase.migrated()
+        let model = try await ScriptedModelServer.start(handler: Self.mixedModel)
+        let a = try await AgentdProcess(databaseURL: databaseURL, modelURL: model.baseURL, leaseSeconds: 2)
+        let b = try await AgentdProcess(databaseURL: databaseURL, modelURL: model.baseURL, leaseSeconds: 2)
+        let client = HTTPClient(eventLoopGroupProvider: .singleton)
+        let total = 300
+        let kinds = ["plain", "multiply", "hotel"]
+        func ids(_ i: Int) -> (user: String, session: String, task: String) { ("u\(i % 7)", "s\(i % 40)", "t\(i)") }
+
+        func post(_ port: Int, _ path: String, _ body: JSONValue) async throws -> Int {
+            var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)")
+            request.method = .POST
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(ByteBuffer(string: body.jsonText))
+            let response = try await client.execute(request, timeout: .seconds(10))
+            return Int(response.status.code)
+        }
+        func invoke(_ port: Int, _ i: Int) async throws -> Int {
+            let (user, session, task) = ids(i)
+            return try await post(port, "/agent/invoke", [
+                "user_id": .string(user), "session_id": .string(session), "task_id": .string(task), "query": .string("\(kinds[i % 3]) \(i)"),
+            ])
+        }
+        let connection = try PostgresConnection.connect(databaseURL)
+        defer { connection.close() }
+        func count(_ sql: PostgresQuery) throws -> Int { try connection.query(sql).first?.decode("n", as: Int.self) ?? -1 }
+        // Approves each interrupted task once, through whichever process is alive.
+        var approved = Set<String>()
+        func approveInterrupted(_ port: Int) async throws {
+            for row in try connection.query("SELECT user_id, session_id, task_id FROM tasks WHERE state = 'interrupted'").rows {
+                let task = try row.decode("task_id", as: String.self)
+                guard approved.insert(task).inserted else { continue }
+                let status = try await post(port, "/agent/resume", [
+                    "user_id": .string(try row.decode("user_id", as: String.self)), "session_id": .string(try row.decode("session_id", as: String.self)),
+                    "task_id": .string(task), "response_type": "accept",
+                ])
+                #expect(status == 200, "resume of \(task)")
+            }
+        }
+        let runningOnA: PostgresQuery = "SELECT count(*) AS n FROM tasks WHERE state = 'running' AND lease_owner LIKE \("%:\(a.process.processIdentifier):%")"
+
+        // Before: half the tasks through A and half through B.
+        for i in 0..<total / 2 { #expect(try await invoke(i % 2 == 0 ? a.port : b.port, i) == 200) }
+        try await approveInterrupted(a.port)
+        // Kill A while it holds running tasks.
+        let clock = ContinuousClock()
+        let waitStart = clock.now
+        while try count(runningOnA) == 0, clock.now - waitStart < .seconds(20) {
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        let orphans = try count(runningOnA)
+        a.kill()
+        let killedAt = clock.now
+        // During and after: B takes all new work, and all approvals.
+        for i in total / 2..<total { #expect(try await invoke(b.port, i) == 200) }
+
+        var remaining = total
+        var takeover: Duration?
+        while remaining > 0, clock.now - killedAt < .seconds(60) {
+            try await approveInterrupted(b.port)
+            if takeover == nil, try count(runningOnA) == 0 { takeover = clock.now - killedAt }
+            remaining = try count("SELECT count(*) AS n FROM tasks WHERE state <> 'completed'")
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        let drained = clock.now - killedAt
+        print("process death: \(total) tasks, \(orphans) orphaned by SIGKILL, taken over after \(String(describing: takeover)), all completed \(drained) after the kill")
+        #expect(orphans > 0, "A was killed while running tasks")
+        #expect(remaining == 0, "tasks not completed")
+        #expect(try count("SELECT count(*) AS n FROM tasks WHERE state = 'completed'") == total)
+        #expect(try count("SELECT count(*) AS n FROM tasks WHERE attempts > 1") >= orphans)
+        // Exactly once: plain tasks hold query and answer; tool tasks query, call, one tool result, answer.
+        #expect(try count("SELECT count(*) AS n FROM messages") == total / 3 * (2 + 4 + 4))
+        #expect(try count("""
+            SELECT count(*) AS n FROM (
+              SELECT t.task_id FROM tasks t JOIN messages m USING (tenant_id, user_id, session_id, task_id)
+              GROUP BY t.task_id, t.query
+              HAVING count(*) FILTER (WHERE m.type = 'tool') <> CASE WHEN t.query LIKE 'plain%' THEN 0 ELSE 1 END
+                  OR count(*) FILTER (WHERE m.type = 'human') <> 1
+            ) AS odd
+            """) == 0)
+        // The lease (2 s) plus the reaper's period and a few seconds.
+        #expect(try #require(takeover) < .seconds(10))
+
+        // The killed process, restarted, rejoins and works.
+        let restarted = try await AgentdProcess(databaseURL: databaseURL, modelURL: model.baseURL, leaseSeconds: 2)
+        #expect(try await invoke(restarted.port, total) == 200)
+        while try count("SELECT count(*) AS n FROM tasks WHERE task_id = \("t\(total)") AND state = 'completed'") == 0, clock.now - killedAt < .seconds(90) {
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        let last = try connection.query("SELECT state, message, attempts, lease_owner, seq FROM tasks WHERE task_id = \("t\(total)")").first
+        #expect(try last?.decode("state", as: String.self) == "completed", "\(String(describing: last)) \(restarted.log.suffix(2000))")
+
+        restarted.terminate()
+        b.terminate()
+        for process in [a, b, restarted] { try? FileManager.default.removeItem(at: process.logURL) }
+        try await client.shutdown()
+        await model.shutdown()
+    }
+}
