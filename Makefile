@@ -9,7 +9,7 @@ DEV_DATABASE_URL := postgres://postgres@127.0.0.1:$(DEV_PG_PORT)/agentd
 # invalidate) the debug build.
 RELEASE := -c release --scratch-path .build-release
 
-.PHONY: all build run test deps db db-stop clean bench-memory
+.PHONY: all build run test deps db db-stop clean bench-memory fuzz chaos
 
 all: build
 
@@ -35,6 +35,20 @@ test: deps
 bench-memory: deps
 	$(SWIFT) build $(RELEASE) --product agentd-bench
 	scripts/with-test-db.sh "$$($(SWIFT) build $(RELEASE) --show-bin-path)/agentd-bench" memory $(BENCH_MEMORY_FLAGS)
+
+# Schemathesis (from PyPI, in .data/fuzz-venv) against a live server on a throwaway database:
+# FUZZ_EXAMPLES cases per operation, every answer checked against openapi.yaml.
+fuzz: deps
+	$(SWIFT) build --product agentd
+	AGENTD_BIN="$$($(SWIFT) build --show-bin-path)/agentd" scripts/with-test-db.sh scripts/fuzz.sh
+
+# The failure scenarios of the suite (SIGKILL and SIGTERM of one of two processes, a PostgreSQL
+# restart) with CHAOS_TASKS tasks each, as one table.
+CHAOS_TASKS ?= 1500
+chaos: deps
+	$(SWIFT) build --build-tests
+	CHAOS_TASKS=$(CHAOS_TASKS) scripts/with-test-db.sh $(SWIFT) test --skip-build --filter 'ProcessDeathTests|DatabaseRestartTests' \
+		| scripts/chaos-table.sh
 
 # A persistent development cluster under .data/ on port $(DEV_PG_PORT), with database agentd.
 db: deps

@@ -83,12 +83,9 @@ public struct AgentController: Sendable {
         default: throw APIError.unprocessable("args must be an object")
         }
         let decision = HumanDecision(kind: kind, args: body.args == .null ? nil : body.args)
+        // PostgreSQL's jsonb cannot hold NUL, in a key or in a value.
+        if decision.args?.containsNUL == true { throw APIError.unprocessable("args must not contain NUL characters") }
         if let problem = decision.problem { throw APIError.unprocessable(problem) }
-        if case .object(let object)? = decision.args {
-            guard !object.values.contains(where: { $0.jsonText.contains("\\u0000") }) else {
-                throw APIError.unprocessable("args must not contain NUL characters")
-            }
-        }
         switch try await tasks.resume(key, decision: decision) {
         case .queued:
             return ids(key)

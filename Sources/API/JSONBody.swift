@@ -110,3 +110,15 @@ enum Validate {
         return value
     }
 }
+
+extension JSONValue {
+    /// True when a key or a string anywhere inside holds U+0000.
+    var containsNUL: Bool {
+        switch self {
+        case .string(let text): text.unicodeScalars.contains("\u{0}")
+        case .array(let items): items.contains { $0.containsNUL }
+        case .object(let members): members.contains { $0.key.unicodeScalars.contains("\u{0}") || $0.value.containsNUL }
+        default: false
+        }
+    }
+}

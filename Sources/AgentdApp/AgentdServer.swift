@@ -75,8 +75,19 @@ public enum AgentdServer {
         // Before the auth middleware, which applies to routes added after it: load balancers
         // probe health without a key, and it says nothing about anyone's data.
         router.get("/health") { _, _ -> Response in
-            try await pool.healthCheck()
+            do {
+                try await pool.healthCheck()
+            } catch {
+                throw APIError(.serviceUnavailable, "the database is unavailable", headers: [.retryAfter: "1"])
+            }
             return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: .init(string: #"{"status":"ok"}"#)))
+        }
+        // The API's description is public, as FastAPI's /openapi.json is.
+        let openAPI = Self.openAPIDocument()
+        if openAPI == nil { logger.warning("openapi.yaml not found beside the sql/ folder; GET /openapi.yaml answers 404") }
+        router.get("/openapi.yaml") { _, _ -> Response in
+            guard let openAPI else { throw HTTPError(.notFound, message: "openapi.yaml was not found beside the sql/ folder") }
+            return Response(status: .ok, headers: [.contentType: "application/yaml"], body: .init(byteBuffer: openAPI))
         }
         router.add(middleware: AuthMiddleware(keys: keys, mode: open ? .openWhileNoKeys : .required))
         AgentController(tasks: TaskStore(pool: pool), sessions: SessionStore(pool: pool), memories: memories).addRoutes(to: router)
@@ -90,6 +101,13 @@ public enum AgentdServer {
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? configuration.port) },
             logger: logger)
         try await app.runService(gracefulShutdownSignals: signals)
+    }
+
+    /// `openapi.yaml` from the repository (or installation) root, the folder that holds sql/.
+    static func openAPIDocument() -> ByteBuffer? {
+        guard let sql = Migrator.locateDirectory() else { return nil }
+        let url = sql.standardizedFileURL.deletingLastPathComponent().appendingPathComponent("openapi.yaml")
+        return FileManager.default.contents(atPath: url.path).map { ByteBuffer(bytes: $0) }
     }
 
     public struct RefusedToStart: Error, CustomStringConvertible {

@@ -2,6 +2,7 @@ import AgentKit
 import Foundation
 import NIOHTTP1
 import Testing
+import TestSupport
 
 @Suite("hostile input")
 struct HostileInputTests {
@@ -43,5 +44,32 @@ struct HostileInputTests {
         #expect(try await service.invoke("u1", "s1", "t1", "hi").status == 200)
         #expect(try await service.settle("u1", "s1", "t1")["status"] == "completed")
         #expect(try service.scalar("SELECT count(*) FROM tasks") <= 2)
+    }
+
+    @Test("NUL anywhere in resume args (a string, a nested key) is refused with 422, not stored")
+    func nulInArgs() async throws {
+        let service = try await ServiceHarness.start(model: hotelModel)
+        defer { Task { await service.stop() } }
+        #expect(try await service.invoke("u1", "s1", "t1", "book").status == 200)
+        #expect(try await service.settle("u1", "s1", "t1")["status"] == "interrupted")
+        for args: JSONValue in ["answer\u{0}", ["outer": ["in\u{0}ner": 1]], ["list": ["a", "b\u{0}"]]] {
+            let reply = try await service.resume("u1", "s1", "t1", "response", args: args)
+            #expect(reply.status == 422, "\(args.jsonText)")
+            #expect(reply.body["detail"]?.stringValue?.contains("NUL") == true)
+        }
+        #expect(try await service.status("u1", "s1", "t1").body["status"] == "interrupted")
+    }
+
+    @Test("the API's description is served, without a key, as the repository holds it")
+    func openAPIServed() async throws {
+        let service = try await ServiceHarness.start()
+        defer { Task { await service.stop() } }
+        let reply = try await service.get("/openapi.yaml")
+        #expect(reply.status == 200)
+        #expect(reply.headers.first(name: "Content-Type") == "application/yaml")
+        let served = reply.body.stringValue ?? ""
+        let file = try String(contentsOf: TestDatabase.sqlDirectory.deletingLastPathComponent().appendingPathComponent("openapi.yaml"), encoding: .utf8)
+        #expect(served == file)
+        #expect(served.hasPrefix("openapi: 3.1"))
     }
 }

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# make fuzz: schemathesis (from PyPI) generates requests from openapi.yaml against a live
+# agentd on a throwaway database, and checks every answer against the description: no 5xx,
+# the documented status codes, content types and response schemas. The server must still be
+# serving afterwards. FUZZ_EXAMPLES sets the cases per operation (default 300).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+agentd=${AGENTD_BIN:?set AGENTD_BIN to the agentd executable}
+examples=${FUZZ_EXAMPLES:-300}
+venv=${FUZZ_VENV:-$root/.data/fuzz-venv}
+schemathesis_version=4.32.5
+
+if [ ! -x "$venv/bin/schemathesis" ]; then
+    if ! python3 -m venv "$venv" >/dev/null 2>&1; then
+        if [ "$(id -u)" -eq 0 ]; then
+            DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >&2
+            rm -rf "$venv"
+            python3 -m venv "$venv"
+        else
+            echo "python3 -m venv failed; install it with: sudo apt-get install -y python3-venv" >&2
+            exit 1
+        fi
+    fi
+    "$venv/bin/pip" install -q "schemathesis==$schemathesis_version"
+fi
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/agentd-fuzz-XXXXXX")
+server=""
+cleanup() {
+    [ -n "$server" ] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+# The offline model: the fuzz run is about the HTTP surface, not about a model's answers.
+env -u LLM_BASE_URL HOST=127.0.0.1 PORT="$port" LOG_LEVEL=error "$agentd" serve >"$work/agentd.log" 2>&1 &
+server=$!
+for _ in $(seq 1 100); do
+    curl -fsS "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break
+    kill -0 "$server" 2>/dev/null || { echo "agentd did not start:" >&2; cat "$work/agentd.log" >&2; exit 1; }
+    sleep 0.1
+done
+
+status=0
+"$venv/bin/schemathesis" run "$root/openapi.yaml" --url "http://127.0.0.1:$port" \
+    --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
+    --max-examples "$examples" --phases examples,coverage,fuzzing --seed "${FUZZ_SEED:-1}" \
+    --suppress-health-check all --request-timeout 10 --no-color \
+    --report ndjson --report-ndjson-path "$work/events.ndjson" >"$work/schemathesis.out" 2>&1 || status=$?
+tail -n 40 "$work/schemathesis.out"
+
+requests=$(python3 - "$work/events.ndjson" <<'PY'
+import json, sys
+count = 0
+for line in open(sys.argv[1]):
+    event = json.loads(line)
+    for name, body in event.items():
+        if name == "ScenarioFinished":
+            for case in (body.get("recorder") or {}).get("interactions", {}).values():
+                count += 1
+print(count)
+PY
+) || requests="?"
+alive=yes
+curl -fsS "http://127.0.0.1:$port/health" >/dev/null 2>&1 || alive=no
+echo
+echo "fuzz: requests sent ${requests}; schemathesis exit ${status}; server still serving: ${alive}"
+[ "$alive" = yes ] && [ "$status" -eq 0 ]
