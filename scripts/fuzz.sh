@@ -46,7 +46,7 @@ status=0
 "$venv/bin/schemathesis" run "$root/openapi.yaml" --url "http://127.0.0.1:$port" \
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
     --max-examples "$examples" --phases examples,coverage,fuzzing --seed "${FUZZ_SEED:-1}" \
-    --suppress-health-check all --request-timeout 10 --no-color \
+    --suppress-health-check all --request-timeout 10 --no-color --generation-database none \
     --report ndjson --report-ndjson-path "$work/events.ndjson" >"$work/schemathesis.out" 2>&1 || status=$?
 tail -n 40 "$work/schemathesis.out"
 
