@@ -32,7 +32,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=$("$root/scripts/pg.sh" free-port)
 # The offline model: the fuzz run is about the HTTP surface, not about a model's answers.
 env -u LLM_BASE_URL HOST=127.0.0.1 PORT="$port" LOG_LEVEL=error "$agentd" serve >"$work/agentd.log" 2>&1 &
 server=$!
@@ -50,20 +50,19 @@ status=0
     --report ndjson --report-ndjson-path "$work/events.ndjson" >"$work/schemathesis.out" 2>&1 || status=$?
 tail -n 40 "$work/schemathesis.out"
 
-requests=$(python3 - "$work/events.ndjson" <<'PY'
+# Requests sent and checks failed, from schemathesis's event log.
+counts=$(python3 - "$work/events.ndjson" <<'PY'
 import json, sys
-count = 0
+requests = failures = 0
 for line in open(sys.argv[1]):
-    event = json.loads(line)
-    for name, body in event.items():
-        if name == "ScenarioFinished":
-            for case in (body.get("recorder") or {}).get("interactions", {}).values():
-                count += 1
-print(count)
+    recorder = json.loads(line).get("ScenarioFinished", {}).get("recorder") or {}
+    requests += len(recorder.get("interactions", {}))
+    failures += sum(check.get("status") == "failure" for checks in recorder.get("checks", {}).values() for check in checks)
+print(f"requests sent {requests}; failed checks {failures}")
 PY
-) || requests="?"
+) || counts="event log unreadable"
 alive=yes
 curl -fsS "http://127.0.0.1:$port/health" >/dev/null 2>&1 || alive=no
 echo
-echo "fuzz: requests sent ${requests}; schemathesis exit ${status}; server still serving: ${alive}"
+echo "fuzz: ${counts}; schemathesis exit ${status}; server still serving: ${alive}"
 [ "$alive" = yes ] && [ "$status" -eq 0 ]

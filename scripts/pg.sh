@@ -3,6 +3,7 @@
 #   pg.sh deps             install libpq-dev and postgresql if missing (apt-get when root)
 #   pg.sh start DIR [PORT] create (if new) and start a cluster in DIR on 127.0.0.1; prints the port
 #   pg.sh stop DIR         stop the cluster in DIR
+#   pg.sh free-port        print a free TCP port on 127.0.0.1
 # PostgreSQL refuses to run as root, so as root the cluster runs as the postgres user.
 set -euo pipefail
 
@@ -78,5 +79,6 @@ case "${1:-}" in
     deps) deps ;;
     start) shift; start "$@" ;;
     stop) shift; stop "$@" ;;
-    *) echo "usage: $0 deps | start DIR [PORT] | stop DIR" >&2; exit 2 ;;
+    free-port) free_port ;;
+    *) echo "usage: $0 deps | start DIR [PORT] | stop DIR | free-port" >&2; exit 2 ;;
 esac

@@ -129,8 +129,9 @@ public final class Dispatcher: Service {
             do {
                 let letGo = Array(abandoned.withLock { $0 })
                 _ = try await work.renewLeases(excluding: letGo)
-                if try await work.releaseAbandoned(letGo) > 0 {
-                    logger.info("released abandoned tasks back to the queue", metadata: ["tasks": "\(letGo.count)"])
+                let released = try await work.releaseAbandoned(letGo)
+                if released > 0 {
+                    logger.info("released abandoned tasks back to the queue", metadata: ["tasks": "\(released)"])
                     wake.yield()
                 }
                 abandoned.withLock { $0.subtract(letGo) }
