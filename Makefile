@@ -9,7 +9,7 @@ DEV_DATABASE_URL := postgres://postgres@127.0.0.1:$(DEV_PG_PORT)/agentd
 # invalidate) the debug build.
 RELEASE := -c release --scratch-path .build-release
 
-.PHONY: all build run test deps db db-stop clean bench-memory fuzz chaos
+.PHONY: all build run test deps db db-stop clean bench bench-smoke bench-memory fuzz chaos
 
 all: build
 
@@ -29,6 +29,27 @@ run: build
 test: deps
 	$(SWIFT) build --build-tests
 	scripts/with-test-db.sh $(SWIFT) test --skip-build
+
+# The service under load (BENCHMARKS.md): release build, a throwaway cluster with production's
+# durability (fsync and synchronous_commit on) and pg_stat_statements, the scripted model server,
+# agentd as a child process, one table on standard output. BENCH_FLAGS adds options
+# (`agentd-bench service --help`).
+BENCH_PG_OPTIONS ?= -c shared_preload_libraries=pg_stat_statements
+bench: deps
+	$(SWIFT) build $(RELEASE) --product agentd
+	$(SWIFT) build $(RELEASE) --product agentd-bench
+	THROWAWAY_PG_OPTIONS="$(BENCH_PG_OPTIONS)" scripts/with-test-db.sh \
+		"$$($(SWIFT) build $(RELEASE) --show-bin-path)/agentd-bench" service $(BENCH_FLAGS)
+
+# Every phase of `make bench` for a second or a few dozen tasks, on the debug build: proves the
+# bench still runs (CI), measures nothing.
+SMOKE_FLAGS := --ceiling-seconds 1 --clients 4 --seconds 1 --dispatch-rate 50 --dispatch-seconds 1 --approvals 8 \
+	--approval-clients 2 --inflight 40 --inflight-model-seconds 0.5 --read-seconds 1 --read-connections 4 --cost-tasks 40
+bench-smoke: deps
+	$(SWIFT) build --product agentd
+	$(SWIFT) build --product agentd-bench
+	THROWAWAY_PG_OPTIONS="$(BENCH_PG_OPTIONS)" scripts/with-test-db.sh \
+		"$$($(SWIFT) build --show-bin-path)/agentd-bench" service $(SMOKE_FLAGS)
 
 # Long-term memory: recall@5 and MRR on bench/memory/recall-set.json, then recall latency over
 # 1,000,000 memories of 10,000 users, on a throwaway cluster. BENCH_MEMORY_FLAGS=--rows 100000 for a shorter run.

@@ -46,20 +46,33 @@ let package = Package(
             name: "agentd",
             dependencies: ["AgentdApp", "Store", "Postgres", .product(name: "ArgumentParser", package: "swift-argument-parser"), logging, serviceLifecycle]
         ),
-        // `make bench-memory` (and the benchmarks to come): measurements, not tests.
+        // A scripted OpenAI-compatible model server over real HTTP: the model stand-in of the tests and of `make bench`.
+        .target(name: "ScriptedModel", dependencies: ["AgentKit", hummingbird, logging, serviceLifecycle]),
+        // `agentd serve` as a child process, for the tests that kill it and for `make bench`.
+        .target(name: "AgentdProcess"),
+        // `make bench` and `make bench-memory`: measurements, not tests.
         .target(name: "BenchSupport", dependencies: ["Store"]),
         .executableTarget(
             name: "agentd-bench",
-            dependencies: ["BenchSupport", "Store", "Postgres", .product(name: "ArgumentParser", package: "swift-argument-parser"), logging]
+            dependencies: [
+                "BenchSupport", "ScriptedModel", "AgentdProcess", "Store", "Postgres", "AgentKit", asyncHTTPClient,
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"), logging,
+            ]
         ),
-        // Helpers shared by the test targets: throwaway databases, the scripted model server.
-        .target(name: "TestSupport", dependencies: ["Postgres", "Store", "AgentKit", hummingbird, logging, serviceLifecycle], path: "Tests/TestSupport"),
+        // Helpers shared by the test targets: throwaway databases; re-exports the scripted model server.
+        .target(
+            name: "TestSupport", dependencies: ["Postgres", "Store", "AgentKit", "ScriptedModel", hummingbird, logging, serviceLifecycle],
+            path: "Tests/TestSupport"),
         .testTarget(name: "AgentKitTests", dependencies: ["AgentKit"]),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "Store", "TestSupport"]),
         .testTarget(name: "ModelClientTests", dependencies: ["ModelClient", "AgentKit", "TestSupport", asyncHTTPClient]),
         .testTarget(
             name: "AgentdTests",
-            dependencies: ["AgentdApp", "AgentKit", "Store", "Postgres", "TestSupport", "BenchSupport", asyncHTTPClient, serviceLifecycle, logging]
+            dependencies: [
+                "AgentdApp", "AgentKit", "Store", "Postgres", "TestSupport", "BenchSupport", "AgentdProcess", asyncHTTPClient, serviceLifecycle,
+                logging,
+            ]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -10,8 +10,10 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-# Durability settings off: this cluster is thrown away, and the suite runs faster.
-port=$(PG_EXTRA_OPTIONS="-c fsync=off -c synchronous_commit=off -c full_page_writes=off" "$here/pg.sh" start "$dir")
+# Durability settings off by default: this cluster is thrown away, and the suite runs faster.
+# Benchmarks pass their own settings in THROWAWAY_PG_OPTIONS (durable, as in production).
+options=${THROWAWAY_PG_OPTIONS-"-c fsync=off -c synchronous_commit=off -c full_page_writes=off"}
+port=$(PG_EXTRA_OPTIONS="$options" "$here/pg.sh" start "$dir")
 export DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres"
 echo "throwaway PostgreSQL on 127.0.0.1:$port ($dir)" >&2
 "$@"

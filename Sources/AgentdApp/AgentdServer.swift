@@ -26,7 +26,11 @@ public enum AgentdServer {
                 connectionSettings: .init(
                     statementTimeout: .milliseconds(Int64(configuration.statementTimeoutSeconds * 1000)), role: configuration.dbRole)),
             logger: logger)
-        let httpClient = HTTPClient(eventLoopGroupProvider: .singleton)
+        // AsyncHTTPClient keeps 8 connections per host by default and queues the rest; every busy
+        // worker slot may be waiting on the model, so the model host gets one connection per slot.
+        var httpConfiguration = HTTPClient.Configuration()
+        httpConfiguration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = configuration.workerSlots
+        let httpClient = HTTPClient(eventLoopGroupProvider: .singleton, configuration: httpConfiguration)
         do {
             try await serve(
                 configuration, pool: pool, httpClient: httpClient, model: model, logger: logger, signals: gracefulShutdownSignals,

@@ -51,6 +51,8 @@ public final class PostgresConnection: Sendable {
     private let cancelHandle: Mutex<Handle>
     /// The password from the conninfo, removed from any error text before it leaves this type.
     private let secret: String?
+    /// Custom settings in force for the whole session (see `applyForSession`).
+    private let sessionSettings = Mutex<[String: String]>([:])
     public let backendPID: Int32
 
     // MARK: Connecting
@@ -258,6 +260,31 @@ public final class PostgresConnection: Sendable {
         return value
     }
 
+    /// Makes `settings` hold for the session, so that statements outside a transaction block run
+    /// under them. The connection remembers what it applied and sends only changes: for one
+    /// tenant after another on the same connection, nothing at all. Applied outside any
+    /// transaction, so no rollback can undo it behind the connection's back.
+    public func applyForSession(_ settings: [(name: String, value: String)]) throws {
+        let changed = sessionSettings.withLock { applied in settings.filter { applied[$0.name] != $0.value } }
+        guard !changed.isEmpty else { return }
+        var query = PostgresQuery(unsafeSQL: "SELECT ")
+        for (index, (name, value)) in changed.enumerated() {
+            try Self.checkSettingName(name)
+            query.sql += (index == 0 ? "" : ", ") + "set_config($\(2 * index + 1), $\(2 * index + 2), false)"
+            query.binds += [PostgresBind(type: String.postgresType, text: name), PostgresBind(type: String.postgresType, text: value)]
+        }
+        try self.query(query)
+        sessionSettings.withLock { applied in
+            for (name, value) in changed { applied[name] = value }
+        }
+    }
+
+    private static func checkSettingName(_ name: String) throws {
+        guard name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_" || $0 == ".") }) else {
+            throw PostgresError(code: .clientError, message: "invalid setting name \(name)")
+        }
+    }
+
     /// Runs `body` in a transaction that first sets each of `settings` with `SET LOCAL`, so
     /// they hold for this transaction only (custom settings such as `agentd.tenant_id`).
     /// Names must be setting names, never input; values are quoted as literals.
@@ -265,9 +292,7 @@ public final class PostgresConnection: Sendable {
     public func withTransaction<T>(settings: [(name: String, value: String)], _ body: (PostgresConnection) throws -> T) throws -> T {
         var begin = "BEGIN;"
         for (name, value) in settings {
-            guard name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_" || $0 == ".") }) else {
-                throw PostgresError(code: .clientError, message: "invalid setting name \(name)")
-            }
+            try Self.checkSettingName(name)
             begin += " SET LOCAL \(name) = \(try escapeLiteral(value));"
         }
         return try withTransaction(begin: begin, body)

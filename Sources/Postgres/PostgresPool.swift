@@ -103,6 +103,18 @@ public final class PostgresPool: Sendable {
         }
     }
 
+    /// Runs `body` outside a transaction block, each statement its own transaction, under session
+    /// `settings` (see `PostgresConnection.applyForSession`): a one-statement body is one round trip.
+    @discardableResult
+    public func withSessionSettings<T: Sendable>(
+        _ settings: [(name: String, value: String)], _ body: @escaping @Sendable (PostgresConnection) throws -> T
+    ) async throws -> T {
+        try await withConnection { connection in
+            try connection.applyForSession(settings)
+            return try body(connection)
+        }
+    }
+
     @discardableResult
     public func query(_ query: PostgresQuery) async throws -> PostgresResult {
         try await withConnection { connection in try connection.query(query) }

@@ -21,8 +21,18 @@ public struct APIKeyRecord: Sendable {
 /// its stored SHA-256 in constant time.
 public struct KeyStore: Sendable {
     let pool: PostgresPool
+    /// Open mode asks on every request; concurrent requests share one read (see `Coalesced`).
+    private let activeKeyReads: Coalesced<Bool>
 
-    public init(pool: PostgresPool) { self.pool = pool }
+    public init(pool: PostgresPool) {
+        self.pool = pool
+        activeKeyReads = Coalesced {
+            try await pool.system { connection in
+                try connection.query("SELECT EXISTS (SELECT 1 FROM api_keys WHERE revoked_at IS NULL) AS active").first?.decode("active", as: Bool.self)
+                    ?? false
+            }
+        }
+    }
 
     public struct NewKey: Sendable {
         public var record: APIKeyRecord
@@ -36,7 +46,7 @@ public struct KeyStore: Sendable {
         let keyID = Self.randomToken(length: 12)
         let secret = Self.randomToken(length: 32)
         let hash = Self.sha256(secret)
-        let row = try await pool.system { connection in
+        let row = try await pool.systemTransaction { connection in
             try connection.query("INSERT INTO tenants (tenant_id) VALUES (\(tenantID)) ON CONFLICT DO NOTHING")
             return try connection.query("""
                 INSERT INTO api_keys (key_id, tenant_id, user_id, is_admin, name, secret_sha256, requests_per_second, max_tasks_in_flight)
@@ -64,10 +74,7 @@ public struct KeyStore: Sendable {
 
     /// Whether any key is active: without one, a loopback-only service may run open.
     public func anyActive() async throws -> Bool {
-        try await pool.system { connection in
-            try connection.query("SELECT EXISTS (SELECT 1 FROM api_keys WHERE revoked_at IS NULL) AS active").first?.decode("active", as: Bool.self)
-                ?? false
-        }
+        try await activeKeyReads.value()
     }
 
     /// The active key that `presented` is, or nil. Read on every request, so a revocation takes

@@ -133,8 +133,8 @@ public struct TaskStore: Sendable {
                         state: TaskState(rawValue: state) ?? .error,
                         message: try row.decode("message", as: String?.self),
                         query: try row.decode("query", as: String.self),
-                        result: try row.decode("result", as: PostgresJSON?.self)?.decode(JSONValue.self),
-                        interruptData: try row.decode("interrupt_data", as: PostgresJSON?.self)?.decode(JSONValue.self),
+                        result: try row.decode("result", as: PostgresJSON?.self).map { try JSONValue(parsing: $0.bytes) },
+                        interruptData: try row.decode("interrupt_data", as: PostgresJSON?.self).map { try JSONValue(parsing: $0.bytes) },
                         updatedAt: try row.decode("updated", as: Double.self)))
             }
             let session = try connection.query("""

@@ -120,10 +120,16 @@ public struct WorkStore: Sendable {
                         SELECT t.tenant_id, t.user_id, t.session_id, t.task_id
                         FROM tasks t
                         WHERE t.state = 'queued'
+                          -- Two probes, each on a partial index (tasks_one_running_per_session,
+                          -- tasks_queued_by_session): one NOT EXISTS with an OR walked the whole session.
                           AND NOT EXISTS (
                               SELECT 1 FROM tasks o
                               WHERE o.tenant_id = t.tenant_id AND o.user_id = t.user_id AND o.session_id = t.session_id
-                                AND (o.state = 'running' OR (o.state = 'queued' AND o.seq < t.seq)))
+                                AND o.state = 'running')
+                          AND NOT EXISTS (
+                              SELECT 1 FROM tasks o
+                              WHERE o.tenant_id = t.tenant_id AND o.user_id = t.user_id AND o.session_id = t.session_id
+                                AND o.state = 'queued' AND o.seq < t.seq)
                         ORDER BY t.seq
                         LIMIT \(limit)
                         FOR UPDATE SKIP LOCKED
@@ -162,11 +168,16 @@ public struct WorkStore: Sendable {
                 WHERE tenant_id = \(key.tenantID) AND user_id = \(key.userID) AND session_id = \(key.sessionID) AND task_id = \(key.taskID)
                 ORDER BY position
                 """).rows.map(StoreCoding.message(from:))
+            // Every task has at least its query message, so the last `historyLimit` completed tasks
+            // hold the window: the scan stays bounded however long the session is.
             let recent = try connection.query("""
                 SELECT m.type, m.content, m.tool_calls, m.name, m.tool_call_id
-                FROM messages m JOIN tasks t USING (tenant_id, user_id, session_id, task_id)
-                WHERE t.tenant_id = \(key.tenantID) AND t.user_id = \(key.userID) AND t.session_id = \(key.sessionID)
-                  AND t.seq < \(task.seq) AND t.state = 'completed'
+                FROM (SELECT tenant_id, user_id, session_id, task_id, seq FROM tasks
+                      WHERE tenant_id = \(key.tenantID) AND user_id = \(key.userID) AND session_id = \(key.sessionID)
+                        AND seq < \(task.seq) AND state = 'completed'
+                      ORDER BY seq DESC
+                      LIMIT \(max(0, historyLimit))) t
+                JOIN messages m USING (tenant_id, user_id, session_id, task_id)
                 ORDER BY t.seq DESC, m.position DESC
                 LIMIT \(max(0, historyLimit))
                 """).rows.map(StoreCoding.message(from:))
@@ -177,7 +188,7 @@ public struct WorkStore: Sendable {
                   AND task_id = \(key.taskID) AND decision IS NOT NULL
                 """).rows {
                 guard let kind = HumanDecision.Kind(rawValue: try row.decode("decision", as: String.self)) else { continue }
-                let args = try row.decode("decision_args", as: PostgresJSON?.self)?.decode(JSONValue.self)
+                let args = try row.decode("decision_args", as: PostgresJSON?.self).map { try JSONValue(parsing: $0.bytes) }
                 decisions[try row.decode("tool_call_id", as: String.self)] = HumanDecision(kind: kind, args: args)
             }
             return RunContext(
@@ -188,25 +199,51 @@ public struct WorkStore: Sendable {
     /// Commits the model's reply as the turn's next message, with its `llm_calls` row.
     public func appendModelReply(_ task: ClaimedTask, position: Int, message: ChatMessage, call: ModelCallRecord) async throws {
         let key = task.key
-        let toolCalls = try StoreCoding.json(message.toolCalls)
+        let writes = try modelReplyWrites(key, position: position, message: message, call: call)
         let lease = renewLease(key)
         let written = try await pool.tenant(key.tenantID) { connection in
             try connection.query("""
-                WITH lease AS (\(fragment: lease)), message AS (
-                    INSERT INTO messages (tenant_id, user_id, session_id, task_id, position, type, content, tool_calls)
-                    SELECT \(key.tenantID), \(key.userID), \(key.sessionID), \(key.taskID), \(position), 'ai', \(message.content), \(toolCalls)
-                    FROM lease
-                    RETURNING 1
-                ), usage AS (
-                    \(unsafeSQL: Self.insertModelCall)
-                    VALUES (\(key.tenantID), \(key.userID), \(key.sessionID), \(key.taskID), \(call.model),
-                            \(call.usage?.promptTokens), \(call.usage?.completionTokens), \(call.latencyMilliseconds), 'ok', NULL)
-                    RETURNING 1
-                )
+                WITH lease AS (\(fragment: lease)), \(fragment: writes)
                 SELECT (SELECT count(*) FROM message) AS written, (SELECT count(*) FROM usage) AS recorded
                 """).first?.decode("written", as: Int.self)
         }
         guard written == 1 else { throw LeaseLost(key: key) }
+    }
+
+    /// The model's final answer and the task's completion in one statement (one commit instead of
+    /// two): the reply's message and `llm_calls` row, and the task `completed` with `result`.
+    public func completeWithModelReply(
+        _ task: ClaimedTask, position: Int, message: ChatMessage, call: ModelCallRecord, result: JSONValue
+    ) async throws {
+        let key = task.key
+        let writes = try modelReplyWrites(key, position: position, message: message, call: call)
+        let end = try endTask(key, state: .completed, result: result, message: nil)
+        let written = try await pool.tenant(key.tenantID) { connection in
+            try connection.query("""
+                WITH task AS (\(fragment: end)), lease AS (SELECT 1 FROM task), \(fragment: writes)
+                SELECT (SELECT count(*) FROM message) AS written, \(fragment: wakeSessionQueue(key)) AS woke
+                """).first?.decode("written", as: Int.self)
+        }
+        guard written == 1 else { throw LeaseLost(key: key) }
+    }
+
+    /// CTEs `message` and `usage` of a model reply: the message is written only if CTE `lease`
+    /// has a row; the model call is recorded either way.
+    private func modelReplyWrites(_ key: TaskKey, position: Int, message: ChatMessage, call: ModelCallRecord) throws -> PostgresQuery {
+        let toolCalls = try StoreCoding.json(message.toolCalls)
+        return """
+            message AS (
+                INSERT INTO messages (tenant_id, user_id, session_id, task_id, position, type, content, tool_calls)
+                SELECT \(key.tenantID), \(key.userID), \(key.sessionID), \(key.taskID), \(position), 'ai', \(message.content), \(toolCalls)
+                FROM lease
+                RETURNING 1
+            ), usage AS (
+                \(unsafeSQL: Self.insertModelCall)
+                VALUES (\(key.tenantID), \(key.userID), \(key.sessionID), \(key.taskID), \(call.model),
+                        \(call.usage?.promptTokens), \(call.usage?.completionTokens), \(call.latencyMilliseconds), 'ok', NULL)
+                RETURNING 1
+            )
+            """
     }
 
     /// Records a model call that failed (the task's end is committed separately).
@@ -285,22 +322,27 @@ public struct WorkStore: Sendable {
     /// Ends the task: `completed` with its result, or `error` with a message.
     public func finish(_ task: ClaimedTask, state: TaskState, result: JSONValue?, message: String?) async throws {
         let key = task.key
-        let payload = try result.map { try StoreCoding.json($0) }
-        let owner = self.owner
+        let end = try endTask(key, state: state, result: result, message: message)
         let written = try await pool.tenant(key.tenantID) { connection in
             try connection.query("""
-                WITH task AS (
-                    UPDATE tasks SET state = \(state.rawValue), result = \(payload), message = \(message), interrupt_data = NULL,
-                        lease_owner = NULL, lease_expires_at = NULL, finished_at = clock_timestamp(), updated_at = now()
-                    WHERE tenant_id = \(key.tenantID) AND user_id = \(key.userID) AND session_id = \(key.sessionID)
-                      AND task_id = \(key.taskID) AND state = 'running' AND lease_owner = \(owner)
-                    RETURNING 1
-                )
+                WITH task AS (\(fragment: end))
                 SELECT (SELECT count(*) FROM task) AS written,
                        \(fragment: wakeSessionQueue(key)) AS woke
                 """).first?.decode("written", as: Int.self)
         }
         guard written == 1 else { throw LeaseLost(key: key) }
+    }
+
+    /// A CTE body that ends the task if this worker still holds its lease, returning one row, or none.
+    private func endTask(_ key: TaskKey, state: TaskState, result: JSONValue?, message: String?) throws -> PostgresQuery {
+        let payload = try result.map { try StoreCoding.json($0) }
+        return """
+            UPDATE tasks SET state = \(state.rawValue), result = \(payload), message = \(message), interrupt_data = NULL,
+                lease_owner = NULL, lease_expires_at = NULL, finished_at = clock_timestamp(), updated_at = now()
+            WHERE tenant_id = \(key.tenantID) AND user_id = \(key.userID) AND session_id = \(key.sessionID)
+              AND task_id = \(key.taskID) AND state = 'running' AND lease_owner = \(owner)
+            RETURNING 1
+            """
     }
 
     /// A CTE body that extends this worker's lease on the task and returns one row, or none

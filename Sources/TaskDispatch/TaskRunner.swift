@@ -112,12 +112,20 @@ public struct TaskRunner: Sendable {
                     return
                 }
                 let message = Self.withUniqueCallIDs(reply.message, turn: turn)
-                try await work.appendModelReply(
-                    task, position: turn.count, message: message,
-                    call: ModelCallRecord(
-                        model: reply.model, usage: reply.usage, latencyMilliseconds: (clock.now - started).milliseconds, error: nil))
+                let record = ModelCallRecord(
+                    model: reply.model, usage: reply.usage, latencyMilliseconds: (clock.now - started).milliseconds, error: nil)
+                let position = turn.count
                 turn.append(message)
                 modelCalls += 1
+                // A final answer is written together with the task's end: one commit, not two.
+                if case .finish = AgentPlanner.nextStep(
+                    turn: turn, decisions: context.decisions, tools: tools, modelCalls: modelCalls, maxSteps: settings.maxSteps)
+                {
+                    try await work.completeWithModelReply(
+                        task, position: position, message: message, call: record, result: ["messages": .array(turn.map(\.jsonValue))])
+                    return
+                }
+                try await work.appendModelReply(task, position: position, message: message, call: record)
 
             case .runTool(let call, let arguments, let decision):
                 let started = clock.now

@@ -9,7 +9,7 @@ struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "agentd-bench",
         abstract: "agentd's benchmarks. Each one creates its own databases on the server at DATABASE_URL.",
-        subcommands: [MemoryBench.self]
+        subcommands: [ServiceBench.self, MemoryBench.self]
     )
 }
 
@@ -17,7 +17,7 @@ struct Bench: AsyncParsableCommand {
 enum BenchDatabase {
     static func adminURL() throws -> String {
         guard let url = ProcessInfo.processInfo.environment["DATABASE_URL"], !url.isEmpty else {
-            throw ValidationError("DATABASE_URL is not set; run through `make bench-memory`, which starts a throwaway cluster")
+            throw ValidationError("DATABASE_URL is not set; run through `make bench` or `make bench-memory`, which start a throwaway cluster")
         }
         return url
     }

@@ -1,4 +1,5 @@
 import AgentKit
+import AgentdProcess
 import AsyncHTTPClient
 import Foundation
 import NIOCore
@@ -9,58 +10,14 @@ import TestSupport
 /// Real `agentd serve` processes (the binary `make test` builds), killed for real.
 @Suite("process death")
 struct ProcessDeathTests {
-    final class AgentdProcess: @unchecked Sendable {
-        // Touched by the test's task only.
-        let process = Process()
-        let port: Int
-        let logURL: URL
-        var log: String { Self.read(logURL) }
-        static func read(_ url: URL) -> String { (try? String(contentsOf: url, encoding: .utf8)) ?? "" }
-
-        init(databaseURL: String, modelURL: String, leaseSeconds: Int) async throws {
-            process.executableURL = TestDatabase.sqlDirectory.deletingLastPathComponent().appendingPathComponent(".build/debug/agentd")
-            process.arguments = ["serve", "--no-migrate"]
-            process.environment = [
-                "DATABASE_URL": databaseURL, "PORT": "0", "LLM_BASE_URL": modelURL, "LLM_MODEL": "scripted",
-                "LEASE_SECONDS": "\(leaseSeconds)", "WORKER_SLOTS": "8", "LOG_LEVEL": "info", "DB_POOL_SIZE": "4",
-                "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin",
-            ]
-            // The logs (and the bound port) go to standard error, kept in a file: a pipe that
-            // nobody drains would block the child.
-            let logURL = FileManager.default.temporaryDirectory.appendingPathComponent("agentd-\(UUID().uuidString).log")
-            FileManager.default.createFile(atPath: logURL.path, contents: nil)
-            let log = try FileHandle(forWritingTo: logURL)
-            process.standardOutput = FileHandle.nullDevice
-            process.standardError = log
-            try process.run()
-            try log.close()
-            let clock = ContinuousClock()
-            let deadline = clock.now + .seconds(30)
-            var found: Int?
-            while found == nil, clock.now < deadline, process.isRunning {
-                found = Self.read(logURL).firstMatch(of: /address=http:\/\/127\.0\.0\.1:(\d+)/).flatMap { Int($0.1) }
-                if found == nil { try await Task.sleep(for: .milliseconds(20)) }
-            }
-            guard let found else {
-                process.terminate()
-                throw ServiceHarness.HarnessError(message: "agentd did not start: \(Self.read(logURL).suffix(500))")
-            }
-            port = found
-            self.logURL = logURL
-        }
-
-        /// Sends `signal` and waits for the process to exit; returns its exit status.
-        @discardableResult
-        func kill(_ signal: Int32) -> Int32 {
-            Foundation.kill(process.processIdentifier, signal)
-            process.waitUntilExit()
-            return process.terminationStatus
-        }
-
-        /// A failed expectation must not leave a server running after the suite.
-        func stopIfRunning() {
-            if process.isRunning { kill(SIGTERM) }
-        }
+    /// The binary `make test` built, with this suite's settings: short leases, few slots.
+    static func launch(databaseURL: String, modelURL: String, leaseSeconds: Int) async throws -> AgentdProcess {
+        try await AgentdProcess(
+            executable: TestDatabase.sqlDirectory.deletingLastPathComponent().appendingPathComponent(".build/debug/agentd"),
+            environment: [
+                "DATABASE_URL": databaseURL, "LLM_BASE_URL": modelURL, "LLM_MODEL": "scripted", "LEASE_SECONDS": "\(leaseSeconds)",
+                "WORKER_SLOTS": "8", "DB_POOL_SIZE": "4", "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin",
+            ])
     }
 
     /// A third of the tasks answer plainly, a third call `multiply`, a third wait for approval of `book_hotel`;
@@ -100,9 +57,9 @@ struct ProcessDeathTests {
         let scenario = signal == SIGKILL ? "SIGKILL" : "SIGTERM"
         let databaseURL = try await TestDatabase.migrated()
         let model = try await ScriptedModelServer.start(handler: Self.mixedModel)
-        let a = try await AgentdProcess(databaseURL: databaseURL, modelURL: model.baseURL, leaseSeconds: 2)
-        let b = try await AgentdProcess(databaseURL: databaseURL, modelURL: model.baseURL, leaseSeconds: 2)
-        defer { for process in [a, b] { process.stopIfRunning(); try? FileManager.default.removeItem(at: process.logURL) } }
+        let a = try await Self.launch(databaseURL: databaseURL, modelURL: model.baseURL, leaseSeconds: 2)
+        let b = try await Self.launch(databaseURL: databaseURL, modelURL: model.baseURL, leaseSeconds: 2)
+        defer { for process in [a, b] { process.stop() } }
         let client = HTTPClient(eventLoopGroupProvider: .singleton)
         let total = Self.total
         let kinds = ["plain", "multiply", "hotel"]
@@ -138,7 +95,7 @@ struct ProcessDeathTests {
                 #expect(status == 200, "resume of \(task)")
             }
         }
-        let runningOnA: PostgresQuery = "SELECT count(*) AS n FROM tasks WHERE state = 'running' AND lease_owner LIKE \("%:\(a.process.processIdentifier):%")"
+        let runningOnA: PostgresQuery = "SELECT count(*) AS n FROM tasks WHERE state = 'running' AND lease_owner LIKE \("%:\(a.pid):%")"
 
         // Before: half the tasks through A and half through B.
         for i in 0..<total / 2 { #expect(try await invoke(i % 2 == 0 ? a.port : b.port, i) == 200) }
@@ -202,8 +159,8 @@ struct ProcessDeathTests {
         #expect(try #require(takeover) < takeoverBound)
 
         // The stopped process, restarted, rejoins and works.
-        let restarted = try await AgentdProcess(databaseURL: databaseURL, modelURL: model.baseURL, leaseSeconds: 2)
-        defer { restarted.stopIfRunning(); try? FileManager.default.removeItem(at: restarted.logURL) }
+        let restarted = try await Self.launch(databaseURL: databaseURL, modelURL: model.baseURL, leaseSeconds: 2)
+        defer { restarted.stop() }
         #expect(try await invoke(restarted.port, total) == 200)
         while try count("SELECT count(*) AS n FROM tasks WHERE task_id = \("t\(total)") AND state = 'completed'") == 0, clock.now - killedAt < .seconds(90) {
             try await Task.sleep(for: .milliseconds(50))

@@ -37,6 +37,8 @@ public final class ScriptedModelServer: Sendable {
 
     private struct State {
         var handler: @Sendable (Request) async -> Reply
+        /// Off in benchmarks, where keeping every request would grow without bound.
+        var recordsRequests: Bool
         var queue: [Reply] = []
         var requests: [Request] = []
     }
@@ -66,10 +68,10 @@ public final class ScriptedModelServer: Sendable {
         self.server = server
     }
 
-    public static func start(handler: @escaping @Sendable (Request) async -> Reply = { _ in .text("scripted answer") }) async throws
-        -> ScriptedModelServer
-    {
-        let box = Box(handler: handler)
+    public static func start(
+        recordsRequests: Bool = true, handler: @escaping @Sendable (Request) async -> Reply = { _ in .text("scripted answer") }
+    ) async throws -> ScriptedModelServer {
+        let box = Box(handler: handler, recordsRequests: recordsRequests)
         let router = Router()
         router.post("/v1/chat/completions") { request, _ -> Response in
             let buffer = try await request.body.collect(upTo: 64 << 20)
@@ -104,12 +106,14 @@ public final class ScriptedModelServer: Sendable {
     /// Shares the state between the route closure and the server object.
     private final class Box: Sendable {
         let state: Mutex<State>
-        init(handler: @escaping @Sendable (Request) async -> Reply) { state = Mutex(State(handler: handler)) }
+        init(handler: @escaping @Sendable (Request) async -> Reply, recordsRequests: Bool) {
+            state = Mutex(State(handler: handler, recordsRequests: recordsRequests))
+        }
 
         /// Records the request and picks its reply (queued first, else the handler).
         func next(for request: Request) -> @Sendable (Request) async -> Reply {
             state.withLock { state in
-                state.requests.append(request)
+                if state.recordsRequests { state.requests.append(request) }
                 if !state.queue.isEmpty {
                     let reply = state.queue.removeFirst()
                     return { _ in reply }

@@ -1,0 +1,78 @@
+import Foundation
+
+/// `agentd serve --no-migrate` as a child process on a free port: for the tests that kill it and
+/// for `make bench`, which measures it as it is deployed.
+public final class AgentdProcess: @unchecked Sendable {
+    // Touched by the owning task only.
+    private let process = Process()
+    public let port: Int
+    public let logURL: URL
+    public var pid: Int32 { process.processIdentifier }
+    public var log: String { Self.read(logURL) }
+
+    public struct LaunchError: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    /// `environment` is the whole environment of the child; PORT=0, HOST and LOG_LEVEL are set here.
+    public init(executable: URL, environment: [String: String]) async throws {
+        process.executableURL = executable
+        process.arguments = ["serve", "--no-migrate"]
+        process.environment = environment.merging(["PORT": "0", "HOST": "127.0.0.1", "LOG_LEVEL": "info"]) { _, fixed in fixed }
+        // The log (and the bound port) goes to standard error, kept in a file: a pipe nobody drains would block the child.
+        let logURL = FileManager.default.temporaryDirectory.appendingPathComponent("agentd-\(UUID().uuidString).log")
+        _ = FileManager.default.createFile(atPath: logURL.path, contents: nil)
+        let log = try FileHandle(forWritingTo: logURL)
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = log
+        try process.run()
+        try log.close()
+        let clock = ContinuousClock()
+        let deadline = clock.now + .seconds(30)
+        var found: Int?
+        while found == nil, clock.now < deadline, process.isRunning {
+            found = Self.read(logURL).firstMatch(of: /address=http:\/\/127\.0\.0\.1:(\d+)/).flatMap { Int($0.1) }
+            if found == nil { try await Task.sleep(for: .milliseconds(20)) }
+        }
+        guard let found else {
+            if process.isRunning { process.terminate() }
+            throw LaunchError(description: "agentd did not start: \(Self.read(logURL).suffix(800))")
+        }
+        port = found
+        self.logURL = logURL
+    }
+
+    static func read(_ url: URL) -> String { (try? String(contentsOf: url, encoding: .utf8)) ?? "" }
+
+    /// Sends `signal` and waits for the process to exit; returns its exit status.
+    @discardableResult
+    public func kill(_ signal: Int32) -> Int32 {
+        Foundation.kill(process.processIdentifier, signal)
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+
+    /// SIGTERM (graceful shutdown) if it still runs, and the log file removed.
+    public func stop() {
+        if process.isRunning { kill(SIGTERM) }
+        try? FileManager.default.removeItem(at: logURL)
+    }
+
+    /// Resident memory now and its peak, in MiB, from /proc.
+    public func memory() -> (resident: Double, peak: Double)? {
+        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return nil }
+        func kibibytes(_ field: String) -> Double? {
+            guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix(field + ":") }) else { return nil }
+            return line.split(separator: " ").dropFirst().first.flatMap { Double($0) }
+        }
+        guard let resident = kibibytes("VmRSS"), let peak = kibibytes("VmHWM") else { return nil }
+        return (resident / 1024, peak / 1024)
+    }
+
+    /// Starts a new peak (Linux: writing 5 to clear_refs resets VmHWM to the current resident size).
+    public func resetPeakMemory() -> Bool {
+        guard let handle = FileHandle(forWritingAtPath: "/proc/\(pid)/clear_refs") else { return false }
+        defer { try? handle.close() }
+        return (try? handle.write(contentsOf: Data("5".utf8))) != nil
+    }
+}

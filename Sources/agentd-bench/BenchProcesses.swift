@@ -1,0 +1,102 @@
+import ArgumentParser
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// PostgreSQL's own programs (pgbench, pg_waldump), from the newest server version installed.
+func postgresTool(_ name: String) throws -> String {
+    var candidates: [String] = []
+    let versions = (try? FileManager.default.contentsOfDirectory(atPath: "/usr/lib/postgresql")) ?? []
+    for version in versions.sorted(by: { (Int($0) ?? 0) > (Int($1) ?? 0) }) {
+        candidates.append("/usr/lib/postgresql/\(version)/bin/\(name)")
+    }
+    for directory in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin").split(separator: ":") {
+        candidates.append("\(directory)/\(name)")
+    }
+    guard let found = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
+        throw ValidationError("\(name) not found (it ships with the postgresql package)")
+    }
+    return found
+}
+
+/// Commit records in the WAL between two positions: transactions that wrote, each one a WAL
+/// flush the committer waited for. Read-only statements leave none.
+func walCommits(dataDirectory: String, from start: String, to end: String) throws -> Int {
+    let outputURL = FileManager.default.temporaryDirectory.appendingPathComponent("agentd-bench-\(UUID().uuidString).waldump")
+    defer { try? FileManager.default.removeItem(at: outputURL) }
+    let status = try spawnAndWait(
+        try postgresTool("pg_waldump"), ["--stats=record", "-p", dataDirectory + "/pg_wal", "-s", start, "-e", end], output: outputURL.path)
+    let text = (try? String(contentsOf: outputURL, encoding: .utf8)) ?? ""
+    guard status == 0, let commits = text.firstMatch(of: /Transaction\/COMMIT\s+(\d+)/).flatMap({ Int($0.1) }) else {
+        throw ValidationError("pg_waldump failed: \(text.suffix(800))")
+    }
+    return commits
+}
+
+/// pgbench, for the machine's own ceiling on the same cluster.
+enum PGBench {
+    struct Result: Sendable {
+        var transactionsPerSecond: Double
+        var averageLatencyMilliseconds: Double
+    }
+
+    /// `script` with `clients` connections for `seconds`, over the extended protocol with unnamed
+    /// statements, as agentd sends its statements.
+    static func run(url: String, script: String, clients: Int, seconds: Int) throws -> Result {
+        guard let components = URLComponents(string: url) else { throw ValidationError("cannot read \(url)") }
+        let scriptURL = FileManager.default.temporaryDirectory.appendingPathComponent("agentd-bench-\(UUID().uuidString).sql")
+        try script.write(to: scriptURL, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: scriptURL) }
+        let outputURL = scriptURL.appendingPathExtension("out")
+        defer { try? FileManager.default.removeItem(at: outputURL) }
+        let status = try spawnAndWait(
+            try postgresTool("pgbench"),
+            [
+                "-n", "-M", "extended", "-c", "\(clients)", "-j", "\(min(clients, 2))", "-T", "\(seconds)", "-f", scriptURL.path,
+                "-h", components.host ?? "127.0.0.1", "-p", "\(components.port ?? 5432)", "-U", components.user ?? "postgres",
+                String(components.path.dropFirst()),
+            ], output: outputURL.path)
+        let text = (try? String(contentsOf: outputURL, encoding: .utf8)) ?? ""
+        guard status == 0, let tps = text.firstMatch(of: /tps = ([0-9.]+)/).flatMap({ Double($0.1) }),
+            let latency = text.firstMatch(of: /latency average = ([0-9.]+) ms/).flatMap({ Double($0.1) })
+        else {
+            throw ValidationError("pgbench failed: \(text.suffix(800))")
+        }
+        return Result(transactionsPerSecond: tps, averageLatencyMilliseconds: latency)
+    }
+}
+
+/// Runs `path` with `arguments`, standard output and error into the file `output`, and returns its
+/// exit status. Not Foundation's Process: its children inherit the parent's blocked signals, and
+/// pgbench's `-T` timer is a SIGALRM that would then never arrive.
+func spawnAndWait(_ path: String, _ arguments: [String], output: String) throws -> Int32 {
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+    posix_spawn_file_actions_adddup2(&actions, 1, 2)
+    var attributes = posix_spawnattr_t()
+    posix_spawnattr_init(&attributes)
+    defer { posix_spawnattr_destroy(&attributes) }
+    var unblocked = sigset_t()
+    sigemptyset(&unblocked)
+    posix_spawnattr_setsigmask(&attributes, &unblocked)
+    var defaults = sigset_t()
+    sigemptyset(&defaults)
+    for signal in [SIGALRM, SIGPIPE, SIGINT, SIGTERM] { sigaddset(&defaults, signal) }
+    posix_spawnattr_setsigdefault(&attributes, &defaults)
+    posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+    let argv: [UnsafeMutablePointer<CChar>?] = ([path] + arguments).map { strdup($0) } + [nil]
+    defer { for argument in argv { free(argument) } }
+    var pid: pid_t = 0
+    let spawned = posix_spawn(&pid, path, &actions, &attributes, argv, environ)
+    guard spawned == 0 else { throw ValidationError("cannot run \(path): \(String(cString: strerror(spawned)))") }
+    var status: Int32 = 0
+    while waitpid(pid, &status, 0) == -1 {
+        guard errno == EINTR else { throw ValidationError("waitpid: \(String(cString: strerror(errno)))") }
+    }
+    // WIFEXITED / WEXITSTATUS, which Swift does not import.
+    return status & 0x7f == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+}

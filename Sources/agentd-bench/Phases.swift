@@ -1,0 +1,359 @@
+import AgentdProcess
+import Foundation
+import Postgres
+import Synchronization
+
+/// Phases 2 to 7 against one running agentd. Each phase uses user ids of its own ("p2c64-u3",
+/// "p5-u7"...), so the service's own timestamps for it can be read back from `tasks`.
+struct Phases: Sendable {
+    let bench: ServiceBench
+    let client: LoadClient
+    let db: PostgresPool
+    let child: AgentdProcess
+    let modelLatency: ModelLatency
+    let ceiling: Ceiling
+    let report: Report
+
+    func run(levels: [Int]) async throws {
+        let phases = Set(bench.only.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
+        // Per-task cost first: its commits per task turn the throughput figures into a share of the commit ceiling.
+        let cost = phases.contains("7") ? try await perTaskCost() : nil
+        if phases.contains("2") {
+            for clients in levels { try await throughput(clients: clients, cost: cost) }
+        }
+        if phases.contains("3") { try await dispatch() }
+        if phases.contains("4") { try await approvals() }
+        if phases.contains("5") { try await inFlight() }
+        if phases.contains("6") {
+            // A completed task to read: one of phase 2's, or one made for the purpose.
+            if !phases.contains("2") {
+                try await client.invoke(user: "p6-u0", session: "s", task: "t0", query: "question")
+                try await waitUntilDone(prefix: "p6-", count: 1)
+            }
+            try await reads(
+                path: bench.readPath ?? (phases.contains("2") ? "/agent/status/p2c\(levels[0])-u0/s/t0" : "/agent/status/p6-u0/s/t0"))
+        }
+    }
+
+    // MARK: 2. Throughput
+
+    func throughput(clients: Int, cost: Cost?) async throws {
+        let prefix = "p2c\(clients)"
+        let clock = ContinuousClock()
+        let started = clock.now
+        let end = started + .seconds(bench.seconds)
+        let client = self.client
+        let latencies = try await withThrowingTaskGroup(of: [Double].self) { group in
+            for index in 0..<clients {
+                group.addTask {
+                    var latencies: [Double] = []
+                    var number = 0
+                    while clock.now < end {
+                        let (user, task) = ("\(prefix)-u\(index)", "t\(number)")
+                        number += 1
+                        let start = clock.now
+                        try await client.invoke(user: user, session: "s", task: task, query: "question \(number)")
+                        let state = try await client.wait(user: user, session: "s", task: task, for: ["completed", "error"])
+                        guard state == "completed" else { throw LoadClient.Failure(description: "\(user)/\(task) ended in \(state)") }
+                        latencies.append((clock.now - start).milliseconds)
+                    }
+                    return latencies
+                }
+            }
+            return try await group.reduce(into: []) { $0 += $1 }
+        }
+        let elapsed = (clock.now - started).milliseconds / 1000
+        let observed = Sample(latencies)
+        let rate = Double(observed.count) / elapsed
+        let service = try await serviceTimes(prefix: prefix)
+        progress(String(format: "throughput, %d clients: %.0f tasks/s, p50 %.2f ms, p99 %.2f ms", clients, rate, observed.p(0.5), observed.p(0.99)))
+        var share = ""
+        if let cost { share = String(format: "; %.0f%% of the commit ceiling in use", 100 * rate * cost.commits / ceiling.commitsPerSecond) }
+        report.add(
+            "2 throughput", "\(clients) clients: tasks/s, invoke → completed (\(observed.count) tasks)", String(format: "%.0f", rate),
+            ratio: String(format: "%.3f of commits/s%@", rate / ceiling.commitsPerSecond, share), aim: "≥ 1,000")
+        report.add(
+            "2 throughput", "\(clients) clients: client p50 / p95 / p99",
+            "\(observed.milliseconds(0.5)) / \(observed.milliseconds(0.95)) / \(observed.milliseconds(0.99))")
+        report.add(
+            "2 throughput", "\(clients) clients: service p50 / p99 (invoke commit → completed), dispatch p50 / p99",
+            "\(service.total.milliseconds(0.5)) / \(service.total.milliseconds(0.99)), \(service.dispatch.milliseconds(0.5)) / \(service.dispatch.milliseconds(0.99))"
+        )
+    }
+
+    // MARK: 3. Dispatch latency
+
+    /// An open-loop stream at a steady rate, one session per task, nobody polling: the time from
+    /// the invoke's commit to a worker's claim, as the service records it.
+    func dispatch() async throws {
+        let total = max(1, Int(Double(bench.dispatchRate) * bench.dispatchSeconds))
+        let interval = Duration.seconds(1) / bench.dispatchRate
+        let clock = ContinuousClock()
+        let start = clock.now
+        let client = self.client
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for number in 0..<total {
+                try await clock.sleep(until: start + interval * number)
+                group.addTask { try await client.invoke(user: "p3-u\(number % 50)", session: "s\(number)", task: "t", query: "question") }
+            }
+            try await group.waitForAll()
+        }
+        try await waitUntilDone(prefix: "p3-", count: total)
+        let dispatch = try await serviceTimes(prefix: "p3-").dispatch
+        progress("dispatch at \(bench.dispatchRate)/s: p50 \(dispatch.milliseconds(0.5)), p99 \(dispatch.milliseconds(0.99))")
+        for (label, fraction, aim) in [("p50", 0.5, "< 2 ms"), ("p99", 0.99, "< 10 ms")] {
+            report.add(
+                "3 dispatch", "\(label), invoke commit → claimed, \(total) tasks at \(bench.dispatchRate)/s", dispatch.milliseconds(fraction),
+                ratio: String(format: "%.1f× one commit", dispatch.p(fraction) / ceiling.commitMilliseconds), aim: aim)
+        }
+        report.add("3 dispatch", "max", dispatch.milliseconds(1))
+    }
+
+    // MARK: 4. Approval round trip
+
+    func approvals() async throws {
+        let clients = max(1, min(bench.approvalClients, bench.approvals))
+        let total = bench.approvals
+        let client = self.client
+        let clock = ContinuousClock()
+        let latencies = try await withThrowingTaskGroup(of: [Double].self) { group in
+            for index in 0..<clients {
+                group.addTask {
+                    var latencies: [Double] = []
+                    let user = "p4-u\(index)"
+                    for number in stride(from: index, to: total, by: clients) {
+                        let task = "t\(number)"
+                        try await client.invoke(user: user, session: "s", task: task, query: "hotel for night \(number)")
+                        let asked = try await client.wait(user: user, session: "s", task: task, for: ["interrupted", "completed", "error"])
+                        guard asked == "interrupted" else { throw LoadClient.Failure(description: "\(user)/\(task) was \(asked), not interrupted") }
+                        let start = clock.now
+                        try await client.resume(user: user, session: "s", task: task, decision: "accept")
+                        let done = try await client.wait(user: user, session: "s", task: task, for: ["completed", "error"])
+                        guard done == "completed" else { throw LoadClient.Failure(description: "\(user)/\(task) ended in \(done)") }
+                        latencies.append((clock.now - start).milliseconds)
+                    }
+                    return latencies
+                }
+            }
+            return try await group.reduce(into: []) { $0 += $1 }
+        }
+        let observed = Sample(latencies)
+        let service = try await serviceTimes(prefix: "p4-").sinceQueued
+        progress("approvals: resume → completed p50 \(observed.milliseconds(0.5)), p99 \(observed.milliseconds(0.99))")
+        report.add(
+            "4 approval", "resume → completed, client p50 / p99 (\(observed.count) round trips, \(clients) clients)",
+            "\(observed.milliseconds(0.5)) / \(observed.milliseconds(0.99))",
+            ratio: String(format: "%.1f× one commit at p50", observed.p(0.5) / ceiling.commitMilliseconds))
+        report.add(
+            "4 approval", "resume commit → completed, service p50 / p99", "\(service.milliseconds(0.5)) / \(service.milliseconds(0.99))",
+            ratio: String(format: "%.1f× one commit at p50", service.p(0.5) / ceiling.commitMilliseconds))
+    }
+
+    // MARK: 5. In flight
+
+    func inFlight() async throws {
+        let total = bench.inflight
+        let model = Duration.milliseconds(Int64(bench.inflightModelSeconds * 1000))
+        modelLatency.set(model)
+        defer { modelLatency.set(.zero) }
+        let peakReset = child.resetPeakMemory()
+        let idle = child.memory()
+        // Sampled as well, where the peak cannot be reset.
+        let sampled = Mutex(0.0)
+        let child = self.child
+        let sampler = Task {
+            while !Task.isCancelled {
+                if let now = child.memory()?.resident { sampled.withLock { $0 = max($0, now) } }
+                try? await Task.sleep(for: .milliseconds(50))
+            }
+        }
+        let startedAt = Date()
+        let client = self.client
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for number in 0..<total {
+                group.addTask { try await client.invoke(user: "p5-u\(number % 100)", session: "s\(number)", task: "t", query: "question") }
+            }
+            try await group.waitForAll()
+        }
+        let submitted = Date().timeIntervalSince(startedAt)
+        try await waitUntilDone(prefix: "p5-", count: total, timeout: .seconds(600))
+        sampler.cancel()
+        let memory = child.memory()
+        let peakMemory = peakReset ? (memory?.peak ?? 0) : max(sampled.withLock { $0 }, memory?.resident ?? 0)
+        let rows = try await db.query("""
+            SELECT /* agentd-bench */ extract(epoch FROM claimed_at)::float8 AS claimed, extract(epoch FROM finished_at)::float8 AS finished
+            FROM tasks WHERE user_id LIKE 'p5-%'
+            """).rows
+        var events: [(at: Double, change: Int)] = []
+        var lastFinish = 0.0
+        for row in rows {
+            let finished: Double = try row.decode("finished")
+            events.append((try row.decode("claimed"), 1))
+            events.append((finished, -1))
+            lastFinish = max(lastFinish, finished)
+        }
+        // Ends before starts at the same instant, so that back-to-back tasks do not count as overlapping.
+        events.sort { $0.at != $1.at ? $0.at < $1.at : $0.change < $1.change }
+        var running = 0
+        var peak = 0
+        for event in events {
+            running += event.change
+            peak = max(peak, running)
+        }
+        let allDone = lastFinish - startedAt.timeIntervalSince1970
+        progress(String(format: "in flight: %d tasks done in %.2f s, peak %d running, peak %.0f MiB", total, allDone, peak, peakMemory))
+        report.add(
+            "5 in flight", "\(total) tasks at once, model \(bench.inflightModelSeconds) s: submit → all completed",
+            String(format: "%.2f s (submitted in %.2f s)", allDone, submitted),
+            ratio: String(format: "%.2f× the model latency", allDone / bench.inflightModelSeconds), aim: "< 5 s")
+        report.add("5 in flight", "peak tasks running at once", "\(peak) of \(total)", aim: "all")
+        report.add(
+            "5 in flight", "service peak resident memory", String(format: "%.0f MiB (%.0f MiB idle before)", peakMemory, idle?.resident ?? 0),
+            aim: "< 300 MB")
+    }
+
+    // MARK: 6. Reads
+
+    func reads(path: String) async throws {
+        let connections = bench.readConnections
+        let clock = ContinuousClock()
+        let started = clock.now
+        let end = started + .seconds(bench.readSeconds)
+        let client = self.client
+        let latencies = try await withThrowingTaskGroup(of: [Double].self) { group in
+            for _ in 0..<connections {
+                group.addTask {
+                    var latencies: [Double] = []
+                    latencies.reserveCapacity(100_000)
+                    while clock.now < end {
+                        let start = clock.now
+                        let (status, _) = try await client.send(.GET, path)
+                        guard status == 200 else { throw LoadClient.Failure(description: "GET \(path) answered \(status)") }
+                        latencies.append((clock.now - start).milliseconds)
+                    }
+                    return latencies
+                }
+            }
+            return try await group.reduce(into: []) { $0 += $1 }
+        }
+        let elapsed = (clock.now - started).milliseconds / 1000
+        let sample = Sample(latencies)
+        let rate = Double(sample.count) / elapsed
+        progress(String(format: "reads: %.0f requests/s, p99 %.2f ms", rate, sample.p(0.99)))
+        report.add(
+            "6 reads", "GET \(path.hasPrefix("/agent/status") ? "/agent/status" : path) over \(connections) keep-alive connections, requests/s", String(format: "%.0f", rate),
+            ratio: String(format: "%.2f of selects/s", rate / ceiling.selectsPerSecond), aim: "≥ 15,000")
+        report.add("6 reads", "p50 / p99", "\(sample.milliseconds(0.5)) / \(sample.milliseconds(0.99))")
+    }
+
+    // MARK: 7. Per-task cost
+
+    struct Cost: Sendable {
+        var roundTrips: Double
+        var commits: Double
+        var statements: Double
+        var walBytes: Double
+    }
+
+    /// Tasks submitted without polling, with pg_stat_statements read before and after: statements
+    /// the service sent (the bench's own carry an "agentd-bench" comment and are left out).
+    func perTaskCost() async throws -> Cost? {
+        let total = bench.costTasks
+        _ = try? await db.query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        guard (try? await db.query("SELECT /* agentd-bench */ count(*) FROM pg_stat_statements")) != nil else {
+            progress("per-task cost: pg_stat_statements is not loaded (shared_preload_libraries); skipped")
+            report.add("7 per task", "round trips and commits", "n/a: pg_stat_statements not loaded")
+            return nil
+        }
+        try await db.query("SELECT /* agentd-bench */ pg_stat_statements_reset()")
+        let dataDirectory: String = try await db.query("SELECT /* agentd-bench */ current_setting('data_directory') AS dir").rows[0].decode("dir")
+        let walBefore: String = try await db.query("SELECT /* agentd-bench */ pg_current_wal_lsn()::text AS lsn").rows[0].decode("lsn")
+        let clients = 64
+        let client = self.client
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for index in 0..<clients {
+                group.addTask {
+                    // A session per task, as for many users' first questions; a deep queue in one session
+                    // would measure the claimer's wait for the session, not the task's cost.
+                    for number in stride(from: index, to: total, by: clients) {
+                        try await client.invoke(user: "p7-u\(index)", session: "s\(number)", task: "t", query: "question \(number)")
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        try await waitUntilDone(prefix: "p7-", count: total)
+        let wal = try await db.query("""
+            SELECT /* agentd-bench */ pg_current_wal_lsn()::text AS lsn, (pg_current_wal_lsn() - \(walBefore)::pg_lsn)::float8 AS bytes
+            """).rows[0]
+        let walAfter: String = try wal.decode("lsn")
+        let walBytes: Double = try wal.decode("bytes")
+        let commits = try await Task.detached { try walCommits(dataDirectory: dataDirectory, from: walBefore, to: walAfter) }.value
+        let statements = try await db.query("""
+            SELECT /* agentd-bench */ regexp_replace(query, '\\s+', ' ', 'g') AS query, calls::float8 AS calls, mean_exec_time AS mean
+            FROM pg_stat_statements
+            WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) AND query NOT LIKE '%agentd-bench%'
+            ORDER BY calls DESC
+            """).rows.map {
+                (query: try $0.decode("query", as: String.self), calls: try $0.decode("calls", as: Double.self), mean: try $0.decode("mean", as: Double.self))
+            }
+        let perTask = Double(total)
+        // "BEGIN; SET LOCAL agentd.tenant_id = ..." is one round trip that pg_stat_statements counts as two statements.
+        let setLocal = statements.filter { $0.query.hasPrefix("SET LOCAL") }.reduce(0) { $0 + $1.calls }
+        let all = statements.reduce(0) { $0 + $1.calls }
+        let cost = Cost(
+            roundTrips: (all - setLocal) / perTask, commits: Double(commits) / perTask, statements: all / perTask, walBytes: walBytes / perTask)
+        progress(String(format: "per task: %.2f round trips, %.2f commits, %.0f WAL bytes", cost.roundTrips, cost.commits, cost.walBytes))
+        for statement in statements.prefix(12) {
+            progress(String(format: "  %6.2f/task %7.3f ms  %@", statement.calls / perTask, statement.mean, String(statement.query.prefix(100))))
+        }
+        report.add(
+            "7 per task", "database round trips per task (\(total) tasks, pg_stat_statements)", String(format: "%.2f", cost.roundTrips),
+            ratio: String(format: "bounds tasks/s at %.0f by selects/s", ceiling.selectsPerSecond / cost.roundTrips))
+        report.add(
+            "7 per task", "commits that wrote, per task (WAL commit records)", String(format: "%.2f", cost.commits),
+            ratio: String(format: "bounds tasks/s at %.0f by commits/s", ceiling.commitsPerSecond / cost.commits))
+        report.add("7 per task", "statements per task; WAL bytes per task", String(format: "%.2f; %.0f", cost.statements, cost.walBytes))
+        return cost
+    }
+
+    // MARK: The service's own timestamps
+
+    struct ServiceTimes: Sendable {
+        /// Invoke commit → claimed (the last claim, for a task that was resumed).
+        var dispatch: Sample
+        /// Invoke commit → completed.
+        var total: Sample
+        /// Last time queued (the resume, for a resumed task) → completed.
+        var sinceQueued: Sample
+    }
+
+    func serviceTimes(prefix: String) async throws -> ServiceTimes {
+        let rows = try await db.query("""
+            SELECT /* agentd-bench */ extract(epoch FROM claimed_at - queued_at)::float8 * 1000 AS dispatch,
+                   extract(epoch FROM finished_at - created_at)::float8 * 1000 AS total,
+                   extract(epoch FROM finished_at - queued_at)::float8 * 1000 AS since_queued
+            FROM tasks WHERE user_id LIKE \(prefix + "%") AND state = 'completed'
+            """).rows
+        return ServiceTimes(
+            dispatch: Sample(try rows.map { try $0.decode("dispatch") }), total: Sample(try rows.map { try $0.decode("total") }),
+            sinceQueued: Sample(try rows.map { try $0.decode("since_queued") }))
+    }
+
+    /// Waits until `count` tasks of the phase have finished; any that ended in error fail the bench.
+    func waitUntilDone(prefix: String, count: Int, timeout: Duration = .seconds(300)) async throws {
+        let clock = ContinuousClock()
+        let deadline = clock.now + timeout
+        while clock.now < deadline {
+            let row = try await db.query("""
+                SELECT /* agentd-bench */ count(*) FILTER (WHERE state = 'completed') AS completed, count(*) FILTER (WHERE state = 'error') AS failed
+                FROM tasks WHERE user_id LIKE \(prefix + "%")
+                """).rows[0]
+            let (completed, failed): (Int, Int) = (try row.decode("completed"), try row.decode("failed"))
+            if failed > 0 { throw LoadClient.Failure(description: "\(failed) tasks of \(prefix) ended in error") }
+            if completed >= count { return }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        throw LoadClient.Failure(description: "tasks of \(prefix) not all completed after \(timeout)")
+    }
+}

@@ -1,0 +1,205 @@
+import AgentKit
+import ArgumentParser
+import AgentdProcess
+import AsyncHTTPClient
+import Foundation
+import Postgres
+import ScriptedModel
+import Synchronization
+
+/// `make bench`: the whole service under load over HTTP, next to what the same PostgreSQL can do.
+struct ServiceBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "service",
+        abstract: "Ceiling, throughput, dispatch latency, approvals, tasks in flight, reads and per-task cost of a live agentd."
+    )
+
+    @Option(help: "The agentd binary (default: the one beside this program).") var agentd: String?
+    @Option(help: "Seconds of each pgbench ceiling run.") var ceilingSeconds = 5
+    @Option(help: "Concurrent clients of the throughput runs, comma-separated.") var clients = "8,64,256"
+    @Option(help: "Seconds of each throughput run.") var seconds = 20.0
+    @Option(help: "Tasks per second submitted in the dispatch-latency run.") var dispatchRate = 200
+    @Option(help: "Seconds of the dispatch-latency run.") var dispatchSeconds = 10.0
+    @Option(help: "Approval round trips.") var approvals = 1000
+    @Option(help: "Clients doing approval round trips at once.") var approvalClients = 32
+    @Option(help: "Tasks submitted at once in the in-flight run.") var inflight = 2000
+    @Option(help: "Model latency of the in-flight run, in seconds.") var inflightModelSeconds = 2.0
+    @Option(help: "Seconds of the status-read run.") var readSeconds = 10.0
+    @Option(help: "Keep-alive connections of the status-read run.") var readConnections = 64
+    @Option(help: "Path the read run GETs instead of a completed task's status (e.g. /health, to compare).") var readPath: String?
+    @Option(help: "Tasks of the per-task cost run.") var costTasks = 2000
+    @Option(help: "WORKER_SLOTS of the service.") var workerSlots = 2048
+    @Option(help: "DB_POOL_SIZE of the service.") var dbPoolSize = 8
+    @Option(help: "Phases to run after the ceiling, comma-separated (2-7).") var only = "2,3,4,5,6,7"
+
+    func run() async throws {
+        let levels = clients.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }.filter { $0 > 0 }
+        guard !levels.isEmpty else { throw ValidationError("--clients needs at least one positive number") }
+        let url = try await BenchDatabase.fresh("bench_service")
+        let db = PostgresPool(configuration: .init(conninfo: url, size: 2))
+        let report = Report()
+        do {
+            try await measure(url: url, db: db, levels: levels, report: report)
+        } catch {
+            await db.shutdown()
+            throw error
+        }
+        await db.shutdown()
+        report.print()
+    }
+
+    func measure(url: String, db: PostgresPool, levels: [Int], report: Report) async throws {
+        let ceiling = try await Ceiling.measure(url: url, db: db, seconds: ceilingSeconds)
+        ceiling.report(into: report)
+
+        let modelLatency = ModelLatency()
+        let model = try await ScriptedModelServer.start(recordsRequests: false) { request in
+            await modelLatency.reply(to: request)
+        }
+        let executable =
+            agentd.map { URL(fileURLWithPath: $0) }
+            ?? URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("agentd")
+        let child: AgentdProcess
+        do {
+            child = try await AgentdProcess(
+                executable: executable,
+                environment: [
+                    "DATABASE_URL": url, "LLM_BASE_URL": model.baseURL, "LLM_MODEL": "scripted", "WORKER_SLOTS": "\(workerSlots)",
+                    "DB_POOL_SIZE": "\(dbPoolSize)", "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin",
+                ])
+        } catch {
+            await model.shutdown()
+            throw error
+        }
+        let http = LoadClient.make(connections: max(512, readConnections))
+        let client = LoadClient(http: http, base: "http://127.0.0.1:\(child.port)")
+        let phases = Phases(
+            bench: self, client: client, db: db, child: child, modelLatency: modelLatency, ceiling: ceiling, report: report)
+        do {
+            try await phases.run(levels: levels)
+        } catch {
+            child.stop()
+            try? await http.shutdown()
+            await model.shutdown()
+            throw error
+        }
+        child.stop()
+        try await http.shutdown()
+        await model.shutdown()
+    }
+}
+
+/// The scripted model's behaviour: a task whose query starts with "hotel" asks to book one (and
+/// needs approval); anything else is answered at once; a tool result gets the final answer.
+final class ModelLatency: Sendable {
+    private let latency = Mutex(Duration.zero)
+
+    func set(_ value: Duration) { latency.withLock { $0 = value } }
+
+    func reply(to request: ScriptedModelServer.Request) async -> ScriptedModelServer.Reply {
+        let reply: ScriptedModelServer.Reply
+        switch request.messages.last {
+        case let last? where last.type == .tool: reply = .text("Booked: \(last.content)")
+        case let last? where last.content.hasPrefix("hotel"):
+            reply = .toolCalls([ToolCall(id: "call_hotel", name: "book_hotel", args: ["hotel_name": "如家酒店"])])
+        default: reply = .text("The answer is 42.")
+        }
+        let delay = latency.withLock { $0 }
+        return delay == .zero ? reply : .delayed(delay, reply)
+    }
+}
+
+/// What the same cluster does with one-row transactions, measured by pgbench before agentd starts.
+struct Ceiling: Sendable {
+    /// Best one-row insert commits per second over the client counts tried, and that count.
+    var commitsPerSecond: Double
+    var commitClients: Int
+    var selectsPerSecond: Double
+    var selectClients: Int
+    /// One client: the latency of a single commit and of a single select.
+    var commitMilliseconds: Double
+    var selectMilliseconds: Double
+
+    static let clientCounts = [1, 8, 64]
+
+    static func measure(url: String, db: PostgresPool, seconds: Int) async throws -> Ceiling {
+        try await db.query(
+            "CREATE TABLE bench_ceiling (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, v integer NOT NULL, at timestamptz NOT NULL DEFAULT now())"
+        )
+        try await db.query("INSERT INTO bench_ceiling (v) SELECT g FROM generate_series(1, 100000) g")
+        try await db.query("VACUUM ANALYZE bench_ceiling")
+        let insert = "\\set v random(1, 1000000)\nINSERT INTO bench_ceiling (v) VALUES (:v);\n"
+        let select = "\\set id random(1, 100000)\nSELECT v, at FROM bench_ceiling WHERE id = :id;\n"
+        var result = Ceiling(
+            commitsPerSecond: 0, commitClients: 0, selectsPerSecond: 0, selectClients: 0, commitMilliseconds: 0, selectMilliseconds: 0)
+        for clients in clientCounts {
+            let inserts = try await Task.detached { try PGBench.run(url: url, script: insert, clients: clients, seconds: seconds) }.value
+            let selects = try await Task.detached { try PGBench.run(url: url, script: select, clients: clients, seconds: seconds) }.value
+            progress(
+                String(
+                    format: "ceiling, %d clients: %.0f insert commits/s (%.3f ms), %.0f selects/s (%.3f ms)", clients,
+                    inserts.transactionsPerSecond, inserts.averageLatencyMilliseconds, selects.transactionsPerSecond,
+                    selects.averageLatencyMilliseconds))
+            if clients == 1 {
+                result.commitMilliseconds = inserts.averageLatencyMilliseconds
+                result.selectMilliseconds = selects.averageLatencyMilliseconds
+            }
+            if inserts.transactionsPerSecond > result.commitsPerSecond {
+                (result.commitsPerSecond, result.commitClients) = (inserts.transactionsPerSecond, clients)
+            }
+            if selects.transactionsPerSecond > result.selectsPerSecond {
+                (result.selectsPerSecond, result.selectClients) = (selects.transactionsPerSecond, clients)
+            }
+        }
+        return result
+    }
+
+    func report(into report: Report) {
+        report.add(
+            "1 ceiling", "one-row insert commits/s (pgbench, best of \(Self.clientCounts.map(String.init).joined(separator: "/")) clients)",
+            String(format: "%.0f (%d clients)", commitsPerSecond, commitClients), ratio: "1")
+        report.add("1 ceiling", "simple selects/s (by primary key)", String(format: "%.0f (%d clients)", selectsPerSecond, selectClients), ratio: "1")
+        report.add("1 ceiling", "one commit, one client", String(format: "%.3f ms", commitMilliseconds), ratio: "1")
+        report.add("1 ceiling", "one select, one client", String(format: "%.3f ms", selectMilliseconds), ratio: "1")
+    }
+}
+
+/// The rows of the printed table.
+final class Report: Sendable {
+    struct Row: Sendable {
+        var phase: String
+        var measure: String
+        var value: String
+        var ratio: String
+        var aim: String
+    }
+
+    private let rows = Mutex<[Row]>([])
+
+    func add(_ phase: String, _ measure: String, _ value: String, ratio: String = "", aim: String = "") {
+        rows.withLock { $0.append(Row(phase: phase, measure: measure, value: value, ratio: ratio, aim: aim)) }
+    }
+
+    func print() {
+        Swift.print("")
+        Swift.print("| phase | measure | value | ratio to the ceiling | aim |")
+        Swift.print("|---|---|---|---|---|")
+        for row in rows.withLock({ $0 }) {
+            Swift.print("| \(row.phase) | \(row.measure) | \(row.value) | \(row.ratio) | \(row.aim) |")
+        }
+    }
+}
+
+/// Progress on standard error, so that standard output is the table alone.
+func progress(_ line: String) {
+    FileHandle.standardError.write(Data((line + "\n").utf8))
+}
+
+/// Milliseconds, sorted, with the percentiles the table shows.
+struct Sample: Sendable {
+    let sorted: [Double]
+    init(_ values: [Double]) { sorted = values.sorted() }
+    var count: Int { sorted.count }
+    func p(_ fraction: Double) -> Double { percentile(sorted, fraction) }
+    func milliseconds(_ fraction: Double) -> String { String(format: "%.2f ms", p(fraction)) }
+}
