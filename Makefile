@@ -34,7 +34,7 @@ test: deps
 # durability (fsync and synchronous_commit on) and pg_stat_statements, the scripted model server,
 # agentd as a child process, one table on standard output. BENCH_FLAGS adds options
 # (`agentd-bench service --help`).
-BENCH_PG_OPTIONS ?= -c shared_preload_libraries=pg_stat_statements
+BENCH_PG_OPTIONS ?= -c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track_planning=on
 bench: deps
 	$(SWIFT) build $(RELEASE) --product agentd
 	$(SWIFT) build $(RELEASE) --product agentd-bench

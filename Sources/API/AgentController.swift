@@ -9,12 +9,17 @@ public struct AgentController: Sendable {
     let tasks: TaskStore
     let sessions: SessionStore
     let memories: MemoryStore
+    let watch: TaskWatch
 
-    public init(tasks: TaskStore, sessions: SessionStore, memories: MemoryStore) {
+    public init(tasks: TaskStore, sessions: SessionStore, memories: MemoryStore, watch: TaskWatch) {
         self.tasks = tasks
         self.sessions = sessions
         self.memories = memories
+        self.watch = watch
     }
+
+    /// Longest `?wait=` on a status read, in seconds: well inside any proxy's idle timeout.
+    public static let maxStatusWait = 30.0
 
     public func addRoutes(to router: Router<AgentRequestContext>) {
         router.post("/agent/invoke", use: invoke)
@@ -125,11 +130,31 @@ public struct AgentController: Sendable {
     @Sendable func status(_ request: Request, context: AgentRequestContext) async throws -> Response {
         let key = try taskKey(
             context, Validate.pathID(context, "user_id"), Validate.pathID(context, "session_id"), Validate.pathID(context, "task_id"))
+        let wait = try Self.statusWait(request)
+        var lookup: TaskStore.Lookup
+        if wait > 0 {
+            // Registered before the read, so that the task's NOTIFY cannot slip in between.
+            let waiter = watch.register(key)
+            do {
+                lookup = try await tasks.snapshot(key)
+                if case .task(let task) = lookup, task.state == .queued || task.state == .running {
+                    await watch.wait(key, id: waiter, timeout: .milliseconds(Int64(wait * 1000)))
+                    lookup = try await tasks.snapshot(key)
+                } else {
+                    watch.forget(key, id: waiter)
+                }
+            } catch {
+                watch.forget(key, id: waiter)
+                throw error
+            }
+        } else {
+            lookup = try await tasks.snapshot(key)
+        }
         var status: [String: JSONValue] = [
             "user_id": .string(key.userID), "session_id": .string(key.sessionID), "task_id": .string(key.taskID),
             "status": "not_found", "message": nil, "last_query": nil, "last_updated": nil, "last_response": nil,
         ]
-        switch try await tasks.snapshot(key) {
+        switch lookup {
         case .notFound:
             status["message"] = .string("task \(key.userID):\(key.sessionID):\(key.taskID) not found")
         case .idleSession:
@@ -151,6 +176,16 @@ public struct AgentController: Sendable {
             }
         }
         return JSONBody.response(.object(status))
+    }
+
+    /// `?wait=S`: an extension for clients that would rather not poll. A task that is still
+    /// queued or running is answered when it pauses or ends, or after S seconds, whichever is first.
+    static func statusWait(_ request: Request) throws -> Double {
+        guard let text = request.uri.queryParameters.get("wait") else { return 0 }
+        guard let seconds = Double(text), seconds.isFinite, (0...maxStatusWait).contains(seconds) else {
+            throw APIError.unprocessable("wait must be a number of seconds from 0 to \(Int(maxStatusWait))")
+        }
+        return seconds
     }
 
     @Sendable func writeMemory(_ request: Request, context: AgentRequestContext) async throws -> Response {

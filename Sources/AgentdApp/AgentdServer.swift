@@ -60,11 +60,12 @@ public enum AgentdServer {
                 maxSteps: configuration.maxSteps, historyMessages: configuration.historyMessages,
                 memoryRecallLimit: configuration.memoryRecallLimit),
             logger: logger)
+        let watch = TaskWatch()
         let dispatcher = Dispatcher(
             configuration: .init(
                 slots: configuration.workerSlots, leaseSeconds: configuration.leaseSeconds, maxAttempts: configuration.maxAttempts,
                 conninfo: configuration.databaseURL, shutdownGrace: .milliseconds(Int64(configuration.shutdownGraceSeconds * 1000))),
-            work: work, runner: runner, logger: logger)
+            work: work, runner: runner, watch: watch, logger: logger)
 
         let keys = KeyStore(pool: pool)
         let open = !configuration.authRequired && configuration.bindsLoopbackOnly
@@ -94,7 +95,8 @@ public enum AgentdServer {
             return Response(status: .ok, headers: [.contentType: "application/yaml"], body: .init(byteBuffer: openAPI))
         }
         router.add(middleware: AuthMiddleware(keys: keys, mode: open ? .openWhileNoKeys : .required))
-        AgentController(tasks: TaskStore(pool: pool), sessions: SessionStore(pool: pool), memories: memories).addRoutes(to: router)
+        AgentController(tasks: TaskStore(pool: pool), sessions: SessionStore(pool: pool), memories: memories, watch: watch)
+            .addRoutes(to: router)
         MemoryController(memories: memories).addRoutes(to: router)
 
         let app = Application(

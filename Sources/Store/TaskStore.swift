@@ -7,6 +7,8 @@ import Postgres
 public struct TaskStore: Sendable {
     /// The channel the dispatchers LISTEN on.
     public static let channel = "agentd_tasks"
+    /// NOTIFY channel of tasks that paused or ended; the payload names the task (`TaskWatch`).
+    public static let settledChannel = "agentd_task_settled"
 
     public enum SubmitOutcome: Sendable, Equatable {
         case queued

@@ -221,7 +221,8 @@ public struct WorkStore: Sendable {
         let written = try await pool.tenant(key.tenantID) { connection in
             try connection.query("""
                 WITH task AS (\(fragment: end)), lease AS (SELECT 1 FROM task), \(fragment: writes)
-                SELECT (SELECT count(*) FROM message) AS written, \(fragment: wakeSessionQueue(key)) AS woke
+                SELECT (SELECT count(*) FROM message) AS written, \(fragment: wakeSessionQueue(key)) AS woke,
+                       \(fragment: settledNotice(key)) AS settled
                 """).first?.decode("written", as: Int.self)
         }
         guard written == 1 else { throw LeaseLost(key: key) }
@@ -313,7 +314,7 @@ public struct WorkStore: Sendable {
                     RETURNING 1
                 )
                 SELECT (SELECT count(*) FROM task) AS written, (SELECT count(*) FROM asked) AS asked,
-                       \(fragment: wakeSessionQueue(key)) AS woke
+                       \(fragment: wakeSessionQueue(key)) AS woke, \(fragment: settledNotice(key)) AS settled
                 """).first?.decode("written", as: Int.self)
         }
         guard written == 1 else { throw LeaseLost(key: key) }
@@ -326,7 +327,7 @@ public struct WorkStore: Sendable {
         let written = try await pool.tenant(key.tenantID) { connection in
             try connection.query("""
                 WITH task AS (\(fragment: end))
-                SELECT (SELECT count(*) FROM task) AS written,
+                SELECT (SELECT count(*) FROM task) AS written, \(fragment: settledNotice(key)) AS settled,
                        \(fragment: wakeSessionQueue(key)) AS woke
                 """).first?.decode("written", as: Int.self)
         }
@@ -365,6 +366,12 @@ public struct WorkStore: Sendable {
              WHERE q.tenant_id = \(key.tenantID) AND q.user_id = \(key.userID) AND q.session_id = \(key.sessionID)
                AND q.state = 'queued' AND EXISTS (SELECT 1 FROM task) LIMIT 1) AS pending)
         """
+    }
+
+    /// A select-list item for statements that end or pause a task (CTE `task`): wakes the
+    /// requests waiting on it (`TaskWatch`), in whichever process they are.
+    private func settledNotice(_ key: TaskKey) -> PostgresQuery {
+        "(SELECT count(pg_notify(\(TaskStore.settledChannel), \(TaskWatch.payload(key)))) FROM task)"
     }
 
     /// Extends the leases of every task this process runs, except the ones its workers

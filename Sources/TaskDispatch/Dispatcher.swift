@@ -39,6 +39,7 @@ public final class Dispatcher: Service {
     let configuration: Configuration
     let work: WorkStore
     let runner: TaskRunner
+    let watch: TaskWatch?
     let logger: Logger
     private let inFlight = Atomic<Int>(0)
     private let stopping = Atomic<Bool>(false)
@@ -46,10 +47,12 @@ public final class Dispatcher: Service {
     /// as the database takes the statement, and never renewed meanwhile.
     private let abandoned = Mutex<Set<AbandonedLease>>([])
 
-    public init(configuration: Configuration, work: WorkStore, runner: TaskRunner, logger: Logger) {
+    /// `watch`, when given, is woken by this process's listener for the tasks it is told about.
+    public init(configuration: Configuration, work: WorkStore, runner: TaskRunner, watch: TaskWatch? = nil, logger: Logger) {
         self.configuration = configuration
         self.work = work
         self.runner = runner
+        self.watch = watch
         self.logger = logger
     }
 
@@ -58,8 +61,23 @@ public final class Dispatcher: Service {
 
     public func run() async throws {
         let (wakes, wake) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
-        guard let listener = NotificationListener(
-            conninfo: configuration.conninfo, channel: TaskStore.channel, logger: logger, onWake: { wake.yield() })
+        let watch = self.watch
+        guard
+            let listener = NotificationListener(
+                conninfo: configuration.conninfo, channels: [TaskStore.channel, TaskStore.settledChannel], logger: logger,
+                onConnect: {
+                    wake.yield()
+                    watch?.wakeAll()
+                },
+                onNotify: { notifications in
+                    for notification in notifications {
+                        if notification.channel == TaskStore.settledChannel {
+                            watch?.settled(payload: notification.payload)
+                        } else {
+                            wake.yield()
+                        }
+                    }
+                })
         else {
             throw PostgresError(code: .clientError, message: "cannot create the listener's wake-up pipe")
         }

@@ -3,24 +3,29 @@ import Logging
 import Postgres
 import Synchronization
 
-/// Owns one connection and one OS thread that LISTENs on a channel and calls `onWake` for
-/// every batch of notifications, and once after every (re)connect so that nothing sent while
-/// it was away is missed. It sleeps in poll(2) on the socket; `stop()` wakes it through a pipe.
+/// Owns one connection and one OS thread that LISTENs on channels and calls `onNotify` for
+/// every batch of notifications, and `onConnect` after every (re)connect so that nothing sent
+/// while it was away is missed. It sleeps in poll(2) on the socket; `stop()` wakes it through a pipe.
 final class NotificationListener: Sendable {
     private let conninfo: String
-    private let channel: String
+    private let channels: [String]
     private let logger: Logger
-    private let onWake: @Sendable () -> Void
+    private let onConnect: @Sendable () -> Void
+    private let onNotify: @Sendable ([PostgresNotification]) -> Void
     private let pipe: (read: Int32, write: Int32)
     private let stopped = Atomic<Bool>(false)
 
-    init?(conninfo: String, channel: String, logger: Logger, onWake: @escaping @Sendable () -> Void) {
+    init?(
+        conninfo: String, channels: [String], logger: Logger, onConnect: @escaping @Sendable () -> Void,
+        onNotify: @escaping @Sendable ([PostgresNotification]) -> Void
+    ) {
         var descriptors: [Int32] = [0, 0]
         guard Foundation.pipe(&descriptors) == 0 else { return nil }
         self.conninfo = conninfo
-        self.channel = channel
+        self.channels = channels
         self.logger = logger
-        self.onWake = onWake
+        self.onConnect = onConnect
+        self.onNotify = onNotify
         pipe = (descriptors[0], descriptors[1])
     }
 
@@ -53,14 +58,14 @@ final class NotificationListener: Sendable {
             do {
                 let connection = try PostgresConnection.connect(conninfo, settings: .init(applicationName: "agentd-listener"))
                 defer { connection.close() }
-                try connection.listen(channel)
-                logger.debug("listening", metadata: ["channel": "\(channel)"])
+                for channel in channels { try connection.listen(channel) }
+                logger.debug("listening", metadata: ["channels": "\(channels)"])
                 backoff = 0.1
-                onWake()  // catch up on anything queued while we were not listening
+                onConnect()  // catch up on anything sent while we were not listening
                 while !stopped.load(ordering: .sequentiallyConsistent) {
                     let received = try connection.waitForNotifications(timeout: .seconds(10), wakeDescriptor: pipe.read)
                     if !received.isEmpty {
-                        onWake()
+                        onNotify(received)
                     } else if !stopped.load(ordering: .sequentiallyConsistent) {
                         // Quiet for a while: prove the connection is alive (a silent network drop
                         // would otherwise leave us waiting forever).

@@ -7,6 +7,8 @@ import NIOHTTP1
 struct LoadClient: Sendable {
     let http: HTTPClient
     let base: String
+    /// Short polling instead of `?wait=`.
+    let polling: Bool
 
     struct Failure: Error, CustomStringConvertible {
         var description: String
@@ -50,15 +52,15 @@ struct LoadClient: Sendable {
         var status: String
     }
 
-    func status(user: String, session: String, task: String) async throws -> String {
-        let (code, body) = try await send(.GET, "/agent/status/\(user)/\(session)/\(task)")
+    func status(user: String, session: String, task: String, wait: Int? = nil) async throws -> String {
+        let (code, body) = try await send(.GET, "/agent/status/\(user)/\(session)/\(task)" + (wait.map { "?wait=\($0)" } ?? ""))
         guard code == 200 else { throw Failure(description: "status answered \(code): \(String(buffer: body))") }
         return try JSONDecoder().decode(StatusBody.self, from: Data(buffer: body)).status
     }
 
-    /// Polls the task's status as a client would, 2 ms after asking and then backing off to 50 ms,
-    /// until it is one of `states`; returns it. (The service's own timestamps give the exact
-    /// latencies; this is what a client sees, poll interval included.)
+    /// Waits for the task's status to be one of `states` and returns it: with `GET ...?wait=30`
+    /// (the service answers when the task pauses or ends), or, when `polling`, as the original's
+    /// clients do, polling 2 ms after asking and backing off to 50 ms.
     func wait(user: String, session: String, task: String, for states: Set<String>, timeout: Duration = .seconds(120)) async throws
         -> String
     {
@@ -66,8 +68,8 @@ struct LoadClient: Sendable {
         let deadline = clock.now + timeout
         var delay = Duration.milliseconds(2)
         while clock.now < deadline {
-            try await Task.sleep(for: delay)
-            let state = try await status(user: user, session: session, task: task)
+            if polling { try await Task.sleep(for: delay) }
+            let state = try await status(user: user, session: session, task: task, wait: polling ? nil : 30)
             if states.contains(state) { return state }
             delay = min(delay * 2, .milliseconds(50))
         }

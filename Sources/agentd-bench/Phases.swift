@@ -66,11 +66,13 @@ struct Phases: Sendable {
         let observed = Sample(latencies)
         let rate = Double(observed.count) / elapsed
         let service = try await serviceTimes(prefix: prefix)
+        let model = try await modelCallTimes(prefix: prefix)
         progress(String(format: "throughput, %d clients: %.0f tasks/s, p50 %.2f ms, p99 %.2f ms", clients, rate, observed.p(0.5), observed.p(0.99)))
         var share = ""
         if let cost { share = String(format: "; %.0f%% of the commit ceiling in use", 100 * rate * cost.commits / ceiling.commitsPerSecond) }
         report.add(
-            "2 throughput", "\(clients) clients: tasks/s, invoke → completed (\(observed.count) tasks)", String(format: "%.0f", rate),
+            "2 throughput", "\(clients) clients: tasks/s, invoke → completed (\(observed.count) tasks, clients \(client.polling ? "polling" : "waiting with ?wait="))",
+            String(format: "%.0f", rate),
             ratio: String(format: "%.3f of commits/s%@", rate / ceiling.commitsPerSecond, share), aim: "≥ 1,000")
         report.add(
             "2 throughput", "\(clients) clients: client p50 / p95 / p99",
@@ -79,6 +81,7 @@ struct Phases: Sendable {
             "2 throughput", "\(clients) clients: service p50 / p99 (invoke commit → completed), dispatch p50 / p99",
             "\(service.total.milliseconds(0.5)) / \(service.total.milliseconds(0.99)), \(service.dispatch.milliseconds(0.5)) / \(service.dispatch.milliseconds(0.99))"
         )
+        report.add("2 throughput", "\(clients) clients: model call as agentd timed it, p50 / p99", "\(model.milliseconds(0.5)) / \(model.milliseconds(0.99))")
     }
 
     // MARK: 3. Dispatch latency
@@ -290,12 +293,17 @@ struct Phases: Sendable {
         let walBytes: Double = try wal.decode("bytes")
         let commits = try await Task.detached { try walCommits(dataDirectory: dataDirectory, from: walBefore, to: walAfter) }.value
         let statements = try await db.query("""
-            SELECT /* agentd-bench */ regexp_replace(query, '\\s+', ' ', 'g') AS query, calls::float8 AS calls, mean_exec_time AS mean
+            SELECT /* agentd-bench */ regexp_replace(query, '\\s+', ' ', 'g') AS query, calls::float8 AS calls, mean_exec_time AS mean,
+                   total_exec_time AS executing, total_plan_time AS planning
             FROM pg_stat_statements
             WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) AND query NOT LIKE '%agentd-bench%'
             ORDER BY calls DESC
             """).rows.map {
-                (query: try $0.decode("query", as: String.self), calls: try $0.decode("calls", as: Double.self), mean: try $0.decode("mean", as: Double.self))
+                (
+                    query: try $0.decode("query", as: String.self), calls: try $0.decode("calls", as: Double.self),
+                    mean: try $0.decode("mean", as: Double.self), executing: try $0.decode("executing", as: Double.self),
+                    planning: try $0.decode("planning", as: Double.self)
+                )
             }
         let perTask = Double(total)
         // "BEGIN; SET LOCAL agentd.tenant_id = ..." is one round trip that pg_stat_statements counts as two statements.
@@ -314,6 +322,12 @@ struct Phases: Sendable {
             "7 per task", "commits that wrote, per task (WAL commit records)", String(format: "%.2f", cost.commits),
             ratio: String(format: "bounds tasks/s at %.0f by commits/s", ceiling.commitsPerSecond / cost.commits))
         report.add("7 per task", "statements per task; WAL bytes per task", String(format: "%.2f; %.0f", cost.statements, cost.walBytes))
+        // Planning is only counted with pg_stat_statements.track_planning on (make bench sets it).
+        let planning = statements.reduce(0) { $0 + $1.planning } / perTask
+        let executing = statements.reduce(0) { $0 + $1.executing } / perTask
+        report.add(
+            "7 per task", "server time per task: planning / executing (pg_stat_statements)",
+            String(format: "%.2f ms / %.2f ms", planning, executing))
         return cost
     }
 
@@ -326,6 +340,14 @@ struct Phases: Sendable {
         var total: Sample
         /// Last time queued (the resume, for a resumed task) → completed.
         var sinceQueued: Sample
+    }
+
+    /// Model calls as agentd timed them (its HTTP client, the scripted server, both ways).
+    func modelCallTimes(prefix: String) async throws -> Sample {
+        Sample(
+            try await db.query("""
+                SELECT /* agentd-bench */ latency_ms FROM llm_calls WHERE user_id LIKE \(prefix + "%")
+                """).rows.map { try $0.decode("latency_ms") })
     }
 
     func serviceTimes(prefix: String) async throws -> ServiceTimes {

@@ -30,6 +30,7 @@ struct ServiceBench: AsyncParsableCommand {
     @Option(help: "Tasks of the per-task cost run.") var costTasks = 2000
     @Option(help: "WORKER_SLOTS of the service.") var workerSlots = 2048
     @Option(help: "DB_POOL_SIZE of the service.") var dbPoolSize = 8
+    @Flag(help: "Clients poll the status (2 ms, backing off to 50 ms) instead of waiting with ?wait=.") var poll = false
     @Option(help: "Phases to run after the ceiling, comma-separated (2-7).") var only = "2,3,4,5,6,7"
 
     func run() async throws {
@@ -72,7 +73,7 @@ struct ServiceBench: AsyncParsableCommand {
             throw error
         }
         let http = LoadClient.make(connections: max(512, readConnections))
-        let client = LoadClient(http: http, base: "http://127.0.0.1:\(child.port)")
+        let client = LoadClient(http: http, base: "http://127.0.0.1:\(child.port)", polling: poll)
         let phases = Phases(
             bench: self, client: client, db: db, child: child, modelLatency: modelLatency, ceiling: ceiling, report: report)
         do {

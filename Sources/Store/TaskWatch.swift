@@ -1,0 +1,83 @@
+import AgentKit
+import Synchronization
+
+/// Requests waiting for a task to leave the queue (`GET /agent/status/...?wait=`), woken by the
+/// NOTIFY that every statement pausing or ending a task sends on `TaskStore.settledChannel`,
+/// whichever process ran it.
+public final class TaskWatch: Sendable {
+    private struct Waiter {
+        var fired = false
+        var continuation: CheckedContinuation<Void, Never>?
+    }
+
+    private let waiters = Mutex<[String: [Int: Waiter]]>([:])
+    private let nextID = Atomic<Int>(0)
+
+    public init() {}
+
+    /// The NOTIFY payload naming a task (JSON, as ids may hold any character).
+    static func payload(_ key: TaskKey) -> String {
+        JSONValue.array([.string(key.tenantID), .string(key.userID), .string(key.sessionID), .string(key.taskID)]).jsonText
+    }
+
+    /// Registers a waiter before the caller reads the task, so that a NOTIFY arriving between the
+    /// read and `wait` is not missed.
+    public func register(_ key: TaskKey) -> Int {
+        let id = nextID.add(1, ordering: .relaxed).newValue
+        waiters.withLock { $0[Self.payload(key), default: [:]][id] = Waiter() }
+        return id
+    }
+
+    /// Suspends until the task is settled or `timeout` passes, then forgets the waiter.
+    public func wait(_ key: TaskKey, id: Int, timeout: Duration) async {
+        let name = Self.payload(key)
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                await withCheckedContinuation { continuation in
+                    let now = self.waiters.withLock { waiters -> Bool in
+                        guard var waiter = waiters[name]?[id], !waiter.fired else { return true }
+                        waiter.continuation = continuation
+                        waiters[name]?[id] = waiter
+                        return false
+                    }
+                    if now { continuation.resume() }
+                }
+            }
+            group.addTask { try? await Task.sleep(for: timeout) }
+            await group.next()
+            fire(name, id: id)
+            group.cancelAll()
+        }
+        forget(key, id: id)
+    }
+
+    public func forget(_ key: TaskKey, id: Int) {
+        let name = Self.payload(key)
+        waiters.withLock { waiters in
+            waiters[name]?[id] = nil
+            if waiters[name]?.isEmpty == true { waiters[name] = nil }
+        }
+    }
+
+    /// A NOTIFY payload arrived: wakes the task's waiters.
+    public func settled(payload: String) {
+        let ids = waiters.withLock { $0[payload].map { Array($0.keys) } ?? [] }
+        for id in ids { fire(payload, id: id) }
+    }
+
+    /// After the listener reconnects (notifications may have been missed): every waiter reads again.
+    public func wakeAll() {
+        let all = waiters.withLock { $0.flatMap { name, ids in ids.keys.map { (name, $0) } } }
+        for (name, id) in all { fire(name, id: id) }
+    }
+
+    private func fire(_ name: String, id: Int) {
+        let continuation = waiters.withLock { waiters -> CheckedContinuation<Void, Never>? in
+            guard var waiter = waiters[name]?[id] else { return nil }
+            waiter.fired = true
+            defer { waiter.continuation = nil; waiters[name]?[id] = waiter }
+            return waiter.continuation
+        }
+        continuation?.resume()
+    }
+}

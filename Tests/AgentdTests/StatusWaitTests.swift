@@ -1,0 +1,63 @@
+import AgentKit
+import Foundation
+import Testing
+import TestSupport
+
+/// `GET /agent/status/...?wait=S`: one request instead of a polling loop, woken by NOTIFY.
+@Suite("status long-poll")
+struct StatusWaitTests {
+    @Test("a waiting read answers when the task completes, and when it pauses for approval")
+    func answersOnSettle() async throws {
+        let service = try await ServiceHarness.start(model: { request in
+            let last = request.messages.last
+            if last?.type == .tool { return .delayed(.milliseconds(300), .text("booked")) }
+            if last?.content.hasPrefix("hotel") == true {
+                return .delayed(.milliseconds(300), .toolCalls([ToolCall(id: "call_hotel", name: "book_hotel", args: ["hotel_name": "如家酒店"])]))
+            }
+            return .delayed(.milliseconds(300), .text("done"))
+        })
+        defer { Task { await service.stop() } }
+
+        #expect(try await service.invoke("u1", "s1", "t1", "question").status == 200)
+        // The model takes 300 ms, so a read without waiting sees the task still running.
+        #expect(try await service.status("u1", "s1", "t1")["status"] == "running")
+        let done = try await service.get("/agent/status/u1/s1/t1?wait=20")
+        #expect(done.status == 200)
+        #expect(done["status"] == "completed")
+        #expect(done.body.resultMessages.last?["content"] == "done")
+
+        #expect(try await service.invoke("u1", "s2", "t1", "hotel please").status == 200)
+        let asked = try await service.get("/agent/status/u1/s2/t1?wait=20")
+        #expect(asked["status"] == "interrupted")
+        #expect(asked["last_response"]?["interrupt_data"]?["action_request"]?["action"] == "book_hotel")
+        #expect(try await service.resume("u1", "s2", "t1", "accept").status == 200)
+        let booked = try await service.get("/agent/status/u1/s2/t1?wait=20")
+        #expect(booked["status"] == "completed")
+        #expect(booked.body.resultMessages.last?["content"] == "booked")
+    }
+
+    @Test("the wait runs out and the task is reported as it is; settled and unknown tasks answer at once")
+    func waitRunsOut() async throws {
+        let service = try await ServiceHarness.start(model: { _ in .delayed(.seconds(5), .text("slow")) })
+        defer { Task { await service.stop() } }
+        #expect(try await service.invoke("u1", "s1", "t1", "question").status == 200)
+        // Running after the wait: the answer came from the wait running out, not from the model's 5 s.
+        let still = try await service.get("/agent/status/u1/s1/t1?wait=0.3")
+        #expect(still.status == 200)
+        #expect(still["status"] == "running")
+
+        let unknown = try await service.get("/agent/status/u1/s1/nope?wait=30")
+        #expect(unknown["status"] == "not_found")
+        let idle = try await service.get("/agent/status/nobody/none/t?wait=30")
+        #expect(idle["status"] == "not_found")
+    }
+
+    @Test("a wait that is not a number of seconds from 0 to 30 is refused", arguments: ["-1", "31", "abc", "nan", "inf", ""])
+    func refusesBadWait(_ wait: String) async throws {
+        let service = try await ServiceHarness.start(model: { _ in .text("ok") })
+        defer { Task { await service.stop() } }
+        let reply = try await service.get("/agent/status/u1/s1/t1?wait=\(wait)")
+        #expect(reply.status == 422)
+        #expect(reply["detail"] == "wait must be a number of seconds from 0 to 30")
+    }
+}
