@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import AgentKit
 import AsyncHTTPClient
 import Logging
@@ -155,14 +158,32 @@ struct OpenAICompatibleModelTests {
         }
     }
 
+    struct NoRefusingPort: Error {}
+
+    /// A port bound but never listened on: connecting is refused, and while the socket is held no
+    /// other test's server can take the port (a stopped server's port could be reused at once).
+    static func refusingPort() throws -> (port: Int, socket: Int32) {
+        let socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socket, $0, length) == 0 && getsockname(socket, $0, &length) == 0 }
+        }
+        guard socket >= 0, bound else { throw NoRefusingPort() }
+        return (Int(UInt16(bigEndian: address.sin_port)), socket)
+    }
+
     @Test("an unreachable server is reported as such")
     func unreachable() async throws {
-        let gone = try await ScriptedModelServer.start()
-        await gone.shutdown()
-        try await withModel(retries: 1, server: try await ScriptedModelServer.start()) { _, _ in }
+        let refusing = try Self.refusingPort()
+        defer { close(refusing.socket) }
         let client = HTTPClient(eventLoopGroupProvider: .singleton)
         let model = OpenAICompatibleModel(
-            configuration: .init(baseURL: gone.baseURL, model: "m", timeout: .seconds(2), maxRetries: 1, initialBackoff: .milliseconds(10)),
+            configuration: .init(
+                baseURL: "http://127.0.0.1:\(refusing.port)/v1", model: "m", timeout: .seconds(2), maxRetries: 1,
+                initialBackoff: .milliseconds(10)),
             httpClient: client, logger: Logger(label: "test"))
         let error = await #expect(throws: ModelError.self) { try await model.complete(Self.request) }
         #expect(error?.message.contains("unreachable") == true)
