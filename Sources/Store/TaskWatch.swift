@@ -12,6 +12,8 @@ public final class TaskWatch: Sendable {
 
     private let waiters = Mutex<[String: [Int: Waiter]]>([:])
     private let nextID = Atomic<Int>(0)
+    /// Set on shutdown: no wait starts any more.
+    private let closed = Atomic<Bool>(false)
 
     public init() {}
 
@@ -24,7 +26,9 @@ public final class TaskWatch: Sendable {
     /// read and `wait` is not missed.
     public func register(_ key: TaskKey) -> Int {
         let id = nextID.add(1, ordering: .relaxed).newValue
-        waiters.withLock { $0[Self.payload(key), default: [:]][id] = Waiter() }
+        // Read under the lock that `close` takes after setting it: a waiter is either seen by
+        // close's wake-up or sees `closed` itself.
+        waiters.withLock { $0[Self.payload(key), default: [:]][id] = Waiter(fired: closed.load(ordering: .sequentiallyConsistent)) }
         return id
     }
 
@@ -69,6 +73,12 @@ public final class TaskWatch: Sendable {
     public func wakeAll() {
         let all = waiters.withLock { $0.flatMap { name, ids in ids.keys.map { (name, $0) } } }
         for (name, id) in all { fire(name, id: id) }
+    }
+
+    /// On shutdown: every waiter answers now, and later ones do not wait.
+    public func close() {
+        closed.store(true, ordering: .sequentiallyConsistent)
+        wakeAll()
     }
 
     private func fire(_ name: String, id: Int) {

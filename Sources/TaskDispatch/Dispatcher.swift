@@ -131,6 +131,8 @@ public final class Dispatcher: Service {
         } onGracefulShutdown: {
             self.stopping.store(true, ordering: .relaxed)
             wake.finish()
+            // Waiting status reads answer now rather than hold the shutdown for their whole wait.
+            watch?.close()
         }
     }
 
