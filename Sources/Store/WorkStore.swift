@@ -162,38 +162,50 @@ public struct WorkStore: Sendable {
     /// Loads the task's turn, the session's history window and the human decisions.
     public func context(for task: ClaimedTask, historyLimit: Int) async throws -> RunContext {
         let key = task.key
-        return try await pool.tenant(key.tenantID) { connection in
-            let turn = try connection.query("""
-                SELECT type, content, tool_calls, name, tool_call_id FROM messages
-                WHERE tenant_id = \(key.tenantID) AND user_id = \(key.userID) AND session_id = \(key.sessionID) AND task_id = \(key.taskID)
-                ORDER BY position
-                """).rows.map(StoreCoding.message(from:))
-            // Every task has at least its query message, so the last `historyLimit` completed tasks
-            // hold the window: the scan stays bounded however long the session is.
-            let recent = try connection.query("""
-                SELECT m.type, m.content, m.tool_calls, m.name, m.tool_call_id
-                FROM (SELECT tenant_id, user_id, session_id, task_id, seq FROM tasks
-                      WHERE tenant_id = \(key.tenantID) AND user_id = \(key.userID) AND session_id = \(key.sessionID)
-                        AND seq < \(task.seq) AND state = 'completed'
-                      ORDER BY seq DESC
-                      LIMIT \(max(0, historyLimit))) t
-                JOIN messages m USING (tenant_id, user_id, session_id, task_id)
-                ORDER BY t.seq DESC, m.position DESC
-                LIMIT \(max(0, historyLimit))
-                """).rows.map(StoreCoding.message(from:))
-            var decisions: [String: HumanDecision] = [:]
-            for row in try connection.query("""
-                SELECT tool_call_id, decision, decision_args FROM interrupts
-                WHERE tenant_id = \(key.tenantID) AND user_id = \(key.userID) AND session_id = \(key.sessionID)
-                  AND task_id = \(key.taskID) AND decision IS NOT NULL
-                """).rows {
+        let limit = max(0, historyLimit)
+        // One statement, one round trip: part 0 is the turn, part 1 the history (newest first),
+        // part 2 the decisions. Every task has at least its query message, so the last `limit`
+        // completed tasks hold the window: the scan stays bounded however long the session is.
+        let rows = try await pool.tenant(key.tenantID) { connection in
+            try connection.query("""
+                SELECT * FROM (
+                    SELECT 0 AS part, position::bigint AS k1, 0::bigint AS k2, type, content, tool_calls, name, tool_call_id,
+                           NULL::text AS decision, NULL::jsonb AS decision_args
+                    FROM messages
+                    WHERE tenant_id = \(key.tenantID) AND user_id = \(key.userID) AND session_id = \(key.sessionID) AND task_id = \(key.taskID)
+                    UNION ALL
+                    (SELECT 1, -t.seq, -m.position::bigint, m.type, m.content, m.tool_calls, m.name, m.tool_call_id, NULL, NULL
+                     FROM (SELECT tenant_id, user_id, session_id, task_id, seq FROM tasks
+                           WHERE tenant_id = \(key.tenantID) AND user_id = \(key.userID) AND session_id = \(key.sessionID)
+                             AND seq < \(task.seq) AND state = 'completed'
+                           ORDER BY seq DESC
+                           LIMIT \(limit)) t
+                     JOIN messages m USING (tenant_id, user_id, session_id, task_id)
+                     ORDER BY t.seq DESC, m.position DESC
+                     LIMIT \(limit))
+                    UNION ALL
+                    SELECT 2, 0, 0, NULL, NULL, NULL, NULL, tool_call_id, decision, decision_args
+                    FROM interrupts
+                    WHERE tenant_id = \(key.tenantID) AND user_id = \(key.userID) AND session_id = \(key.sessionID)
+                      AND task_id = \(key.taskID) AND decision IS NOT NULL
+                ) AS context
+                ORDER BY part, k1, k2
+                """).rows
+        }
+        var turn: [ChatMessage] = []
+        var recent: [ChatMessage] = []
+        var decisions: [String: HumanDecision] = [:]
+        for row in rows {
+            switch try row.decode("part", as: Int.self) {
+            case 0: turn.append(try StoreCoding.message(from: row))
+            case 1: recent.append(try StoreCoding.message(from: row))
+            default:
                 guard let kind = HumanDecision.Kind(rawValue: try row.decode("decision", as: String.self)) else { continue }
                 let args = try row.decode("decision_args", as: PostgresJSON?.self).map { try JSONValue(parsing: $0.bytes) }
                 decisions[try row.decode("tool_call_id", as: String.self)] = HumanDecision(kind: kind, args: args)
             }
-            return RunContext(
-                turn: turn, history: AgentPlanner.historyWindow(recent.reversed(), limit: historyLimit), decisions: decisions)
         }
+        return RunContext(turn: turn, history: AgentPlanner.historyWindow(recent.reversed(), limit: historyLimit), decisions: decisions)
     }
 
     /// Commits the model's reply as the turn's next message, with its `llm_calls` row.
