@@ -21,16 +21,17 @@ public struct APIKeyRecord: Sendable {
 /// its stored SHA-256 in constant time.
 public struct KeyStore: Sendable {
     let pool: PostgresPool
-    /// Open mode asks on every request; concurrent requests share one read (see `Coalesced`).
-    private let activeKeyReads: Coalesced<Bool>
+    /// Open mode asks on every request; concurrent requests share one read (see `Batched`).
+    private let activeKeyReads: Batched<Bool, Bool>
 
     public init(pool: PostgresPool) {
         self.pool = pool
-        activeKeyReads = Coalesced {
-            try await pool.system { connection in
+        activeKeyReads = Batched { _ in
+            let active = try await pool.system { connection in
                 try connection.query("SELECT EXISTS (SELECT 1 FROM api_keys WHERE revoked_at IS NULL) AS active").first?.decode("active", as: Bool.self)
                     ?? false
             }
+            return [true: active]
         }
     }
 
@@ -74,7 +75,7 @@ public struct KeyStore: Sendable {
 
     /// Whether any key is active: without one, a loopback-only service may run open.
     public func anyActive() async throws -> Bool {
-        try await activeKeyReads.value()
+        try await activeKeyReads.value(for: true)
     }
 
     /// The active key that `presented` is, or nil. Read on every request, so a revocation takes

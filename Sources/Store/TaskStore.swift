@@ -27,7 +27,13 @@ public struct TaskStore: Sendable {
 
     let pool: PostgresPool
 
-    public init(pool: PostgresPool) { self.pool = pool }
+    /// Status reads are the hot path (clients poll); concurrent ones share a statement (see `Batched`).
+    private let snapshots: Batched<TaskKey, Lookup>
+
+    public init(pool: PostgresPool) {
+        self.pool = pool
+        snapshots = Batched { keys in try await Self.snapshots(keys, pool: pool) }
+    }
 
     /// Creates the session if new, stores the task with its query as message 0, and queues it,
     /// in one statement. The same ids with the same query and system message are a duplicate;
@@ -123,31 +129,47 @@ public struct TaskStore: Sendable {
     }
 
     public func snapshot(_ key: TaskKey) async throws -> Lookup {
-        try await pool.tenant(key.tenantID) { connection in
-            if let row = try connection.query("""
-                SELECT state, message, query, result, interrupt_data, extract(epoch FROM updated_at) AS updated
-                FROM tasks
-                WHERE tenant_id = \(key.tenantID) AND user_id = \(key.userID) AND session_id = \(key.sessionID) AND task_id = \(key.taskID)
-                """).first {
-                let state = try row.decode("state", as: String.self)
-                return .task(
-                    TaskSnapshot(
-                        state: TaskState(rawValue: state) ?? .error,
-                        message: try row.decode("message", as: String?.self),
-                        query: try row.decode("query", as: String.self),
-                        result: try row.decode("result", as: PostgresJSON?.self).map { try JSONValue(parsing: $0.bytes) },
-                        interruptData: try row.decode("interrupt_data", as: PostgresJSON?.self).map { try JSONValue(parsing: $0.bytes) },
-                        updatedAt: try row.decode("updated", as: Double.self)))
+        try await snapshots.value(for: key)
+    }
+
+    /// The tasks of `keys`, one statement per tenant among them. A key with no task is an idle
+    /// session if the session exists without any task, else not found.
+    static func snapshots(_ keys: [TaskKey], pool: PostgresPool) async throws -> [TaskKey: Lookup] {
+        var found: [TaskKey: Lookup] = [:]
+        for (tenant, keys) in Dictionary(grouping: keys, by: \.tenantID) {
+            let rows = try await pool.tenant(tenant) { connection in
+                try connection.query("""
+                    SELECT k.user_id, k.session_id, k.task_id, t.state, t.message, t.query, t.result, t.interrupt_data,
+                           extract(epoch FROM t.updated_at) AS updated,
+                           t.task_id IS NULL
+                             AND EXISTS (SELECT 1 FROM sessions s
+                                         WHERE s.tenant_id = \(tenant) AND s.user_id = k.user_id AND s.session_id = k.session_id)
+                             AND NOT EXISTS (SELECT 1 FROM tasks o
+                                             WHERE o.tenant_id = \(tenant) AND o.user_id = k.user_id AND o.session_id = k.session_id) AS idle
+                    FROM unnest(\(keys.map(\.userID))::text[], \(keys.map(\.sessionID))::text[], \(keys.map(\.taskID))::text[])
+                         AS k(user_id, session_id, task_id)
+                    LEFT JOIN tasks t
+                      ON t.tenant_id = \(tenant) AND t.user_id = k.user_id AND t.session_id = k.session_id AND t.task_id = k.task_id
+                    """).rows
             }
-            let session = try connection.query("""
-                SELECT EXISTS (SELECT 1 FROM tasks
-                               WHERE tenant_id = \(key.tenantID) AND user_id = \(key.userID) AND session_id = \(key.sessionID)) AS has_tasks
-                FROM sessions
-                WHERE tenant_id = \(key.tenantID) AND user_id = \(key.userID) AND session_id = \(key.sessionID)
-                """).first
-            guard let session else { return .notFound }
-            return try session.decode("has_tasks", as: Bool.self) ? .notFound : .idleSession
+            for row in rows {
+                let key = TaskKey(
+                    tenantID: tenant, userID: try row.decode("user_id"), sessionID: try row.decode("session_id"), taskID: try row.decode("task_id"))
+                if let state = try row.decode("state", as: String?.self) {
+                    found[key] = .task(
+                        TaskSnapshot(
+                            state: TaskState(rawValue: state) ?? .error,
+                            message: try row.decode("message", as: String?.self),
+                            query: try row.decode("query", as: String.self),
+                            result: try row.decode("result", as: PostgresJSON?.self).map { try JSONValue(parsing: $0.bytes) },
+                            interruptData: try row.decode("interrupt_data", as: PostgresJSON?.self).map { try JSONValue(parsing: $0.bytes) },
+                            updatedAt: try row.decode("updated", as: Double.self)))
+                } else {
+                    found[key] = try row.decode("idle", as: Bool.self) ? .idleSession : .notFound
+                }
+            }
         }
+        return found
     }
 
     /// The session's task ids in submission order.
