@@ -32,7 +32,8 @@ public struct TaskStore: Sendable {
 
     public init(pool: PostgresPool) {
         self.pool = pool
-        snapshots = Batched { keys in try await Self.snapshots(keys, pool: pool) }
+        // Half the pool at most, so that workers always find connections.
+        snapshots = Batched(concurrentReads: max(1, pool.configuration.size / 2)) { keys in try await Self.snapshots(keys, pool: pool) }
     }
 
     /// Creates the session if new, stores the task with its query as message 0, and queues it,
