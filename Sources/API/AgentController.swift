@@ -131,25 +131,10 @@ public struct AgentController: Sendable {
         let key = try taskKey(
             context, Validate.pathID(context, "user_id"), Validate.pathID(context, "session_id"), Validate.pathID(context, "task_id"))
         let wait = try Self.statusWait(request)
-        var lookup: TaskStore.Lookup
-        if wait > 0 {
-            // Registered before the read, so that the task's NOTIFY cannot slip in between.
-            let waiter = watch.register(key)
-            do {
-                lookup = try await tasks.snapshot(key)
-                if case .task(let task) = lookup, task.state == .queued || task.state == .running {
-                    await watch.wait(key, id: waiter, timeout: .milliseconds(Int64(wait * 1000)))
-                    lookup = try await tasks.snapshot(key)
-                } else {
-                    watch.forget(key, id: waiter)
-                }
-            } catch {
-                watch.forget(key, id: waiter)
-                throw error
-            }
-        } else {
-            lookup = try await tasks.snapshot(key)
-        }
+        let lookup =
+            wait > 0
+            ? try await watch.read(key, waitingUpTo: .milliseconds(Int64(wait * 1000)), pending: \.isPending) { try await tasks.snapshot(key) }
+            : try await tasks.snapshot(key)
         var status: [String: JSONValue] = [
             "user_id": .string(key.userID), "session_id": .string(key.sessionID), "task_id": .string(key.taskID),
             "status": "not_found", "message": nil, "last_query": nil, "last_updated": nil, "last_response": nil,

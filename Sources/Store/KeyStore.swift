@@ -21,8 +21,10 @@ public struct APIKeyRecord: Sendable {
 /// its stored SHA-256 in constant time.
 public struct KeyStore: Sendable {
     let pool: PostgresPool
-    /// Open mode asks on every request; concurrent requests share one read (see `Batched`).
+    /// Every request asks one of these; concurrent requests share a read (see `Batched`). Open
+    /// mode's question has no key, so it is asked under the single key `true`.
     private let activeKeyReads: Batched<Bool, Bool>
+    private let keyReads: Batched<String, APIKeyRecord?>
 
     public init(pool: PostgresPool) {
         self.pool = pool
@@ -32,6 +34,17 @@ public struct KeyStore: Sendable {
                     ?? false
             }
             return [true: active]
+        }
+        keyReads = Batched { keyIDs in
+            let rows = try await pool.system { connection in
+                try connection.query("SELECT \(unsafeSQL: Self.columns) FROM api_keys WHERE key_id = ANY(\(keyIDs)) AND revoked_at IS NULL").rows
+            }
+            var found = [String: APIKeyRecord?](uniqueKeysWithValues: keyIDs.map { ($0, nil) })
+            for row in rows {
+                let record = try Self.record(row)
+                found[record.keyID] = .some(record)
+            }
+            return found
         }
     }
 
@@ -78,15 +91,11 @@ public struct KeyStore: Sendable {
         try await activeKeyReads.value(for: true)
     }
 
-    /// The active key that `presented` is, or nil. Read on every request, so a revocation takes
+    /// The active key that `presented` is, or nil. Read for every request (by a read that
+    /// starts after the request arrives, shared with concurrent ones), so a revocation takes
     /// effect on the next one.
     public func verify(_ presented: String) async throws -> APIKeyRecord? {
-        guard let (keyID, secret) = Self.parse(presented) else { return nil }
-        let row = try await pool.system { connection in
-            try connection.query("SELECT \(unsafeSQL: Self.columns) FROM api_keys WHERE key_id = \(keyID) AND revoked_at IS NULL").first
-        }
-        guard let row else { return nil }
-        let record = try Self.record(row)
+        guard let (keyID, secret) = Self.parse(presented), let record = try await keyReads.value(for: keyID) else { return nil }
         return Self.constantTimeEqual(Self.sha256(secret), record.secretSHA256) ? record : nil
     }
 

@@ -127,6 +127,12 @@ public struct TaskStore: Sendable {
         /// The session exists and has no task at all.
         case idleSession
         case notFound
+
+        /// A task still queued or running: one that has not paused or ended.
+        public var isPending: Bool {
+            guard case .task(let task) = self else { return false }
+            return task.state == .queued || task.state == .running
+        }
     }
 
     public func snapshot(_ key: TaskKey) async throws -> Lookup {

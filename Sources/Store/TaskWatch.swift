@@ -22,19 +22,31 @@ public final class TaskWatch: Sendable {
         JSONValue.array([.string(key.tenantID), .string(key.userID), .string(key.sessionID), .string(key.taskID)]).jsonText
     }
 
-    /// Registers a waiter before the caller reads the task, so that a NOTIFY arriving between the
-    /// read and `wait` is not missed.
-    public func register(_ key: TaskKey) -> Int {
+    /// Reads with `read`; if `pending` says the task has not paused or ended yet, waits for its
+    /// NOTIFY (or `timeout`) and reads once more. The waiter is registered before the first
+    /// read, so a NOTIFY sent between that read and the wait is not missed.
+    public func read<T: Sendable>(
+        _ key: TaskKey, waitingUpTo timeout: Duration, pending: (T) -> Bool, _ read: () async throws -> T
+    ) async throws -> T {
+        let name = Self.payload(key)
+        let id = register(name)
+        defer { forget(name, id: id) }
+        let first = try await read()
+        guard pending(first) else { return first }
+        await wait(name, id: id, timeout: timeout)
+        return try await read()
+    }
+
+    private func register(_ name: String) -> Int {
         let id = nextID.add(1, ordering: .relaxed).newValue
         // Read under the lock that `close` takes after setting it: a waiter is either seen by
         // close's wake-up or sees `closed` itself.
-        waiters.withLock { $0[Self.payload(key), default: [:]][id] = Waiter(fired: closed.load(ordering: .sequentiallyConsistent)) }
+        waiters.withLock { $0[name, default: [:]][id] = Waiter(fired: closed.load(ordering: .sequentiallyConsistent)) }
         return id
     }
 
-    /// Suspends until the task is settled or `timeout` passes, then forgets the waiter.
-    public func wait(_ key: TaskKey, id: Int, timeout: Duration) async {
-        let name = Self.payload(key)
+    /// Suspends until the waiter is fired (NOTIFY, reconnect, shutdown) or `timeout` passes.
+    private func wait(_ name: String, id: Int, timeout: Duration) async {
         await withTaskGroup(of: Void.self) { group in
             group.addTask {
                 await withCheckedContinuation { continuation in
@@ -52,11 +64,9 @@ public final class TaskWatch: Sendable {
             fire(name, id: id)
             group.cancelAll()
         }
-        forget(key, id: id)
     }
 
-    public func forget(_ key: TaskKey, id: Int) {
-        let name = Self.payload(key)
+    private func forget(_ name: String, id: Int) {
         waiters.withLock { waiters in
             waiters[name]?[id] = nil
             if waiters[name]?.isEmpty == true { waiters[name] = nil }

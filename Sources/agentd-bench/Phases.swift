@@ -35,6 +35,14 @@ struct Phases: Sendable {
         }
     }
 
+    /// Runs `body` for clients 0..<count at once and returns every time they measured, in ms.
+    func eachClient(_ count: Int, _ body: @escaping @Sendable (Int) async throws -> [Double]) async throws -> [Double] {
+        try await withThrowingTaskGroup(of: [Double].self) { group in
+            for index in 0..<count { group.addTask { try await body(index) } }
+            return try await group.reduce(into: []) { $0 += $1 }
+        }
+    }
+
     // MARK: 2. Throughput
 
     func throughput(clients: Int, cost: Cost?) async throws {
@@ -43,24 +51,19 @@ struct Phases: Sendable {
         let started = clock.now
         let end = started + .seconds(bench.seconds)
         let client = self.client
-        let latencies = try await withThrowingTaskGroup(of: [Double].self) { group in
-            for index in 0..<clients {
-                group.addTask {
-                    var latencies: [Double] = []
-                    var number = 0
-                    while clock.now < end {
-                        let (user, task) = ("\(prefix)-u\(index)", "t\(number)")
-                        number += 1
-                        let start = clock.now
-                        try await client.invoke(user: user, session: "s", task: task, query: "question \(number)")
-                        let state = try await client.wait(user: user, session: "s", task: task, for: ["completed", "error"])
-                        guard state == "completed" else { throw LoadClient.Failure(description: "\(user)/\(task) ended in \(state)") }
-                        latencies.append((clock.now - start).milliseconds)
-                    }
-                    return latencies
-                }
+        let latencies = try await eachClient(clients) { index in
+            var latencies: [Double] = []
+            var number = 0
+            while clock.now < end {
+                let (user, task) = ("\(prefix)-u\(index)", "t\(number)")
+                number += 1
+                let start = clock.now
+                try await client.invoke(user: user, session: "s", task: task, query: "question \(number)")
+                let state = try await client.wait(user: user, session: "s", task: task, for: ["completed", "error"])
+                guard state == "completed" else { throw LoadClient.Failure(description: "\(user)/\(task) ended in \(state)") }
+                latencies.append((clock.now - start).milliseconds)
             }
-            return try await group.reduce(into: []) { $0 += $1 }
+            return latencies
         }
         let elapsed = (clock.now - started).milliseconds / 1000
         let observed = Sample(latencies)
@@ -119,26 +122,21 @@ struct Phases: Sendable {
         let total = bench.approvals
         let client = self.client
         let clock = ContinuousClock()
-        let latencies = try await withThrowingTaskGroup(of: [Double].self) { group in
-            for index in 0..<clients {
-                group.addTask {
-                    var latencies: [Double] = []
-                    let user = "p4-u\(index)"
-                    for number in stride(from: index, to: total, by: clients) {
-                        let task = "t\(number)"
-                        try await client.invoke(user: user, session: "s", task: task, query: "hotel for night \(number)")
-                        let asked = try await client.wait(user: user, session: "s", task: task, for: ["interrupted", "completed", "error"])
-                        guard asked == "interrupted" else { throw LoadClient.Failure(description: "\(user)/\(task) was \(asked), not interrupted") }
-                        let start = clock.now
-                        try await client.resume(user: user, session: "s", task: task, decision: "accept")
-                        let done = try await client.wait(user: user, session: "s", task: task, for: ["completed", "error"])
-                        guard done == "completed" else { throw LoadClient.Failure(description: "\(user)/\(task) ended in \(done)") }
-                        latencies.append((clock.now - start).milliseconds)
-                    }
-                    return latencies
-                }
+        let latencies = try await eachClient(clients) { index in
+            var latencies: [Double] = []
+            let user = "p4-u\(index)"
+            for number in stride(from: index, to: total, by: clients) {
+                let task = "t\(number)"
+                try await client.invoke(user: user, session: "s", task: task, query: "hotel for night \(number)")
+                let asked = try await client.wait(user: user, session: "s", task: task, for: ["interrupted", "completed", "error"])
+                guard asked == "interrupted" else { throw LoadClient.Failure(description: "\(user)/\(task) was \(asked), not interrupted") }
+                let start = clock.now
+                try await client.resume(user: user, session: "s", task: task, decision: "accept")
+                let done = try await client.wait(user: user, session: "s", task: task, for: ["completed", "error"])
+                guard done == "completed" else { throw LoadClient.Failure(description: "\(user)/\(task) ended in \(done)") }
+                latencies.append((clock.now - start).milliseconds)
             }
-            return try await group.reduce(into: []) { $0 += $1 }
+            return latencies
         }
         let observed = Sample(latencies)
         let service = try await serviceTimes(prefix: "p4-").sinceQueued
@@ -223,21 +221,16 @@ struct Phases: Sendable {
         let started = clock.now
         let end = started + .seconds(bench.readSeconds)
         let client = self.client
-        let latencies = try await withThrowingTaskGroup(of: [Double].self) { group in
-            for _ in 0..<connections {
-                group.addTask {
-                    var latencies: [Double] = []
-                    latencies.reserveCapacity(100_000)
-                    while clock.now < end {
-                        let start = clock.now
-                        let (status, _) = try await client.send(.GET, path)
-                        guard status == 200 else { throw LoadClient.Failure(description: "GET \(path) answered \(status)") }
-                        latencies.append((clock.now - start).milliseconds)
-                    }
-                    return latencies
-                }
+        let latencies = try await eachClient(connections) { _ in
+            var latencies: [Double] = []
+            latencies.reserveCapacity(100_000)
+            while clock.now < end {
+                let start = clock.now
+                let (status, _) = try await client.send(.GET, path)
+                guard status == 200 else { throw LoadClient.Failure(description: "GET \(path) answered \(status)") }
+                latencies.append((clock.now - start).milliseconds)
             }
-            return try await group.reduce(into: []) { $0 += $1 }
+            return latencies
         }
         let elapsed = (clock.now - started).milliseconds / 1000
         let sample = Sample(latencies)
