@@ -36,7 +36,7 @@ let package = Package(
         // LISTEN/NOTIFY listener, claimer, worker slots, leases, reaper.
         .target(name: "TaskDispatch", dependencies: ["Store", "AgentKit", "Postgres", logging, serviceLifecycle]),
         // The REST contract: routes, request/response types, error mapping.
-        .target(name: "API", dependencies: ["Store", "AgentKit", "Postgres", hummingbird, logging]),
+        .target(name: "API", dependencies: ["Store", "AgentKit", "Postgres", hummingbird, logging, .product(name: "NIOHTTP1", package: "swift-nio")]),
         // Configuration and wiring: one function builds the whole service for main and the tests.
         .target(
             name: "AgentdApp",
@@ -44,7 +44,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "agentd",
-            dependencies: ["AgentdApp", "Store", "Postgres", .product(name: "ArgumentParser", package: "swift-argument-parser"), logging, serviceLifecycle]
+            dependencies: ["AgentdApp", "Store", "AgentKit", "Postgres", .product(name: "ArgumentParser", package: "swift-argument-parser"), logging, serviceLifecycle]
         ),
         // A scripted OpenAI-compatible model server over real HTTP: the model stand-in of the tests and of `make bench`.
         .target(name: "ScriptedModel", dependencies: ["AgentKit", hummingbird, logging, serviceLifecycle]),

@@ -4,6 +4,7 @@ import HTTPTypes
 import Hummingbird
 import Logging
 import NIOCore
+import NIOHTTP1
 import Postgres
 import Store
 
@@ -46,6 +47,11 @@ public struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             return JSONBody.response(["detail": .string(error.body ?? error.status.reasonPhrase)], status: error.status, headers: error.headers)
         } catch is NIOTooManyBytesError {
             return JSONBody.response(["detail": .string("request body is larger than \(APILimits.maxBodyBytes) bytes")], status: .contentTooLarge)
+        } catch let error as HTTPParserError {
+            // The client's fault (a body shorter than its Content-Length, then a close); any
+            // answer may not reach it, and it is no server error.
+            logger.debug("malformed or truncated request", metadata: ["error": "\(error)", "path": "\(request.uri.path)"])
+            return JSONBody.response(["detail": .string("malformed or truncated request: \(error)")], status: .badRequest)
         } catch let error as StoreConflict {
             return JSONBody.response(["detail": .string(error.message)], status: .conflict)
         } catch let error as PostgresError where error.isConnectionFailure || error.sqlState == PostgresError.SQLState.queryCanceled {

@@ -68,12 +68,14 @@ public struct AgentController: Sendable {
         let system = try body.system_message.map { try Validate.text($0, field: "system_message", allowEmpty: true) }
         let outcome = try await tasks.submit(
             key, query: query, systemMessage: system, apiKeyID: context.keyID, maxInFlight: context.maxTasksInFlight)
-        if outcome == .limited {
-            throw APIError(
-                .tooManyRequests, "this API key already has \(context.maxTasksInFlight ?? 0) tasks queued or running",
-                headers: [.retryAfter: "1"])
-        }
+        if outcome == .limited { throw Self.inFlightLimit(context) }
         return ids(key)
+    }
+
+    static func inFlightLimit(_ context: AgentRequestContext) -> APIError {
+        APIError(
+            .tooManyRequests, "this API key already has \(context.maxTasksInFlight ?? 0) tasks queued or running",
+            headers: [.retryAfter: "1"])
     }
 
     @Sendable func resume(_ request: Request, context: AgentRequestContext) async throws -> Response {
@@ -91,9 +93,11 @@ public struct AgentController: Sendable {
         // PostgreSQL's jsonb cannot hold NUL, in a key or in a value.
         if decision.args?.containsNUL == true { throw APIError.unprocessable("args must not contain NUL characters") }
         if let problem = decision.problem { throw APIError.unprocessable(problem) }
-        switch try await tasks.resume(key, decision: decision) {
+        switch try await tasks.resume(key, decision: decision, apiKeyID: context.keyID, maxInFlight: context.maxTasksInFlight) {
         case .queued:
             return ids(key)
+        case .limited:
+            throw Self.inFlightLimit(context)
         case .notFound:
             throw APIError.notFound("task \(key.userID):\(key.sessionID):\(key.taskID) not found")
         case .notInterrupted(let state):

@@ -1,3 +1,4 @@
+import AgentKit
 import Hummingbird
 import Logging
 
@@ -24,7 +25,7 @@ public struct AgentRequestContext: RequestContext {
 
     /// Every user id a request names, in its path or body, passes through here.
     func authorize(user: String) throws {
-        if let userScope, userScope != user {
+        if let userScope, !Identifier.same(userScope, user) {
             throw APIError(.forbidden, "this API key acts for user \(userScope) only")
         }
     }

@@ -38,9 +38,13 @@ public struct AuthMiddleware: RouterMiddleware {
         guard let key = try await keys.verify(parts[1].trimmingCharacters(in: .whitespaces)) else {
             throw Self.unauthorized("invalid or revoked API key")
         }
-        if let rate = key.requestsPerSecond, let wait = limiter.admit(key.keyID, rate: rate) {
-            let seconds = max(1, Int(wait.components.seconds) + (wait.components.attoseconds > 0 ? 1 : 0))
-            throw APIError(.tooManyRequests, "rate limit of \(rate) requests per second exceeded for this key", headers: [.retryAfter: "\(seconds)"])
+        if let stored = key.requestsPerSecond {
+            let rate = KeyLimits.effectiveRate(stored)
+            if let wait = limiter.admit(key.keyID, rate: rate) {
+                throw APIError(
+                    .tooManyRequests, "rate limit of \(rate) requests per second exceeded for this key",
+                    headers: [.retryAfter: "\(RateLimiter.retryAfter(seconds: wait))"])
+            }
         }
         context.tenantID = key.tenantID
         context.userScope = key.userID
@@ -65,8 +69,9 @@ final class RateLimiter: Sendable {
     private let buckets = Mutex<[String: Bucket]>([:])
     private let clock = ContinuousClock()
 
-    /// nil when the request may go ahead, else how long until it would.
-    func admit(_ key: String, rate: Double) -> Duration? {
+    /// nil when the request may go ahead, else the seconds until it would.
+    /// - Parameter rate: in `KeyLimits.requestsPerSecond`, so the wait is finite and small.
+    func admit(_ key: String, rate: Double) -> Double? {
         let now = clock.now
         let capacity = max(1, rate)
         return buckets.withLock { buckets in
@@ -76,9 +81,15 @@ final class RateLimiter: Sendable {
             bucket.tokens = min(capacity, bucket.tokens + seconds * rate)
             bucket.updated = now
             defer { buckets[key] = bucket }
-            guard bucket.tokens >= 1 else { return .milliseconds(Int64((1 - bucket.tokens) / rate * 1000)) }
+            guard bucket.tokens >= 1 else { return (1 - bucket.tokens) / rate }
             bucket.tokens -= 1
             return nil
         }
+    }
+
+    /// Whole seconds for the header: at least 1, at most a day, whatever `seconds` is.
+    static func retryAfter(seconds: Double) -> Int {
+        guard seconds.isFinite else { return 86_400 }
+        return Int(min(max(seconds.rounded(.up), 1), 86_400))
     }
 }

@@ -7,8 +7,6 @@ import NIOCore
 public enum APILimits {
     /// Largest request body accepted (413 beyond).
     public static let maxBodyBytes = 1 << 20
-    /// Longest id (user_id, session_id, task_id).
-    public static let maxIDLength = 128
     /// Longest memory text, in UTF-8 bytes.
     public static let maxMemoryBytes = 4096
 }
@@ -75,14 +73,9 @@ enum JSONBody {
 
 /// Checks of client-chosen values, before anything reaches the database.
 enum Validate {
+    /// The id rule (`Identifier.problem`): the same for body fields and path segments.
     static func id(_ value: String, field: String) throws -> String {
-        guard !value.isEmpty else { throw APIError.unprocessable("\(field) must not be empty") }
-        guard value.count <= APILimits.maxIDLength else {
-            throw APIError.unprocessable("\(field) must be at most \(APILimits.maxIDLength) characters")
-        }
-        guard !value.unicodeScalars.contains(where: { $0 == "/" || $0.properties.generalCategory == .control }) else {
-            throw APIError.unprocessable("\(field) must not contain '/' or control characters")
-        }
+        if let problem = Identifier.problem(with: value, field: field) { throw APIError.unprocessable(problem) }
         return value
     }
 

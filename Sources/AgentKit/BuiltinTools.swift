@@ -36,10 +36,12 @@ public struct MultiplyTool: Tool {
         ])
 
     public func run(arguments: [String: JSONValue], context: ToolContext) async throws -> String {
-        guard let a = arguments["a"]?.numberValue, let b = arguments["b"]?.numberValue else {
-            throw ToolError("multiply needs two numbers a and b")
+        guard let a = arguments["a"]?.numberValue, let b = arguments["b"]?.numberValue, a.isFinite, b.isFinite else {
+            throw ToolError("multiply needs two numbers a and b, each within ±1.8e308")
         }
-        return Self.format(a * b)
+        let product = a * b
+        guard product.isFinite else { throw ToolError("the product of \(Self.format(a)) and \(Self.format(b)) is beyond ±1.8e308") }
+        return Self.format(product)
     }
 
     /// Integers print as integers, as Python prints the product of two ints.

@@ -87,3 +87,42 @@ extension ChatMessage {
         return .object(object)
     }
 }
+
+/// What a model or a tool says, made storable. PostgreSQL's text and jsonb cannot hold U+0000,
+/// and JSON has no infinity or NaN; a reply holding either used to fail its task with an
+/// internal error. NUL characters are removed; a number beyond `Double` becomes null, which
+/// the tool given it refuses as a missing argument, so the model sees an error and goes on.
+extension ChatMessage {
+    public var storable: ChatMessage {
+        var message = self
+        message.content = content.withoutNUL
+        message.name = name?.withoutNUL
+        message.toolCallID = toolCallID?.withoutNUL
+        message.toolCalls = toolCalls.map { call in
+            ToolCall(
+                id: call.id.withoutNUL, name: call.name.withoutNUL,
+                args: Dictionary(call.args.map { ($0.key.withoutNUL, $0.value.storable) }, uniquingKeysWith: { first, _ in first }))
+        }
+        return message
+    }
+}
+
+extension JSONValue {
+    public var storable: JSONValue {
+        switch self {
+        case .string(let text): .string(text.withoutNUL)
+        case .number(let value): value.isFinite ? self : .null
+        case .array(let items): .array(items.map(\.storable))
+        case .object(let members): .object(Dictionary(members.map { ($0.key.withoutNUL, $0.value.storable) }, uniquingKeysWith: { first, _ in first }))
+        case .null, .bool: self
+        }
+    }
+}
+
+extension String {
+    /// The text without U+0000 (unchanged, and not copied, when it has none).
+    public var withoutNUL: String {
+        guard utf8.contains(0) else { return self }
+        return String(String.UnicodeScalarView(unicodeScalars.filter { $0 != "\u{0}" }))
+    }
+}

@@ -45,6 +45,9 @@ public struct OfflineModel: ChatModel {
         if result.content == HumanDecision.rejectionMessage {
             return "工具 \(result.name ?? "") 的使用被拒绝，我没有执行这个操作。The tool call was rejected, so I did not do it."
         }
+        if result.content.hasPrefix("Error:") {
+            return "工具 \(result.name ?? "") 出错了 (the tool failed): \(result.content)"
+        }
         switch result.name {
         case "multiply": return "计算结果是 \(result.content)。The result is \(result.content)."
         case "book_hotel": return "\(result.content) The booking is done."

@@ -75,7 +75,8 @@ public enum AgentdServer {
                     + "every user's data. Create a key with `agentd keys create --tenant <tenant>`, or bind to 127.0.0.1.")
         }
 
-        let router = Router(context: AgentRequestContext.self)
+        // HTTP allows HEAD wherever GET is: the GET handler runs and its body is dropped.
+        let router = Router(context: AgentRequestContext.self, options: .autoGenerateHeadEndpoints)
         router.add(middleware: ErrorMiddleware(logger: logger))
         // Before the auth middleware, which applies to routes added after it: load balancers
         // probe health without a key, and it says nothing about anyone's data.

@@ -292,7 +292,11 @@ public final class PostgresConnection: Sendable {
     /// tenant after another on the same connection, nothing at all. Applied outside any
     /// transaction, so no rollback can undo it behind the connection's back.
     public func applyForSession(_ settings: [(name: String, value: String)]) throws {
-        let changed = sessionSettings.withLock { applied in settings.filter { applied[$0.name] != $0.value } }
+        // Compared by bytes, as the server would: Swift's == calls canonically equivalent values
+        // equal, and a tenant "café" (NFC) must not keep the setting of "café" (NFD).
+        let changed = sessionSettings.withLock { applied in
+            settings.filter { setting in applied[setting.name].map { !$0.utf8.elementsEqual(setting.value.utf8) } ?? true }
+        }
         guard !changed.isEmpty else { return }
         var query = PostgresQuery(unsafeSQL: "SELECT ")
         for (index, (name, value)) in changed.enumerated() {

@@ -17,6 +17,34 @@ public struct APIKeyRecord: Sendable {
     var secretSHA256: String
 }
 
+/// The limits a key may carry, checked when it is created (and by sql/007's constraints).
+public enum KeyLimits {
+    /// Requests per second: one every 100 s at least, well past any one process's rate at most.
+    public static let requestsPerSecond: ClosedRange<Double> = 0.01...100_000
+    public static let tasksInFlight: ClosedRange<Int> = 1...1_000_000
+
+    public struct Invalid: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    /// Why these limits cannot be stored, or nil. NaN and infinities are out of range.
+    public static func problem(requestsPerSecond rate: Double?, maxTasksInFlight: Int?) -> String? {
+        if let rate, !(rate.isFinite && requestsPerSecond.contains(rate)) {
+            return "--rate must be a number of requests per second from \(requestsPerSecond.lowerBound) to \(Int(requestsPerSecond.upperBound))"
+        }
+        if let maxTasksInFlight, !tasksInFlight.contains(maxTasksInFlight) {
+            return "--max-in-flight must be a whole number from \(tasksInFlight.lowerBound) to \(tasksInFlight.upperBound)"
+        }
+        return nil
+    }
+
+    /// The rate a stored value means, in range whatever the row holds (NaN: the lowest), so the
+    /// limiter's arithmetic cannot overflow on any of them.
+    public static func effectiveRate(_ stored: Double) -> Double {
+        stored.isNaN ? requestsPerSecond.lowerBound : min(max(stored, requestsPerSecond.lowerBound), requestsPerSecond.upperBound)
+    }
+}
+
 /// API keys: `agentd_<key_id>_<secret>`. The id finds the row; the secret is checked against
 /// its stored SHA-256 in constant time.
 public struct KeyStore: Sendable {
@@ -57,6 +85,9 @@ public struct KeyStore: Sendable {
     public func create(
         tenantID: String, userID: String?, isAdmin: Bool, name: String?, requestsPerSecond: Double?, maxTasksInFlight: Int?
     ) async throws -> NewKey {
+        if let problem = KeyLimits.problem(requestsPerSecond: requestsPerSecond, maxTasksInFlight: maxTasksInFlight) {
+            throw KeyLimits.Invalid(description: problem)
+        }
         let keyID = Self.randomToken(length: 12)
         let secret = Self.randomToken(length: 32)
         let hash = Self.sha256(secret)

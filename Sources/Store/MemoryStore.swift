@@ -19,6 +19,17 @@ public struct MemoryStore: Sendable {
 
     public init(pool: PostgresPool) { self.pool = pool }
 
+    /// Recall and search read this many Unicode scalars from the start of a query, and no more.
+    /// An invoke's query may be 1 MiB; tokenising all of it at every task start held a pooled
+    /// connection for seconds, and a tsquery of a million pieces finds nothing better than one
+    /// of a thousand: what a query is about is in its opening, and the model sees all of it anyway.
+    public static let searchedQueryScalars = 1_000
+
+    static func searched(_ query: String) -> String {
+        query.unicodeScalars.count <= searchedQueryScalars
+            ? query : String(String.UnicodeScalarView(query.unicodeScalars.prefix(searchedQueryScalars)))
+    }
+
     /// Stores the memory once per user and text; writing the same text again returns the first id.
     public func write(tenantID: String, userID: String, text: String) async throws -> UUID {
         try await pool.tenant(tenantID) { connection in
@@ -43,6 +54,7 @@ public struct MemoryStore: Sendable {
     /// nothing needs choosing.
     public func recall(tenantID: String, userID: String, query: String, limit: Int) async throws -> [MemoryHit] {
         guard limit > 0 else { return [] }
+        let query = Self.searched(query)
         // Two branches behind one-time filters: "all of them" reads the user's few rows; the
         // search reads only matching rows through the (tenant_id, user_id, search) GIN index.
         return try await hits(tenantID, """
@@ -66,7 +78,8 @@ public struct MemoryStore: Sendable {
 
     /// The user's memories that match `query`, best first.
     public func search(tenantID: String, userID: String, query: String, limit: Int) async throws -> [MemoryHit] {
-        try await hits(tenantID, """
+        let query = Self.searched(query)
+        return try await hits(tenantID, """
             WITH search AS (SELECT agentd_search_query(\(query)) AS q)
             SELECT m.memory_id, m.memory_info, extract(epoch FROM m.created_at) AS created, ts_rank_cd(m.search, search.q) AS score
             FROM memories m, search

@@ -17,6 +17,16 @@ public struct TaskKey: Sendable, Hashable, CustomStringConvertible {
     }
 
     public var description: String { "\(tenantID)/\(userID)/\(sessionID)/\(taskID)" }
+
+    /// Exact, as every id is compared (see `Identifier`): look-alike keys are two tasks.
+    public static func == (a: TaskKey, b: TaskKey) -> Bool {
+        Identifier.same(a.tenantID, b.tenantID) && Identifier.same(a.userID, b.userID)
+            && Identifier.same(a.sessionID, b.sessionID) && Identifier.same(a.taskID, b.taskID)
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        for id in [tenantID, userID, sessionID, taskID] { Identifier.hash(id, into: &hasher) }
+    }
 }
 
 /// The states of the `tasks.state` column.

@@ -23,6 +23,8 @@ public struct TaskStore: Sendable {
         case notFound
         /// The task exists but is not waiting for a human.
         case notInterrupted(TaskState)
+        /// The resuming key already has its limit of tasks queued or running.
+        case limited
     }
 
     let pool: PostgresPool
@@ -38,15 +40,23 @@ public struct TaskStore: Sendable {
 
     /// Creates the session if new, stores the task with its query as message 0, and queues it,
     /// in one statement. The same ids with the same query and system message are a duplicate;
-    /// with another, a `StoreConflict`.
+    /// with another, a `StoreConflict`. A refused submission (duplicate, conflict, limit)
+    /// writes nothing: not even the session or its `updated_at`, which decides the active session.
     public func submit(
         _ key: TaskKey, query: String, systemMessage: String?, apiKeyID: String? = nil, maxInFlight: Int? = nil
     ) async throws -> SubmitOutcome {
-        try await pool.tenant(key.tenantID) { connection in
+        try await limited(key, apiKeyID: apiKeyID, maxInFlight: maxInFlight) { connection in
             let inserted = try connection.query("""
-                WITH session AS (
+                WITH admitted AS (
+                    SELECT 1
+                    WHERE NOT EXISTS (SELECT 1 FROM tasks
+                                      WHERE tenant_id = \(key.tenantID) AND user_id = \(key.userID)
+                                        AND session_id = \(key.sessionID) AND task_id = \(key.taskID))
+                      AND (\(maxInFlight)::int IS NULL
+                           OR (SELECT count(*) FROM tasks WHERE api_key_id = \(apiKeyID) AND state IN ('queued', 'running')) < \(maxInFlight))
+                ), session AS (
                     INSERT INTO sessions (tenant_id, user_id, session_id)
-                    VALUES (\(key.tenantID), \(key.userID), \(key.sessionID))
+                    SELECT \(key.tenantID), \(key.userID), \(key.sessionID) FROM admitted
                     ON CONFLICT (tenant_id, user_id, session_id) DO UPDATE SET updated_at = now()
                     RETURNING 1
                 ), task AS (
@@ -54,8 +64,6 @@ public struct TaskStore: Sendable {
                     SELECT \(key.tenantID), \(key.userID), \(key.sessionID), \(key.taskID), \(query), \(systemMessage), 'queued',
                            clock_timestamp(), \(apiKeyID)
                     FROM session
-                    WHERE \(maxInFlight)::int IS NULL
-                       OR (SELECT count(*) FROM tasks WHERE api_key_id = \(apiKeyID) AND state IN ('queued', 'running')) < \(maxInFlight)
                     ON CONFLICT DO NOTHING
                     RETURNING seq
                 ), query_message AS (
@@ -75,9 +83,15 @@ public struct TaskStore: Sendable {
                 if maxInFlight != nil { return .limited }
                 throw StoreConflict("task \(key.taskID) was deleted while it was being submitted")
             }
-            guard try existing.decode("query", as: String.self) == query,
-                try existing.decode("system_message", as: String?.self) == systemMessage
-            else {
+            // Exact text, as ids are compared (`Identifier`): another normal form is another query.
+            let storedSystem = try existing.decode("system_message", as: String?.self)
+            let sameSystem =
+                switch (storedSystem, systemMessage) {
+                case (nil, nil): true
+                case (let stored?, let sent?): Identifier.same(stored, sent)
+                default: false
+                }
+            guard Identifier.same(try existing.decode("query", as: String.self), query), sameSystem else {
                 throw StoreConflict("task_id \(key.taskID) already exists in this session with a different query")
             }
             return .duplicate
@@ -85,15 +99,19 @@ public struct TaskStore: Sendable {
     }
 
     /// Records the human decision on the pending approval and queues the task again, in one
-    /// statement. Of two concurrent resumes, exactly one finds the task interrupted.
-    public func resume(_ key: TaskKey, decision: HumanDecision) async throws -> ResumeOutcome {
+    /// statement. Of two concurrent resumes, exactly one finds the task interrupted. A resume
+    /// queues the task under the resuming key, so it counts against that key's in-flight limit.
+    public func resume(_ key: TaskKey, decision: HumanDecision, apiKeyID: String? = nil, maxInFlight: Int? = nil) async throws -> ResumeOutcome {
         let args = try decision.args.map { try StoreCoding.json($0) }
-        return try await pool.tenant(key.tenantID) { connection in
+        return try await limited(key, apiKeyID: apiKeyID, maxInFlight: maxInFlight) { connection in
             let resumed = try connection.query("""
                 WITH task AS (
-                    UPDATE tasks SET state = 'queued', message = 'queued', queued_at = clock_timestamp(), updated_at = now()
+                    UPDATE tasks SET state = 'queued', message = 'queued', queued_at = clock_timestamp(), updated_at = now(),
+                                     api_key_id = \(apiKeyID)
                     WHERE tenant_id = \(key.tenantID) AND user_id = \(key.userID) AND session_id = \(key.sessionID)
                       AND task_id = \(key.taskID) AND state = 'interrupted'
+                      AND (\(maxInFlight)::int IS NULL
+                           OR (SELECT count(*) FROM tasks WHERE api_key_id = \(apiKeyID) AND state IN ('queued', 'running')) < \(maxInFlight))
                     RETURNING interrupt_data ->> 'tool_call_id' AS tool_call_id
                 ), decided AS (
                     UPDATE interrupts SET decision = \(decision.kind.rawValue), decision_args = \(args), decided_at = now()
@@ -118,7 +136,27 @@ public struct TaskStore: Sendable {
                 WHERE tenant_id = \(key.tenantID) AND user_id = \(key.userID) AND session_id = \(key.sessionID) AND task_id = \(key.taskID)
                 """).first?.decode("state", as: String.self)
             else { return .notFound }
-            return .notInterrupted(TaskState(rawValue: state) ?? .queued)
+            let current = TaskState(rawValue: state) ?? .queued
+            if current == .interrupted, maxInFlight != nil { return .limited }
+            return .notInterrupted(current)
+        }
+    }
+
+    /// Advisory lock space of the in-flight limit (the two-key form; the migrator uses the other).
+    static let inFlightLockClass: Int32 = 0x6167_6e74  // "agnt"
+
+    /// Runs `body` for the tenant: as is when the key has no in-flight limit; else in a
+    /// transaction that first takes the key's advisory lock, in a statement of its own. Under
+    /// read committed each statement sees what committed before it began, so two concurrent
+    /// submissions that counted in the same statement would both see room for one more; after
+    /// the lock, the second counts the first's task. Costs those keys two round trips more.
+    private func limited<T: Sendable>(
+        _ key: TaskKey, apiKeyID: String?, maxInFlight: Int?, _ body: @escaping @Sendable (PostgresConnection) throws -> T
+    ) async throws -> T {
+        guard let apiKeyID, maxInFlight != nil else { return try await pool.tenant(key.tenantID, body) }
+        return try await pool.tenantTransaction(key.tenantID) { connection in
+            try connection.query("SELECT pg_advisory_xact_lock(\(Self.inFlightLockClass), hashtext(\(apiKeyID))) AS locked")
+            return try body(connection)
         }
     }
 
@@ -143,7 +181,8 @@ public struct TaskStore: Sendable {
     /// session if the session exists without any task, else not found.
     static func snapshots(_ keys: [TaskKey], pool: PostgresPool) async throws -> [TaskKey: Lookup] {
         var found: [TaskKey: Lookup] = [:]
-        for (tenant, keys) in Dictionary(grouping: keys, by: \.tenantID) {
+        for (tenant, keys) in Dictionary(grouping: keys, by: { Identifier($0.tenantID) }) {
+            let tenant = tenant.text
             let rows = try await pool.tenant(tenant) { connection in
                 try connection.query("""
                     SELECT k.user_id, k.session_id, k.task_id, t.state, t.message, t.query, t.result, t.interrupt_data,

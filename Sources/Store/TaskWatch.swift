@@ -10,7 +10,8 @@ public final class TaskWatch: Sendable {
         var continuation: CheckedContinuation<Void, Never>?
     }
 
-    private let waiters = Mutex<[String: [Int: Waiter]]>([:])
+    /// By NOTIFY payload, compared exactly: look-alike ids name two tasks (see `Identifier`).
+    private let waiters = Mutex<[Identifier: [Int: Waiter]]>([:])
     private let nextID = Atomic<Int>(0)
     /// Set on shutdown: no wait starts any more.
     private let closed = Atomic<Bool>(false)
@@ -18,8 +19,8 @@ public final class TaskWatch: Sendable {
     public init() {}
 
     /// The NOTIFY payload naming a task (JSON, as ids may hold any character).
-    static func payload(_ key: TaskKey) -> String {
-        JSONValue.array([.string(key.tenantID), .string(key.userID), .string(key.sessionID), .string(key.taskID)]).jsonText
+    static func payload(_ key: TaskKey) -> Identifier {
+        Identifier(JSONValue.array([.string(key.tenantID), .string(key.userID), .string(key.sessionID), .string(key.taskID)]).jsonText)
     }
 
     /// Reads with `read`; if `pending` says the task has not paused or ended yet, waits for its
@@ -37,7 +38,7 @@ public final class TaskWatch: Sendable {
         return try await read()
     }
 
-    private func register(_ name: String) -> Int {
+    private func register(_ name: Identifier) -> Int {
         let id = nextID.add(1, ordering: .relaxed).newValue
         // Read under the lock that `close` takes after setting it: a waiter is either seen by
         // close's wake-up or sees `closed` itself.
@@ -46,7 +47,7 @@ public final class TaskWatch: Sendable {
     }
 
     /// Suspends until the waiter is fired (NOTIFY, reconnect, shutdown) or `timeout` passes.
-    private func wait(_ name: String, id: Int, timeout: Duration) async {
+    private func wait(_ name: Identifier, id: Int, timeout: Duration) async {
         await withTaskGroup(of: Void.self) { group in
             group.addTask {
                 await withCheckedContinuation { continuation in
@@ -66,7 +67,7 @@ public final class TaskWatch: Sendable {
         }
     }
 
-    private func forget(_ name: String, id: Int) {
+    private func forget(_ name: Identifier, id: Int) {
         waiters.withLock { waiters in
             waiters[name]?[id] = nil
             if waiters[name]?.isEmpty == true { waiters[name] = nil }
@@ -75,8 +76,9 @@ public final class TaskWatch: Sendable {
 
     /// A NOTIFY payload arrived: wakes the task's waiters.
     public func settled(payload: String) {
-        let ids = waiters.withLock { $0[payload].map { Array($0.keys) } ?? [] }
-        for id in ids { fire(payload, id: id) }
+        let name = Identifier(payload)
+        let ids = waiters.withLock { $0[name].map { Array($0.keys) } ?? [] }
+        for id in ids { fire(name, id: id) }
     }
 
     /// After the listener reconnects (notifications may have been missed): every waiter reads again.
@@ -91,7 +93,7 @@ public final class TaskWatch: Sendable {
         wakeAll()
     }
 
-    private func fire(_ name: String, id: Int) {
+    private func fire(_ name: Identifier, id: Int) {
         let continuation = waiters.withLock { waiters -> CheckedContinuation<Void, Never>? in
             guard var waiter = waiters[name]?[id] else { return nil }
             waiter.fired = true

@@ -383,7 +383,7 @@ public struct WorkStore: Sendable {
     /// A select-list item for statements that end or pause a task (CTE `task`): wakes the
     /// requests waiting on it (`TaskWatch`), in whichever process they are.
     private func settledNotice(_ key: TaskKey) -> PostgresQuery {
-        "(SELECT count(pg_notify(\(TaskStore.settledChannel), \(TaskWatch.payload(key)))) FROM task)"
+        "(SELECT count(pg_notify(\(TaskStore.settledChannel), \(TaskWatch.payload(key).text))) FROM task)"
     }
 
     /// Extends the leases of every task this process runs, except the ones its workers

@@ -111,7 +111,7 @@ public struct TaskRunner: Sendable {
                     try await work.finish(task, state: .error, result: nil, message: "model call failed: \(reason)")
                     return
                 }
-                let message = Self.withUniqueCallIDs(reply.message, turn: turn)
+                let message = Self.withUniqueCallIDs(reply.message.storable, turn: turn)
                 let record = ModelCallRecord(
                     model: reply.model, usage: reply.usage, latencyMilliseconds: (clock.now - started).milliseconds, error: nil)
                 let position = turn.count
@@ -152,7 +152,7 @@ public struct TaskRunner: Sendable {
                 try await commitToolMessage(
                     task, turn: &turn,
                     record: ToolCallRecord(
-                        call: call, arguments: arguments, output: output, status: status, decision: decision,
+                        call: call, arguments: arguments, output: output.withoutNUL, status: status, decision: decision,
                         durationMilliseconds: (clock.now - started).milliseconds))
 
             case .answerTool(let call, let content, let decision):

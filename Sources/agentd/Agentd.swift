@@ -1,3 +1,4 @@
+import AgentKit
 import AgentdApp
 import ArgumentParser
 import Foundation
@@ -105,16 +106,14 @@ struct Keys: AsyncParsableCommand {
         @Option(help: "Limit the key to this user of the tenant.") var user: String?
         @Flag(help: "An operator key: /system/info covers every tenant.") var admin = false
         @Option(help: "A name to recognise the key by.") var name: String?
-        @Option(help: "Requests per second allowed (429 beyond).") var rate: Double?
-        @Option(help: "Tasks queued or running at once allowed (429 beyond).") var maxInFlight: Int?
+        @Option(help: "Requests per second allowed, 0.01 to 100000 (429 beyond; per process).") var rate: Double?
+        @Option(help: "Tasks queued or running at once allowed, 1 to 1000000 (429 beyond).") var maxInFlight: Int?
 
         func validate() throws {
             for (label, value) in [("--tenant", tenant), ("--user", user ?? "x")] {
-                guard !value.isEmpty, value.count <= 128, !value.contains("/"), !value.unicodeScalars.contains(where: { $0.properties.generalCategory == .control })
-                else { throw ValidationError("\(label) must be 1-128 characters without '/' or control characters") }
+                if let problem = Identifier.problem(with: value, field: label) { throw ValidationError(problem) }
             }
-            if let rate, rate <= 0 { throw ValidationError("--rate must be positive") }
-            if let maxInFlight, maxInFlight <= 0 { throw ValidationError("--max-in-flight must be positive") }
+            if let problem = KeyLimits.problem(requestsPerSecond: rate, maxTasksInFlight: maxInFlight) { throw ValidationError(problem) }
         }
 
         func run() async throws {
