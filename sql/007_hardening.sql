@@ -50,9 +50,9 @@ ALTER VIEW report_usage_daily SET (security_invoker = true);
 ALTER VIEW report_approvals SET (security_invoker = true);
 ALTER VIEW report_task_latency SET (security_invoker = true);
 
--- Reporting roles: members of agentd_reporting see the tenants listed for them in
--- report_scopes, whatever settings they choose (agentd.tenant_id and agentd.scope are only
--- for the service's own role). Operators:
+-- Reporting roles: members of agentd_reporting see the tenants listed for their login role
+-- (current_user) in report_scopes, whatever settings they choose (agentd.tenant_id and
+-- agentd.scope are only for the service's own role). Operators:
 --   CREATE ROLE acme_reports LOGIN PASSWORD '…' IN ROLE agentd_reporting;
 --   INSERT INTO report_scopes (role_name, tenant_id) VALUES ('acme_reports', 'acme');
 DO $$
@@ -74,10 +74,12 @@ ALTER TABLE report_scopes ENABLE ROW LEVEL SECURITY;
 CREATE POLICY own_scopes ON report_scopes FOR SELECT TO agentd_reporting USING (role_name = current_user);
 
 GRANT USAGE ON SCHEMA public TO agentd_reporting;
--- The tables behind the reports; not messages or memories, which are the users' own words.
-GRANT SELECT ON report_scopes, sessions, tasks, interrupts, tool_calls, llm_calls,
-                report_usage_daily, report_approvals, report_task_latency
-    TO agentd_reporting;
+-- The views, and of their tables the columns they read (a security invoker view needs both);
+-- never what users or models wrote: queries, results, messages, memories, tool arguments.
+GRANT SELECT ON report_scopes, report_usage_daily, report_approvals, report_task_latency TO agentd_reporting;
+GRANT SELECT (tenant_id, user_id, created_at, outcome, prompt_tokens, completion_tokens, latency_ms) ON llm_calls TO agentd_reporting;
+GRANT SELECT (tenant_id, tool_name, decision, created_at, decided_at) ON interrupts TO agentd_reporting;
+GRANT SELECT (tenant_id, created_at, finished_at, state, attempts) ON tasks TO agentd_reporting;
 
 -- The permissive policy lets a reporting role read its tenants without any setting; the
 -- restrictive one keeps sql/005's setting-based policy from widening that.
@@ -85,7 +87,7 @@ DO $$
 DECLARE
     tenant_table text;
 BEGIN
-    FOREACH tenant_table IN ARRAY ARRAY['sessions', 'tasks', 'interrupts', 'tool_calls', 'llm_calls'] LOOP
+    FOREACH tenant_table IN ARRAY ARRAY['tasks', 'interrupts', 'llm_calls'] LOOP
         EXECUTE format(
             'CREATE POLICY report_read ON %I FOR SELECT TO agentd_reporting
                  USING (tenant_id IN (SELECT s.tenant_id FROM report_scopes s WHERE s.role_name = current_user))',

@@ -63,7 +63,7 @@ public struct AgentController: Sendable {
 
     @Sendable func invoke(_ request: Request, context: AgentRequestContext) async throws -> Response {
         let body = try await JSONBody.decode(AgentRequest.self, from: request, context: context)
-        let key = try taskKey(context, body.user_id, body.session_id, body.task_id)
+        let key = try taskKey(context, body.user_id, body.session_id, body.task_id, creating: true)
         let query = try Validate.text(body.query, field: "query")
         let system = try body.system_message.map { try Validate.text($0, field: "system_message", allowEmpty: true) }
         let outcome = try await tasks.submit(
@@ -179,7 +179,7 @@ public struct AgentController: Sendable {
 
     @Sendable func writeMemory(_ request: Request, context: AgentRequestContext) async throws -> Response {
         let body = try await JSONBody.decode(LongMemRequest.self, from: request, context: context)
-        let user = try Validate.id(body.user_id, field: "user_id")
+        let user = try Validate.id(body.user_id, field: "user_id", creating: true)
         try context.authorize(user: user)
         let text = try Validate.text(body.memory_info, field: "memory_info")
         guard text.utf8.count <= APILimits.maxMemoryBytes else {
@@ -209,12 +209,14 @@ public struct AgentController: Sendable {
 
     // MARK: Helpers
 
-    private func taskKey(_ context: AgentRequestContext, _ user: String, _ session: String, _ task: String) throws -> TaskKey {
-        let user = try Validate.id(user, field: "user_id")
+    private func taskKey(
+        _ context: AgentRequestContext, _ user: String, _ session: String, _ task: String, creating: Bool = false
+    ) throws -> TaskKey {
+        let user = try Validate.id(user, field: "user_id", creating: creating)
         try context.authorize(user: user)
         return TaskKey(
-            tenantID: context.tenantID, userID: user, sessionID: try Validate.id(session, field: "session_id"),
-            taskID: try Validate.id(task, field: "task_id"))
+            tenantID: context.tenantID, userID: user, sessionID: try Validate.id(session, field: "session_id", creating: creating),
+            taskID: try Validate.id(task, field: "task_id", creating: creating))
     }
 
     /// The path's user, checked against the key's scope.

@@ -73,9 +73,10 @@ enum JSONBody {
 
 /// Checks of client-chosen values, before anything reaches the database.
 enum Validate {
-    /// The id rule (`Identifier.problem`): the same for body fields and path segments.
-    static func id(_ value: String, field: String) throws -> String {
-        if let problem = Identifier.problem(with: value, field: field) { throw APIError.unprocessable(problem) }
+    /// The id rule (`Identifier.problem`), for body fields and path segments alike.
+    /// - Parameter creating: true where the id may be new (invoke, memory writes).
+    static func id(_ value: String, field: String, creating: Bool = false) throws -> String {
+        if let problem = Identifier.problem(with: value, field: field, creating: creating) { throw APIError.unprocessable(problem) }
         return value
     }
 

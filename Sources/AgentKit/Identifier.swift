@@ -38,17 +38,20 @@ public struct Identifier: Hashable, Sendable, CustomStringConvertible {
 
     /// Why `value` cannot be an id, or nil when it can. Lengths count scalars and bytes, never
     /// grapheme clusters: one letter with 3,000 combining accents is one "character" to Swift
-    /// and 6 KB to an index. Refused: '/', which would split a path; control characters;
-    /// format characters (category Cf: right-to-left overrides, zero-width spaces and joiners),
-    /// which make two ids look alike or an id look like another; line and paragraph separators.
-    public static func problem(with value: String, field: String) -> String? {
+    /// and 6 KB to an index. Refused: '/', which would split a path; control characters; and,
+    /// for an id being created, format characters (category Cf: right-to-left overrides,
+    /// zero-width spaces and joiners), which make two ids look alike or an id look like
+    /// another, and line and paragraph separators. Ids created before that rule (sql/007) may
+    /// hold them, so reads and deletes (`creating: false`) still accept them.
+    public static func problem(with value: String, field: String, creating: Bool = true) -> String? {
         if value.isEmpty { return "\(field) must not be empty" }
         if value.unicodeScalars.count > maxScalars || value.utf8.count > maxBytes {
             return "\(field) must be at most \(maxScalars) characters (Unicode scalars)"
         }
         let refused = value.unicodeScalars.first { scalar in
             switch scalar.properties.generalCategory {
-            case .control, .format, .lineSeparator, .paragraphSeparator: true
+            case .control: true
+            case .format, .lineSeparator, .paragraphSeparator: creating
             default: scalar == "/"
             }
         }

@@ -107,7 +107,7 @@ public struct OpenAICompatibleModel: ChatModel {
                     Failure(
                         reason: "model server answered \(status) \(response.status.reasonPhrase): \(excerpt)",
                         retryable: status == 429 || status >= 500,
-                        retryAfter: response.headers.first(name: "Retry-After").flatMap(Double.init).map { .milliseconds(Int64($0 * 1000)) }))
+                        retryAfter: Self.retryAfter(response.headers.first(name: "Retry-After"))))
             }
             return .success(data)
         } catch let error as HTTPClientError where error == .deadlineExceeded || error == .readTimeout || error == .connectTimeout {
@@ -194,12 +194,27 @@ public struct OpenAICompatibleModel: ChatModel {
             }
         }
         var usage: TokenUsage?
-        if let prompt = body["usage"]?["prompt_tokens"]?.numberValue, let completion = body["usage"]?["completion_tokens"]?.numberValue {
-            usage = TokenUsage(promptTokens: Int(prompt), completionTokens: Int(completion))
+        if let prompt = tokenCount(body["usage"]?["prompt_tokens"]), let completion = tokenCount(body["usage"]?["completion_tokens"]) {
+            usage = TokenUsage(promptTokens: prompt, completionTokens: completion)
         }
         return ModelReply(
             message: .ai(message["content"]?.stringValue ?? "", toolCalls: calls), usage: usage,
             model: body["model"]?.stringValue ?? fallbackModel)
+    }
+}
+
+extension OpenAICompatibleModel {
+    /// A token count as the `llm_calls` columns can hold it, or nil: `Int(Double)` traps on
+    /// NaN, infinity and 1e300, and a model server may send any of them.
+    static func tokenCount(_ value: JSONValue?) -> Int? {
+        guard let number = value?.numberValue, number.isFinite, number >= 0, number <= Double(Int32.max) else { return nil }
+        return Int(number)
+    }
+
+    /// A server's `Retry-After` in seconds, if it is a sane number (the same trap as above).
+    static func retryAfter(_ header: String?) -> Duration? {
+        guard let seconds = header.flatMap(Double.init), seconds.isFinite, seconds >= 0 else { return nil }
+        return .milliseconds(Int64(min(seconds, 3600) * 1000))
     }
 }
 

@@ -29,6 +29,9 @@ public struct TaskStore: Sendable {
 
     let pool: PostgresPool
 
+    /// Invokes and resumes of one limited key, one at a time in this process (see `limited`).
+    private let inFlightTurns = Turns()
+
     /// Status reads are the hot path (clients poll); concurrent ones share a statement (see `Batched`).
     private let snapshots: Batched<TaskKey, Lookup>
 
@@ -46,55 +49,66 @@ public struct TaskStore: Sendable {
         _ key: TaskKey, query: String, systemMessage: String?, apiKeyID: String? = nil, maxInFlight: Int? = nil
     ) async throws -> SubmitOutcome {
         try await limited(key, apiKeyID: apiKeyID, maxInFlight: maxInFlight) { connection in
-            let inserted = try connection.query("""
-                WITH admitted AS (
-                    SELECT 1
-                    WHERE NOT EXISTS (SELECT 1 FROM tasks
+            // The session is touched only when the task goes in (`touched` reads `task`): a
+            // concurrent duplicate that loses the task insert leaves it alone.
+            let outcome = try connection.query("""
+                WITH room AS (
+                    SELECT \(maxInFlight)::int IS NULL
+                           OR (SELECT count(*) FROM tasks WHERE api_key_id = \(apiKeyID) AND state IN ('queued', 'running')) < \(maxInFlight) AS ok
+                ), admitted AS (
+                    SELECT 1 FROM room
+                    WHERE room.ok
+                      AND NOT EXISTS (SELECT 1 FROM tasks
                                       WHERE tenant_id = \(key.tenantID) AND user_id = \(key.userID)
                                         AND session_id = \(key.sessionID) AND task_id = \(key.taskID))
-                      AND (\(maxInFlight)::int IS NULL
-                           OR (SELECT count(*) FROM tasks WHERE api_key_id = \(apiKeyID) AND state IN ('queued', 'running')) < \(maxInFlight))
                 ), session AS (
                     INSERT INTO sessions (tenant_id, user_id, session_id)
                     SELECT \(key.tenantID), \(key.userID), \(key.sessionID) FROM admitted
-                    ON CONFLICT (tenant_id, user_id, session_id) DO UPDATE SET updated_at = now()
+                    ON CONFLICT (tenant_id, user_id, session_id) DO NOTHING
                     RETURNING 1
                 ), task AS (
                     INSERT INTO tasks (tenant_id, user_id, session_id, task_id, query, system_message, message, queued_at, api_key_id)
                     SELECT \(key.tenantID), \(key.userID), \(key.sessionID), \(key.taskID), \(query), \(systemMessage), 'queued',
                            clock_timestamp(), \(apiKeyID)
-                    FROM session
+                    FROM admitted
                     ON CONFLICT DO NOTHING
                     RETURNING seq
+                ), touched AS (
+                    UPDATE sessions SET updated_at = now()
+                    WHERE tenant_id = \(key.tenantID) AND user_id = \(key.userID) AND session_id = \(key.sessionID)
+                      AND EXISTS (SELECT 1 FROM task)
+                    RETURNING 1
                 ), query_message AS (
                     INSERT INTO messages (tenant_id, user_id, session_id, task_id, position, type, content)
                     SELECT \(key.tenantID), \(key.userID), \(key.sessionID), \(key.taskID), 0, 'human', \(query)
                     FROM task
                     RETURNING 1
                 )
-                SELECT count(*) AS inserted, count(pg_notify(\(Self.channel), '')) AS notified FROM query_message
-                """).first?.decode("inserted", as: Int.self)
-            if inserted == 1 { return .queued }
-            let existing = try connection.query("""
+                SELECT (SELECT count(*) FROM query_message) AS inserted,
+                       (SELECT count(pg_notify(\(Self.channel), '')) FROM query_message) AS notified,
+                       (SELECT count(*) FROM session) + (SELECT count(*) FROM touched) AS written,
+                       (SELECT ok FROM room) AS room
+                """).first
+            if try outcome?.decode("inserted", as: Int.self) == 1 { return .queued }
+            if let existing = try connection.query("""
                 SELECT query, system_message FROM tasks
                 WHERE tenant_id = \(key.tenantID) AND user_id = \(key.userID) AND session_id = \(key.sessionID) AND task_id = \(key.taskID)
-                """).first
-            guard let existing else {
-                if maxInFlight != nil { return .limited }
-                throw StoreConflict("task \(key.taskID) was deleted while it was being submitted")
-            }
-            // Exact text, as ids are compared (`Identifier`): another normal form is another query.
-            let storedSystem = try existing.decode("system_message", as: String?.self)
-            let sameSystem =
-                switch (storedSystem, systemMessage) {
-                case (nil, nil): true
-                case (let stored?, let sent?): Identifier.same(stored, sent)
-                default: false
+                """).first {
+                // Exact text, as ids are compared (`Identifier`): another normal form is another query.
+                let storedSystem = try existing.decode("system_message", as: String?.self)
+                let sameSystem =
+                    switch (storedSystem, systemMessage) {
+                    case (nil, nil): true
+                    case (let stored?, let sent?): Identifier.same(stored, sent)
+                    default: false
+                    }
+                guard Identifier.same(try existing.decode("query", as: String.self), query), sameSystem else {
+                    throw StoreConflict("task_id \(key.taskID) already exists in this session with a different query")
                 }
-            guard Identifier.same(try existing.decode("query", as: String.self), query), sameSystem else {
-                throw StoreConflict("task_id \(key.taskID) already exists in this session with a different query")
+                return .duplicate
             }
-            return .duplicate
+            if try outcome?.decode("room", as: Bool.self) == false { return .limited }
+            throw StoreConflict("task \(key.taskID) was deleted while it was being submitted")
         }
     }
 
@@ -105,13 +119,14 @@ public struct TaskStore: Sendable {
         let args = try decision.args.map { try StoreCoding.json($0) }
         return try await limited(key, apiKeyID: apiKeyID, maxInFlight: maxInFlight) { connection in
             let resumed = try connection.query("""
-                WITH task AS (
+                WITH room AS (
+                    SELECT \(maxInFlight)::int IS NULL
+                           OR (SELECT count(*) FROM tasks WHERE api_key_id = \(apiKeyID) AND state IN ('queued', 'running')) < \(maxInFlight) AS ok
+                ), task AS (
                     UPDATE tasks SET state = 'queued', message = 'queued', queued_at = clock_timestamp(), updated_at = now(),
                                      api_key_id = \(apiKeyID)
                     WHERE tenant_id = \(key.tenantID) AND user_id = \(key.userID) AND session_id = \(key.sessionID)
-                      AND task_id = \(key.taskID) AND state = 'interrupted'
-                      AND (\(maxInFlight)::int IS NULL
-                           OR (SELECT count(*) FROM tasks WHERE api_key_id = \(apiKeyID) AND state IN ('queued', 'running')) < \(maxInFlight))
+                      AND task_id = \(key.taskID) AND state = 'interrupted' AND (SELECT ok FROM room)
                     RETURNING interrupt_data ->> 'tool_call_id' AS tool_call_id
                 ), decided AS (
                     UPDATE interrupts SET decision = \(decision.kind.rawValue), decision_args = \(args), decided_at = now()
@@ -128,16 +143,17 @@ public struct TaskStore: Sendable {
                 )
                 SELECT (SELECT count(*) FROM task) AS resumed,
                        (SELECT count(pg_notify(\(Self.channel), '')) FROM task) AS notified,
-                       (SELECT count(*) FROM decided) + (SELECT count(*) FROM touched) AS written
-                """).first?.decode("resumed", as: Int.self)
-            if resumed == 1 { return .queued }
+                       (SELECT count(*) FROM decided) + (SELECT count(*) FROM touched) AS written,
+                       (SELECT ok FROM room) AS room
+                """).first
+            if try resumed?.decode("resumed", as: Int.self) == 1 { return .queued }
             guard let state = try connection.query("""
                 SELECT state FROM tasks
                 WHERE tenant_id = \(key.tenantID) AND user_id = \(key.userID) AND session_id = \(key.sessionID) AND task_id = \(key.taskID)
                 """).first?.decode("state", as: String.self)
             else { return .notFound }
             let current = TaskState(rawValue: state) ?? .queued
-            if current == .interrupted, maxInFlight != nil { return .limited }
+            if current == .interrupted, try resumed?.decode("room", as: Bool.self) == false { return .limited }
             return .notInterrupted(current)
         }
     }
@@ -150,13 +166,17 @@ public struct TaskStore: Sendable {
     /// read committed each statement sees what committed before it began, so two concurrent
     /// submissions that counted in the same statement would both see room for one more; after
     /// the lock, the second counts the first's task. Costs those keys two round trips more.
+    /// Within a process the key's requests queue in memory first (`inFlightTurns`), so a burst
+    /// on one key holds one pooled connection at a time, not the whole pool waiting on the lock.
     private func limited<T: Sendable>(
         _ key: TaskKey, apiKeyID: String?, maxInFlight: Int?, _ body: @escaping @Sendable (PostgresConnection) throws -> T
     ) async throws -> T {
         guard let apiKeyID, maxInFlight != nil else { return try await pool.tenant(key.tenantID, body) }
-        return try await pool.tenantTransaction(key.tenantID) { connection in
-            try connection.query("SELECT pg_advisory_xact_lock(\(Self.inFlightLockClass), hashtext(\(apiKeyID))) AS locked")
-            return try body(connection)
+        return try await inFlightTurns.serially(apiKeyID) {
+            try await pool.tenantTransaction(key.tenantID) { connection in
+                try connection.query("SELECT pg_advisory_xact_lock(\(Self.inFlightLockClass), hashtext(\(apiKeyID))) AS locked")
+                return try body(connection)
+            }
         }
     }
 

@@ -29,6 +29,17 @@ public struct AbandonedLease: Sendable, Hashable, Codable {
         attempt = task.attempt
     }
 
+    /// Exact, as every id is compared (see `Identifier`): a look-alike task's lease is another lease.
+    public static func == (a: AbandonedLease, b: AbandonedLease) -> Bool {
+        a.attempt == b.attempt && Identifier.same(a.tenantID, b.tenantID) && Identifier.same(a.userID, b.userID)
+            && Identifier.same(a.sessionID, b.sessionID) && Identifier.same(a.taskID, b.taskID)
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        for id in [tenantID, userID, sessionID, taskID] { Identifier.hash(id, into: &hasher) }
+        hasher.combine(attempt)
+    }
+
     enum CodingKeys: String, CodingKey {
         case tenantID = "tenant_id", userID = "user_id", sessionID = "session_id", taskID = "task_id", attempt
     }

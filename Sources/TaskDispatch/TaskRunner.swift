@@ -104,7 +104,8 @@ public struct TaskRunner: Sendable {
                 } catch is CancellationError {
                     throw CancellationError()
                 } catch {
-                    let reason = (error as? ModelError)?.message ?? "\(error)"
+                    // Server text is stored (llm_calls, the task's message): it must be storable too.
+                    let reason = ((error as? ModelError)?.message ?? "\(error)").withoutNUL
                     let elapsed = (clock.now - started).milliseconds
                     try? await work.recordFailedModelCall(
                         task, call: ModelCallRecord(model: model.name, usage: nil, latencyMilliseconds: elapsed, error: reason))
@@ -113,7 +114,7 @@ public struct TaskRunner: Sendable {
                 }
                 let message = Self.withUniqueCallIDs(reply.message.storable, turn: turn)
                 let record = ModelCallRecord(
-                    model: reply.model, usage: reply.usage, latencyMilliseconds: (clock.now - started).milliseconds, error: nil)
+                    model: reply.model.withoutNUL, usage: reply.usage, latencyMilliseconds: (clock.now - started).milliseconds, error: nil)
                 let position = turn.count
                 turn.append(message)
                 modelCalls += 1

@@ -3,6 +3,7 @@ import Foundation
 import NIOHTTP1
 import Postgres
 import Store
+import Synchronization
 import Testing
 import TestSupport
 
@@ -30,9 +31,11 @@ struct RedTeamTests {
         try await service.send(method, path, body: body?.jsonText, authorization: key.map { "Bearer \($0)" })
     }
 
-    /// A path segment, percent-encoded byte for byte.
+    static let asciiAlphanumerics = CharacterSet(charactersIn: "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+
+    /// A path segment, every byte of it percent-encoded but ASCII letters and digits.
     func segment(_ id: String) -> String {
-        id.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? id
+        id.addingPercentEncoding(withAllowedCharacters: Self.asciiAlphanumerics) ?? id
     }
 
     func status(_ service: ServiceHarness, _ user: String, _ session: String, _ task: String, key: String? = nil) async throws
@@ -160,7 +163,40 @@ struct RedTeamTests {
         let expected = "  hotels   a  , booking     x" + " 我喜 喜欢 欢靠 靠窗 窗的 的座 座位 好 中文 東京 京タ タワ ワー 한국 국어"
         #expect(try connection.query("SELECT agentd_search_text(\(mixed)) AS t").first?.decode("t", as: String.self) == expected)
         #expect(try connection.query("SELECT agentd_search_text('') AS t").first?.decode("t", as: String.self) == "")
+
+        // The same output as sql/001's loop, which stored documents were made with, on generated
+        // text: runs of every length, adjacent scripts, single characters, text at both ends.
+        try connection.execute(Self.firstTokeniser)
+        var generator = SystemRandomNumberGenerator()
+        let alphabet = Array("靠窗的座位東京タワー한국어好 ab,.-  xyz1") + ["\u{3400}", "\u{9FFF}", "\u{F900}", "\u{D7AF}", "é"]
+        for _ in 0..<300 {
+            let text = String((0..<Int.random(in: 0...40, using: &generator)).map { _ in alphabet.randomElement(using: &generator) ?? " " })
+            let row = try connection.query("SELECT agentd_search_text(\(text)) AS linear, pg_temp.first_search_text(\(text)) AS first").first
+            #expect(try row?.decode("linear", as: String.self) == row?.decode("first", as: String.self), "\(text)")
+        }
     }
+
+    /// sql/001_core.sql's agentd_search_text, as a temporary function.
+    static let firstTokeniser = #"""
+        CREATE FUNCTION pg_temp.first_search_text(input text) RETURNS text LANGUAGE plpgsql AS $$
+        DECLARE
+            cjk constant text := '[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af]+';
+            result text := regexp_replace(input, cjk, ' ', 'g');
+            run text;
+        BEGIN
+            FOR run IN SELECT (regexp_matches(input, cjk, 'g'))[1] LOOP
+                IF char_length(run) = 1 THEN
+                    result := result || ' ' || run;
+                ELSE
+                    FOR i IN 1 .. char_length(run) - 1 LOOP
+                        result := result || ' ' || substr(run, i, 2);
+                    END LOOP;
+                END IF;
+            END LOOP;
+            RETURN result;
+        END
+        $$
+        """#
 
     @Test("a 1 MiB Chinese query starts and finishes its task; recall reads its first 1,000 characters")
     func hugeChineseQuery() async throws {
@@ -176,6 +212,14 @@ struct RedTeamTests {
         #expect(settled["status"] == "completed")
         // The model saw the memories that the query's opening recalled.
         #expect(service.model.requests.first?.messages.first?.content.contains("我喜欢靠窗的座位") == true)
+
+        // A word past the first 1,000 characters finds nothing; the same word first does.
+        #expect(try await service.post("/agent/write/longterm", ["user_id": "u1", "memory_info": "zebra crossings scare me"]).status == 200)
+        let filler = String(repeating: "の", count: 1_000)
+        let late = try await service.get("/agent/memory/u1?q=" + segment(filler + " zebra"))
+        let early = try await service.get("/agent/memory/u1?q=" + segment("zebra " + filler))
+        #expect(late["memories"] == [])
+        #expect(early["memories"]?.jsonText.contains("zebra") == true)
     }
 
     // MARK: 4, 5, 6: limits
@@ -215,13 +259,22 @@ struct RedTeamTests {
 
     @Test("max-in-flight holds under a burst of invokes and of resumes; refused invokes create no session")
     func inFlightIsAtomic() async throws {
-        // Tasks stay running for a while once their model is called after an approval.
+        // Tasks stay running until the test opens their gate: "slow" ones at their first model
+        // call, approved ones at the call after their tool ran.
+        let slowGate = Gate(), approvedGate = Gate()
         let service = try await ServiceHarness.start(model: { request in
             guard let last = request.messages.last else { return .text("empty") }
-            if last.type == .tool { return .delayed(.seconds(4), .text("final")) }
-            if last.content.hasPrefix("slow") { return .delayed(.seconds(4), .text("slow")) }
+            if last.type == .tool {
+                await approvedGate.passed()
+                return .text("final")
+            }
+            if last.content.hasPrefix("slow") {
+                await slowGate.passed()
+                return .text("slow")
+            }
             return .toolCalls([ToolCall(id: "call_hotel", name: "book_hotel", args: ["hotel_name": "如家酒店"])])
         })
+        defer { slowGate.open(); approvedGate.open() }
         defer { Task { await service.stop() } }
         let limited = try await Self.createKey(service, tenant: "A", maxInFlight: 3)
         let unlimited = try await Self.createKey(service, tenant: "A")
@@ -234,6 +287,7 @@ struct RedTeamTests {
         // Point 6: a refused invoke leaves nothing behind, not even its session.
         #expect(try service.scalar("SELECT count(*) FROM sessions WHERE session_id LIKE 'burst%'") == 3)
         #expect(try service.scalar("SELECT count(*) FROM tasks WHERE session_id LIKE 'burst%'") == 3)
+        slowGate.open()
 
         // Nine tasks wait for approval (submitted with the unlimited key)...
         for index in 0..<9 {
@@ -278,8 +332,9 @@ struct RedTeamTests {
         let accents = "e" + String(repeating: "\u{301}", count: 3_000)  // one grapheme, 6 KB
         let huge = String(repeating: "\u{301}", count: 200_000)  // 400 KB
         #expect(accents.count == 1)
-        let refused = [accents, huge, "abc\u{202E}gpj", "u\u{200B}1", "a\u{2028}b", String(repeating: "字", count: 129)]
-        for id in refused {
+        let tooLong = [accents, huge, String(repeating: "字", count: 129)]
+        let lookAlikeMakers = ["abc\u{202E}gpj", "u\u{200B}1", "a\u{2028}b", "\u{FEFF}u"]
+        for id in tooLong + lookAlikeMakers {
             for body: JSONValue in [
                 ["user_id": .string(id), "session_id": "s", "task_id": "t", "query": "q"],
                 ["user_id": "u", "session_id": .string(id), "task_id": "t", "query": "q"],
@@ -289,13 +344,21 @@ struct RedTeamTests {
                 #expect(reply.status == 422, "\(id.utf8.count) bytes: \(reply.status)")
             }
             #expect(try await service.post("/agent/write/longterm", ["user_id": .string(id), "memory_info": "m"]).status == 422)
-            if id.utf8.count < 10_000 {
-                for path in ["/agent/status/\(segment(id))/s/t", "/agent/sessionids/\(segment(id))", "/agent/tasks/u/\(segment(id))", "/agent/memory/\(segment(id))"] {
-                    let reply = try await service.get(path)
-                    #expect(reply.status == 422, "\(path.prefix(30)): \(reply.status)")
-                    #expect(reply["detail"] != nil)
-                }
+        }
+        let paths = { (id: String) in
+            ["/agent/status/\(segment(id))/s/t", "/agent/sessionids/\(segment(id))", "/agent/tasks/u/\(segment(id))", "/agent/memory/\(segment(id))"]
+        }
+        for id in tooLong where id.utf8.count < 10_000 {
+            for path in paths(id) {
+                let reply = try await service.get(path)
+                #expect(reply.status == 422, "\(path.prefix(30)): \(reply.status)")
+                #expect(reply["detail"] != nil)
             }
+        }
+        // Ids stored before the format-character rule stay readable and deletable.
+        for id in lookAlikeMakers {
+            for path in paths(id) { #expect(try await service.get(path).status == 200, "\(path)") }
+            #expect(try await service.delete("/agent/session/\(segment(id))/s").status == 404)
         }
         // 128 scalars of four bytes each is the longest id, and it works.
         let longest = String(repeating: "😀", count: 128)
@@ -332,7 +395,7 @@ struct RedTeamTests {
 
     // MARK: 9: model output
 
-    @Test("a model reply with NUL characters or numbers beyond Double does not fail the task")
+    @Test("a model reply with NUL characters, a product beyond Double, or arguments beyond Double does not fail the task")
     func unstorableModelOutput() async throws {
         let service = try await ServiceHarness.start(model: { request in
             guard let last = request.messages.last else { return .text("empty") }
@@ -397,5 +460,16 @@ struct RedTeamTests {
             }
         }
         #expect(throws: PostgresError.self) { try reporter.query("SELECT count(*) FROM messages") }
+    }
+}
+
+/// Holds scripted model calls until the test opens it.
+final class Gate: Sendable {
+    private let isOpen = Mutex(false)
+
+    func open() { isOpen.withLock { $0 = true } }
+
+    func passed() async {
+        while !isOpen.withLock({ $0 }) { try? await Task.sleep(for: .milliseconds(10)) }
     }
 }

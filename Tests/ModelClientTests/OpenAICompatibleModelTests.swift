@@ -41,6 +41,24 @@ struct OpenAICompatibleModelTests {
         await scripted.shutdown()
     }
 
+    @Test("token counts and Retry-After values that are no sane number are ignored, not trapped on")
+    func insaneNumbers() async throws {
+        try await withModel { model, server in
+            for usage in [#"{"prompt_tokens": 1e300, "completion_tokens": 2}"#, #"{"prompt_tokens": "nan", "completion_tokens": "inf"}"#,
+                          #"{"prompt_tokens": -5, "completion_tokens": 3000000000}"#] {
+                server.enqueue(.malformed(#"{"model": "m\u0000x", "choices": [{"message": {"role": "assistant", "content": "ok"}}], "usage": "# + usage + "}"))
+                let reply = try await model.complete(Self.request)
+                #expect(reply.message.content == "ok")
+                #expect(reply.usage == nil, "\(usage)")
+            }
+            for retryAfter in ["1e300", "inf", "nan", "-1"] {
+                server.enqueue(.failure(status: 503, retryAfter: retryAfter))
+                server.enqueue(.text("after"))
+                #expect(try await model.complete(Self.request).message.content == "after")
+            }
+        }
+    }
+
     @Test("a text reply round trip, and the request on the wire")
     func textReply() async throws {
         try await withModel { model, server in
