@@ -52,10 +52,7 @@ public struct TaskStore: Sendable {
             // The session is touched only when the task goes in (`touched` reads `task`): a
             // concurrent duplicate that loses the task insert leaves it alone.
             let outcome = try connection.query("""
-                WITH room AS (
-                    SELECT \(maxInFlight)::int IS NULL
-                           OR (SELECT count(*) FROM tasks WHERE api_key_id = \(apiKeyID) AND state IN ('queued', 'running')) < \(maxInFlight) AS ok
-                ), admitted AS (
+                WITH room AS (\(fragment: Self.room(apiKeyID: apiKeyID, maxInFlight: maxInFlight))), admitted AS (
                     SELECT 1 FROM room
                     WHERE room.ok
                       AND NOT EXISTS (SELECT 1 FROM tasks
@@ -119,10 +116,7 @@ public struct TaskStore: Sendable {
         let args = try decision.args.map { try StoreCoding.json($0) }
         return try await limited(key, apiKeyID: apiKeyID, maxInFlight: maxInFlight) { connection in
             let resumed = try connection.query("""
-                WITH room AS (
-                    SELECT \(maxInFlight)::int IS NULL
-                           OR (SELECT count(*) FROM tasks WHERE api_key_id = \(apiKeyID) AND state IN ('queued', 'running')) < \(maxInFlight) AS ok
-                ), task AS (
+                WITH room AS (\(fragment: Self.room(apiKeyID: apiKeyID, maxInFlight: maxInFlight))), task AS (
                     UPDATE tasks SET state = 'queued', message = 'queued', queued_at = clock_timestamp(), updated_at = now(),
                                      api_key_id = \(apiKeyID)
                     WHERE tenant_id = \(key.tenantID) AND user_id = \(key.userID) AND session_id = \(key.sessionID)
@@ -156,6 +150,14 @@ public struct TaskStore: Sendable {
             if current == .interrupted, try resumed?.decode("room", as: Bool.self) == false { return .limited }
             return .notInterrupted(current)
         }
+    }
+
+    /// The CTE `room`: one row, `ok` when the key may queue one more task (always, without a limit).
+    static func room(apiKeyID: String?, maxInFlight: Int?) -> PostgresQuery {
+        """
+        SELECT \(maxInFlight)::int IS NULL
+               OR (SELECT count(*) FROM tasks WHERE api_key_id = \(apiKeyID) AND state IN ('queued', 'running')) < \(maxInFlight) AS ok
+        """
     }
 
     /// Advisory lock space of the in-flight limit (the two-key form; the migrator uses the other).

@@ -166,7 +166,7 @@ struct RedTeamTests {
 
         // The same output as sql/001's loop, which stored documents were made with, on generated
         // text: runs of every length, adjacent scripts, single characters, text at both ends.
-        try connection.execute(Self.firstTokeniser)
+        try connection.execute(try Self.firstTokeniser)
         var generator = SystemRandomNumberGenerator()
         let alphabet = Array("靠窗的座位東京タワー한국어好 ab,.-  xyz1") + ["\u{3400}", "\u{9FFF}", "\u{F900}", "\u{D7AF}", "é"]
         for _ in 0..<300 {
@@ -176,27 +176,17 @@ struct RedTeamTests {
         }
     }
 
-    /// sql/001_core.sql's agentd_search_text, as a temporary function.
-    static let firstTokeniser = #"""
-        CREATE FUNCTION pg_temp.first_search_text(input text) RETURNS text LANGUAGE plpgsql AS $$
-        DECLARE
-            cjk constant text := '[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af]+';
-            result text := regexp_replace(input, cjk, ' ', 'g');
-            run text;
-        BEGIN
-            FOR run IN SELECT (regexp_matches(input, cjk, 'g'))[1] LOOP
-                IF char_length(run) = 1 THEN
-                    result := result || ' ' || run;
-                ELSE
-                    FOR i IN 1 .. char_length(run) - 1 LOOP
-                        result := result || ' ' || substr(run, i, 2);
-                    END LOOP;
-                END IF;
-            END LOOP;
-            RETURN result;
-        END
-        $$
-        """#
+    /// sql/001_core.sql's agentd_search_text, as it was, as the temporary function `first_search_text`.
+    static var firstTokeniser: String {
+        get throws {
+            let file = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../sql/001_core.sql")
+            let text = try String(contentsOf: file, encoding: .utf8)
+            guard let start = text.range(of: "CREATE FUNCTION agentd_search_text"), let end = text.range(of: "\n$$;", range: start.upperBound..<text.endIndex)
+            else { throw PostgresError(code: .clientError, message: "agentd_search_text not found in sql/001_core.sql") }
+            return String(text[start.lowerBound..<end.upperBound])
+                .replacingOccurrences(of: "CREATE FUNCTION agentd_search_text", with: "CREATE FUNCTION pg_temp.first_search_text")
+        }
+    }
 
     @Test("a 1 MiB Chinese query starts and finishes its task; recall reads its first 1,000 characters")
     func hugeChineseQuery() async throws {
