@@ -1,4 +1,5 @@
 import AgentKit
+import Postgres
 import Synchronization
 
 /// Requests waiting for a task to leave the queue (`GET /agent/status/...?wait=`), woken by the
@@ -10,17 +11,27 @@ public final class TaskWatch: Sendable {
         var continuation: CheckedContinuation<Void, Never>?
     }
 
-    /// By NOTIFY payload, compared exactly: look-alike ids name two tasks (see `Identifier`).
-    private let waiters = Mutex<[Identifier: [Int: Waiter]]>([:])
+    /// By task (`TaskKey` compares ids exactly: look-alike ids name two tasks).
+    private let waiters = Mutex<[TaskKey: [Int: Waiter]]>([:])
     private let nextID = Atomic<Int>(0)
     /// Set on shutdown: no wait starts any more.
     private let closed = Atomic<Bool>(false)
 
     public init() {}
 
-    /// The NOTIFY payload naming a task (JSON, as ids may hold any character).
-    static func payload(_ key: TaskKey) -> Identifier {
-        Identifier(JSONValue.array([.string(key.tenantID), .string(key.userID), .string(key.sessionID), .string(key.taskID)]).jsonText)
+    /// The SQL expression of the NOTIFY payload that names a task, from four SQL text
+    /// expressions: a JSON array of the ids (they may hold any character). Every statement that
+    /// settles a task builds it here, and `settled(payload:)` reads it back as JSON, so the
+    /// text's exact form (spacing, escapes) does not matter.
+    static func payload(tenant: PostgresQuery, user: PostgresQuery, session: PostgresQuery, task: PostgresQuery) -> PostgresQuery {
+        "json_build_array(\(fragment: tenant), \(fragment: user), \(fragment: session), \(fragment: task))::text"
+    }
+
+    static func key(fromPayload payload: String) -> TaskKey? {
+        guard case .array(let ids)? = try? JSONValue(parsing: Array(payload.utf8)), ids.count == 4,
+            let tenant = ids[0].stringValue, let user = ids[1].stringValue, let session = ids[2].stringValue, let task = ids[3].stringValue
+        else { return nil }
+        return TaskKey(tenantID: tenant, userID: user, sessionID: session, taskID: task)
     }
 
     /// Reads with `read`; if `pending` says the task has not paused or ended yet, waits for its
@@ -29,7 +40,7 @@ public final class TaskWatch: Sendable {
     public func read<T: Sendable>(
         _ key: TaskKey, waitingUpTo timeout: Duration, pending: (T) -> Bool, _ read: () async throws -> T
     ) async throws -> T {
-        let name = Self.payload(key)
+        let name = key
         let id = register(name)
         defer { forget(name, id: id) }
         let first = try await read()
@@ -38,7 +49,7 @@ public final class TaskWatch: Sendable {
         return try await read()
     }
 
-    private func register(_ name: Identifier) -> Int {
+    private func register(_ name: TaskKey) -> Int {
         let id = nextID.add(1, ordering: .relaxed).newValue
         // Read under the lock that `close` takes after setting it: a waiter is either seen by
         // close's wake-up or sees `closed` itself.
@@ -47,7 +58,7 @@ public final class TaskWatch: Sendable {
     }
 
     /// Suspends until the waiter is fired (NOTIFY, reconnect, shutdown) or `timeout` passes.
-    private func wait(_ name: Identifier, id: Int, timeout: Duration) async {
+    private func wait(_ name: TaskKey, id: Int, timeout: Duration) async {
         await withTaskGroup(of: Void.self) { group in
             group.addTask {
                 await withCheckedContinuation { continuation in
@@ -67,7 +78,7 @@ public final class TaskWatch: Sendable {
         }
     }
 
-    private func forget(_ name: Identifier, id: Int) {
+    private func forget(_ name: TaskKey, id: Int) {
         waiters.withLock { waiters in
             waiters[name]?[id] = nil
             if waiters[name]?.isEmpty == true { waiters[name] = nil }
@@ -76,7 +87,7 @@ public final class TaskWatch: Sendable {
 
     /// A NOTIFY payload arrived: wakes the task's waiters.
     public func settled(payload: String) {
-        let name = Identifier(payload)
+        guard let name = Self.key(fromPayload: payload) else { return }
         let ids = waiters.withLock { $0[name].map { Array($0.keys) } ?? [] }
         for id in ids { fire(name, id: id) }
     }
@@ -93,7 +104,7 @@ public final class TaskWatch: Sendable {
         wakeAll()
     }
 
-    private func fire(_ name: Identifier, id: Int) {
+    private func fire(_ name: TaskKey, id: Int) {
         let continuation = waiters.withLock { waiters -> CheckedContinuation<Void, Never>? in
             guard var waiter = waiters[name]?[id] else { return nil }
             waiter.fired = true

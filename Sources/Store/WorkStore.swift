@@ -394,7 +394,12 @@ public struct WorkStore: Sendable {
     /// A select-list item for statements that end or pause a task (CTE `task`): wakes the
     /// requests waiting on it (`TaskWatch`), in whichever process they are.
     private func settledNotice(_ key: TaskKey) -> PostgresQuery {
-        "(SELECT count(pg_notify(\(TaskStore.settledChannel), \(TaskWatch.payload(key).text))) FROM task)"
+        """
+        (SELECT count(pg_notify(\(TaskStore.settledChannel),
+                                \(fragment: TaskWatch.payload(tenant: "\(key.tenantID)::text", user: "\(key.userID)::text",
+                                                                   session: "\(key.sessionID)::text", task: "\(key.taskID)::text"))))
+         FROM task)
+        """
     }
 
     /// Extends the leases of every task this process runs, except the ones its workers
@@ -473,11 +478,15 @@ public struct WorkStore: Sendable {
                 FROM expired
                 WHERE tasks.tenant_id = expired.tenant_id AND tasks.user_id = expired.user_id
                   AND tasks.session_id = expired.session_id AND tasks.task_id = expired.task_id
-                RETURNING tasks.state
+                RETURNING tasks.state, tasks.tenant_id, tasks.user_id, tasks.session_id, tasks.task_id
             )
             SELECT count(*) FILTER (WHERE state = 'queued') AS requeued, count(*) FILTER (WHERE state = 'error') AS failed,
                    (SELECT count(pg_notify(\(TaskStore.channel), ''))
-                    FROM (SELECT 1 FROM reaped WHERE state = 'queued' LIMIT 1) AS any_requeued) AS notified
+                    FROM (SELECT 1 FROM reaped WHERE state = 'queued' LIMIT 1) AS any_requeued) AS notified,
+                   -- A task ended here is settled like any other: its waiting status reads answer now.
+                   (SELECT count(pg_notify(\(TaskStore.settledChannel),
+                                           \(fragment: TaskWatch.payload(tenant: "tenant_id", user: "user_id", session: "session_id", task: "task_id"))))
+                    FROM reaped WHERE state = 'error') AS settled
             FROM reaped
             """
         let rows = try await pool.system { try $0.query(query) }.rows

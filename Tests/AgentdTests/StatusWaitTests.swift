@@ -1,5 +1,7 @@
 import AgentKit
+import AsyncHTTPClient
 import Foundation
+import Postgres
 import Testing
 import TestSupport
 
@@ -50,6 +52,29 @@ struct StatusWaitTests {
         #expect(unknown["status"] == "not_found")
         let idle = try await service.get("/agent/status/nobody/none/t?wait=30")
         #expect(idle["status"] == "not_found")
+    }
+
+    @Test("a task that the lease reaper ends in error wakes its waiting reads")
+    func reaperWakesWaiters() async throws {
+        let service = try await ServiceHarness.start(configure: { $0.leaseSeconds = 1.5; $0.maxAttempts = 2 })
+        defer { Task { await service.stop() } }
+        // A task on its last attempt, held by a worker that has died; its lease runs out in 2 s.
+        let connection = try PostgresConnection.connect(service.databaseURL)
+        defer { connection.close() }
+        try connection.execute("INSERT INTO sessions (user_id, session_id) VALUES ('u1', 's1')")
+        try connection.query("""
+            INSERT INTO tasks (user_id, session_id, task_id, query, state, attempts, lease_owner, lease_expires_at)
+            VALUES ('u1', 's1', 't1', 'hi', 'running', 2, 'dead-host:1:gone', now() + interval '2 seconds')
+            """)
+        #expect(try await service.status("u1", "s1", "t1")["status"] == "running")
+        // Woken by the reaper's NOTIFY, the read answers about 2.5 s in; without it, only when
+        // its 30 s run out, which the client's 15 s timeout turns into a failure.
+        var request = HTTPClientRequest(url: service.baseURL + "/agent/status/u1/s1/t1?wait=30")
+        request.method = .GET
+        let response = try await service.client.execute(request, timeout: .seconds(15))
+        let body = try JSONValue(parsing: Array(try await response.body.collect(upTo: 1 << 20).readableBytesView))
+        #expect(body["status"] == "error")
+        #expect(body["message"]?.stringValue?.contains("2 attempts") == true)
     }
 
     @Test("a wait that is not a number of seconds from 0 to 30 is refused", arguments: ["-1", "31", "abc", "nan", "inf", ""])
