@@ -1,18 +1,15 @@
-/// Who a tool call runs for.
+/// Who a tool call runs for: the task and the call.
 public struct ToolContext: Sendable {
-    public var tenantID: String
-    public var userID: String
-    public var sessionID: String
-    public var taskID: String
+    public var key: TaskKey
     public var toolCallID: String
 
-    public init(tenantID: String, userID: String, sessionID: String, taskID: String, toolCallID: String) {
-        self.tenantID = tenantID
-        self.userID = userID
-        self.sessionID = sessionID
-        self.taskID = taskID
+    public init(key: TaskKey, toolCallID: String) {
+        self.key = key
         self.toolCallID = toolCallID
     }
+
+    public var tenantID: String { key.tenantID }
+    public var userID: String { key.userID }
 }
 
 /// A tool failed; the message goes back to the model as the tool's result, so it can correct itself.

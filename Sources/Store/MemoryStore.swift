@@ -1,3 +1,4 @@
+import AgentKit
 import Foundation
 import Postgres
 
@@ -115,5 +116,11 @@ public struct MemoryStore: Sendable {
                 id: try row.decode("memory_id"), text: try row.decode("memory_info"), createdAt: try row.decode("created"),
                 score: try row.decode("score", as: Double?.self))
         }
+    }
+}
+
+extension MemoryStore: MemoryRecall {
+    public func recalledMemories(tenantID: String, userID: String, query: String, limit: Int) async throws -> [String] {
+        try await recall(tenantID: tenantID, userID: userID, query: query, limit: limit).map(\.text)
     }
 }

@@ -45,54 +45,6 @@ public struct AbandonedLease: Sendable, Hashable, Codable {
     }
 }
 
-/// Everything a worker needs to take the next step of a task.
-public struct RunContext: Sendable {
-    /// This task's messages so far, the human query first.
-    public var turn: [ChatMessage]
-    /// Earlier completed turns of the session, within the history window.
-    public var history: [ChatMessage]
-    /// Human decisions by tool call id.
-    public var decisions: [String: HumanDecision]
-}
-
-/// One model call, for the `llm_calls` table.
-public struct ModelCallRecord: Sendable {
-    public var model: String
-    public var usage: TokenUsage?
-    public var latencyMilliseconds: Double
-    public var error: String?
-
-    public init(model: String, usage: TokenUsage?, latencyMilliseconds: Double, error: String?) {
-        self.model = model
-        self.usage = usage
-        self.latencyMilliseconds = latencyMilliseconds
-        self.error = error
-    }
-}
-
-/// One tool call, for the `tool_calls` table.
-public struct ToolCallRecord: Sendable {
-    public enum Status: String, Sendable { case ok, failed, rejected, responded }
-    public var call: ToolCall
-    public var arguments: [String: JSONValue]
-    public var output: String
-    public var status: Status
-    public var decision: HumanDecision.Kind?
-    public var durationMilliseconds: Double
-
-    public init(
-        call: ToolCall, arguments: [String: JSONValue], output: String, status: Status, decision: HumanDecision.Kind?,
-        durationMilliseconds: Double
-    ) {
-        self.call = call
-        self.arguments = arguments
-        self.output = output
-        self.status = status
-        self.decision = decision
-        self.durationMilliseconds = durationMilliseconds
-    }
-}
-
 /// The worker's lease on a task is gone (expired and taken over, or the task was deleted):
 /// it must stop without writing anything more.
 public struct LeaseLost: Error, Sendable {
@@ -216,7 +168,7 @@ public struct WorkStore: Sendable {
                 decisions[try row.decode("tool_call_id", as: String.self)] = HumanDecision(kind: kind, args: args)
             }
         }
-        return RunContext(turn: turn, history: AgentPlanner.historyWindow(recent.reversed(), limit: historyLimit), decisions: decisions)
+        return RunContext(turn: turn, history: recent.reversed(), decisions: decisions)
     }
 
     /// Commits the model's reply as the turn's next message, with its `llm_calls` row.
@@ -492,5 +444,45 @@ public struct WorkStore: Sendable {
         let rows = try await pool.system { try $0.query(query) }.rows
         guard let row = rows.first else { return (0, 0) }
         return (try row.decode("requeued"), try row.decode("failed"))
+    }
+}
+
+/// A claimed task's journal: the run's step commits, each checking this process still holds
+/// the task's lease (`LeaseLost` otherwise).
+public struct TaskJournal: AgentJournal {
+    let work: WorkStore
+    let task: ClaimedTask
+
+    public init(work: WorkStore, task: ClaimedTask) {
+        self.work = work
+        self.task = task
+    }
+
+    public func context(historyLimit: Int) async throws -> RunContext {
+        try await work.context(for: task, historyLimit: historyLimit)
+    }
+
+    public func appendModelReply(position: Int, message: ChatMessage, call: ModelCallRecord) async throws {
+        try await work.appendModelReply(task, position: position, message: message, call: call)
+    }
+
+    public func completeWithModelReply(position: Int, message: ChatMessage, call: ModelCallRecord, result: JSONValue) async throws {
+        try await work.completeWithModelReply(task, position: position, message: message, call: call, result: result)
+    }
+
+    public func recordFailedModelCall(_ call: ModelCallRecord) async throws {
+        try await work.recordFailedModelCall(task, call: call)
+    }
+
+    public func appendToolResult(position: Int, record: ToolCallRecord) async throws {
+        try await work.appendToolResult(task, position: position, record: record)
+    }
+
+    public func interrupt(call: ToolCall, data: JSONValue) async throws {
+        try await work.interrupt(task, call: call, data: data)
+    }
+
+    public func finish(state: TaskState, result: JSONValue?, message: String?) async throws {
+        try await work.finish(task, state: state, result: result, message: message)
     }
 }

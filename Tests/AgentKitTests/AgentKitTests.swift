@@ -142,7 +142,7 @@ struct OfflineModelTests {
     }
 
     @Test func toolsRunAndValidate() async throws {
-        let context = ToolContext(tenantID: "t", userID: "u", sessionID: "s", taskID: "k", toolCallID: "c")
+        let context = ToolContext(key: TaskKey(tenantID: "t", userID: "u", sessionID: "s", taskID: "k"), toolCallID: "c")
         #expect(try await MultiplyTool().run(arguments: ["a": 6, "b": 7], context: context) == "42")
         #expect(try await MultiplyTool().run(arguments: ["a": 1.5, "b": 3], context: context) == "4.5")
         #expect(try await BookHotelTool().run(arguments: ["hotel_name": "如家"], context: context) == "成功预定了在如家的住宿。")
