@@ -107,7 +107,21 @@ public enum AgentdServer {
             services: [dispatcher],
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? configuration.port) },
             logger: logger)
-        try await app.runService(gracefulShutdownSignals: signals)
+        // Services stop in reverse order: the waiting status reads answer first, so that the HTTP
+        // server's graceful shutdown, which waits for requests in flight, does not wait out their ?wait=.
+        let group = ServiceGroup(
+            configuration: .init(services: [app, StatusWaitCloser(watch: watch)], gracefulShutdownSignals: signals, logger: logger))
+        try await group.run()
+    }
+
+    /// Answers every waiting status read as soon as shutdown begins.
+    struct StatusWaitCloser: Service {
+        let watch: TaskWatch
+
+        func run() async throws {
+            try? await gracefulShutdown()
+            watch.close()
+        }
     }
 
     /// `openapi.yaml` from the repository (or installation) root, the folder that holds sql/.

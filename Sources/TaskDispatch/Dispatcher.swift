@@ -131,8 +131,6 @@ public final class Dispatcher: Service {
         } onGracefulShutdown: {
             self.stopping.store(true, ordering: .relaxed)
             wake.finish()
-            // Waiting status reads answer now rather than hold the shutdown for their whole wait.
-            watch?.close()
         }
     }
 

@@ -74,6 +74,12 @@ final class ServiceHarness: Sendable {
 
     struct HarnessError: Error { var message: String }
 
+    /// Graceful shutdown of the service alone (the model server and client stay up).
+    func stopService() async {
+        await group.triggerGracefulShutdown()
+        _ = try? await server.value
+    }
+
     func stop() async {
         await group.triggerGracefulShutdown()
         _ = try? await server.value

@@ -77,6 +77,25 @@ struct StatusWaitTests {
         #expect(body["message"]?.stringValue?.contains("2 attempts") == true)
     }
 
+    @Test("a waiting read answers when the service shuts down, and does not hold the shutdown up")
+    func answersOnShutdown() async throws {
+        let service = try await ServiceHarness.start(model: { _ in .delayed(.seconds(20), .text("slow")) }) { $0.shutdownGraceSeconds = 0.3 }
+        defer { Task { await service.stop() } }
+        #expect(try await service.invoke("u1", "s1", "t1", "hello").status == 200)
+        let waiting = Task { try await service.get("/agent/status/u1/s1/t1?wait=30") }
+        while service.model.requestCount == 0 { try await Task.sleep(for: .milliseconds(10)) }
+        try await Task.sleep(for: .milliseconds(200))  // the read is waiting by now
+        let clock = ContinuousClock()
+        let started = clock.now
+        await service.stopService()
+        // Held up by the read, the shutdown would take its 30 s (the HTTP server waits for
+        // requests in flight); answered at once, it takes the grace period and a step's hand-back.
+        #expect(clock.now - started < .seconds(15))
+        let reply = try await waiting.value
+        #expect(reply.status == 200)
+        #expect(reply["status"] == "running")
+    }
+
     @Test("a wait that is not a number of seconds from 0 to 30 is refused", arguments: ["-1", "31", "abc", "nan", "inf", ""])
     func refusesBadWait(_ wait: String) async throws {
         let service = try await ServiceHarness.start(model: { _ in .text("ok") })
