@@ -27,16 +27,16 @@ let package = Package(
         .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
         // Our libpq wrapper: connections, bound parameters, rows, LISTEN/NOTIFY, the pool.
         .target(name: "Postgres", dependencies: ["CLibPQ", .product(name: "NIOPosix", package: "swift-nio"), logging]),
-        // The agent: messages, the ChatModel and Tool protocols, the ReAct step logic. No SQL, no HTTP.
+        // The agent: the run (AgentRun), messages, the ChatModel and Tool protocols, the step planner. No SQL, no HTTP.
         .target(name: "AgentKit"),
         // ChatModel over any OpenAI-compatible /chat/completions endpoint.
         .target(name: "ModelClient", dependencies: ["AgentKit", asyncHTTPClient, logging]),
-        // Repositories: every SQL statement of the service lives here.
-        .target(name: "Store", dependencies: ["Postgres", "AgentKit", logging, .product(name: "Crypto", package: "swift-crypto")]),
-        // LISTEN/NOTIFY listener, claimer, worker slots, leases, reaper.
-        .target(name: "TaskDispatch", dependencies: ["Store", "AgentKit", "Postgres", logging, serviceLifecycle]),
-        // The REST contract: routes, request/response types, error mapping.
-        .target(name: "API", dependencies: ["Store", "AgentKit", "Postgres", hummingbird, logging, .product(name: "NIOHTTP1", package: "swift-nio")]),
+        // Repositories, the Notifier (LISTEN), migrations: every SQL statement of the service lives here.
+        .target(name: "Store", dependencies: ["Postgres", "AgentKit", logging, serviceLifecycle, .product(name: "Crypto", package: "swift-crypto")]),
+        // Claimer, worker slots, leases, reaper; runs an AgentRun per claimed task. No driver: Store's errors only.
+        .target(name: "TaskDispatch", dependencies: ["Store", "AgentKit", logging, serviceLifecycle]),
+        // The REST contract: routes, request/response types, status waits, error mapping. No driver.
+        .target(name: "API", dependencies: ["Store", "AgentKit", hummingbird, logging, .product(name: "NIOHTTP1", package: "swift-nio")]),
         // Configuration and wiring: one function builds the whole service for main and the tests.
         .target(
             name: "AgentdApp",

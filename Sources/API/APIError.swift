@@ -5,7 +5,6 @@ import Hummingbird
 import Logging
 import NIOCore
 import NIOHTTP1
-import Postgres
 import Store
 
 /// An error with the status and `{"detail": …}` body a client sees (FastAPI's convention,
@@ -54,11 +53,11 @@ public struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             return JSONBody.response(["detail": .string("malformed or truncated request: \(error)")], status: .badRequest)
         } catch let error as StoreConflict {
             return JSONBody.response(["detail": .string(error.message)], status: .conflict)
-        } catch let error as PostgresError where error.isConnectionFailure || error.sqlState == PostgresError.SQLState.queryCanceled {
+        } catch let error as StoreError where error.kind == .unavailable || error.kind == .timedOut {
             logger.warning("database unavailable", metadata: ["error": "\(String(reflecting: error))", "path": "\(request.uri.path)"])
             return JSONBody.response(
                 ["detail": "the database is unavailable; try again shortly"], status: .serviceUnavailable, headers: [.retryAfter: "1"])
-        } catch let error as PostgresError where error.isTransient || error.isUniqueViolation {
+        } catch let error as StoreError where error.kind == .conflict {
             return JSONBody.response(["detail": "a concurrent request changed the same data; try again"], status: .conflict)
         } catch {
             logger.error("request failed", metadata: ["error": "\(String(reflecting: error))", "path": "\(request.uri.path)"])

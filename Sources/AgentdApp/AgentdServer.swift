@@ -60,12 +60,18 @@ public enum AgentdServer {
                 maxSteps: configuration.maxSteps, historyMessages: configuration.historyMessages,
                 memoryRecallLimit: configuration.memoryRecallLimit),
             logger: logger)
+        guard let notifier = Notifier(conninfo: configuration.databaseURL, logger: logger) else {
+            throw RefusedToStart(description: "cannot create the notifier's wake-up pipe")
+        }
         let watch = TaskWatch()
+        notifier.onSettled { key in
+            if let key { watch.settled(key) } else { watch.wakeAll() }
+        }
         let dispatcher = Dispatcher(
             configuration: .init(
                 slots: configuration.workerSlots, leaseSeconds: configuration.leaseSeconds, maxAttempts: configuration.maxAttempts,
-                conninfo: configuration.databaseURL, shutdownGrace: .milliseconds(Int64(configuration.shutdownGraceSeconds * 1000))),
-            work: work, runner: runner, watch: watch, logger: logger)
+                shutdownGrace: .milliseconds(Int64(configuration.shutdownGraceSeconds * 1000))),
+            work: work, runner: runner, notifier: notifier, logger: logger)
 
         let keys = KeyStore(pool: pool)
         let open = !configuration.authRequired && configuration.bindsLoopbackOnly
@@ -104,7 +110,9 @@ public enum AgentdServer {
             router: router,
             server: .http1(configuration: .init(idleTimeout: .milliseconds(Int64(configuration.httpIdleTimeoutSeconds * 1000)))),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "agentd"),
-            services: [dispatcher],
+            // Started in this order, stopped in reverse: the notifier before the dispatcher that
+            // it wakes, and both before the HTTP server.
+            services: [notifier, dispatcher],
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? configuration.port) },
             logger: logger)
         // Services stop in reverse order: the waiting status reads answer first, so that the HTTP

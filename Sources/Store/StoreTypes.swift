@@ -56,3 +56,47 @@ enum StoreCoding {
             name: try row.decode("name", as: String?.self), toolCallID: try row.decode("tool_call_id", as: String?.self))
     }
 }
+
+/// A database failure as the rest of the service sees it: what kind of failure, so that callers
+/// can answer (503, 409) or recover (hand a task back) without knowing the driver.
+/// `String(reflecting:)` gives the driver's details, for logs only.
+public struct StoreError: Error, Sendable, CustomStringConvertible, CustomDebugStringConvertible {
+    public enum Kind: Sendable, Equatable {
+        /// No connection, or the connection or server went away: try again shortly.
+        case unavailable
+        /// A statement ran past `statement_timeout` or was cancelled.
+        case timedOut
+        /// A concurrent transaction changed the same rows (serialization failure, deadlock,
+        /// a unique key taken meanwhile): the request may be retried.
+        case conflict
+        case other
+    }
+
+    public let kind: Kind
+    let underlying: PostgresError
+
+    init(_ error: PostgresError) {
+        underlying = error
+        if error.isConnectionFailure {
+            kind = .unavailable
+        } else if error.sqlState == PostgresError.SQLState.queryCanceled {
+            kind = .timedOut
+        } else if error.isTransient || error.isUniqueViolation {
+            kind = .conflict
+        } else {
+            kind = .other
+        }
+    }
+
+    public var description: String { "database error (\(kind))" }
+    public var debugDescription: String { String(reflecting: underlying) }
+
+    /// Runs `body`, turning the driver's errors into `StoreError`s; others pass through.
+    static func mapping<T>(_ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch let error as PostgresError {
+            throw StoreError(error)
+        }
+    }
+}

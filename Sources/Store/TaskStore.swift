@@ -2,14 +2,9 @@ import AgentKit
 import Postgres
 
 /// Tasks as clients see them: submit, resume, read, list, delete.
-/// Every change that queues work sends `NOTIFY agentd_tasks` in the same statement, so the
-/// notification is delivered exactly when the change commits.
+/// Every change that queues work notifies `Notifier.Channel.newWork` in the same statement, so
+/// the notification is delivered exactly when the change commits.
 public struct TaskStore: Sendable {
-    /// The channel the dispatchers LISTEN on.
-    public static let channel = "agentd_tasks"
-    /// NOTIFY channel of tasks that paused or ended; the payload names the task (`TaskWatch`).
-    public static let settledChannel = "agentd_task_settled"
-
     public enum SubmitOutcome: Sendable, Equatable {
         case queued
         /// The same task was submitted before; nothing changed.
@@ -82,7 +77,7 @@ public struct TaskStore: Sendable {
                     RETURNING 1
                 )
                 SELECT (SELECT count(*) FROM query_message) AS inserted,
-                       (SELECT count(pg_notify(\(Self.channel), '')) FROM query_message) AS notified,
+                       (SELECT count(\(fragment: Notifier.notifyNewWork)) FROM query_message) AS notified,
                        (SELECT count(*) FROM session) + (SELECT count(*) FROM touched) AS written,
                        (SELECT ok FROM room) AS room
                 """).first
@@ -136,7 +131,7 @@ public struct TaskStore: Sendable {
                     RETURNING 1
                 )
                 SELECT (SELECT count(*) FROM task) AS resumed,
-                       (SELECT count(pg_notify(\(Self.channel), '')) FROM task) AS notified,
+                       (SELECT count(\(fragment: Notifier.notifyNewWork)) FROM task) AS notified,
                        (SELECT count(*) FROM decided) + (SELECT count(*) FROM touched) AS written,
                        (SELECT ok FROM room) AS room
                 """).first

@@ -4,6 +4,7 @@ import Postgres
 /// row-level security whose rows it may see (sql/005_tenants.sql). A query that forgot its
 /// `WHERE tenant_id` still sees one tenant only.
 ///
+/// Errors of the driver leave as `StoreError`s, so that no caller needs to know PostgreSQL.
 /// `tenant` and `system` run their statements outside a transaction block, each its own
 /// transaction: a store call that is one statement is one round trip (BEGIN and COMMIT would
 /// make it three). They are for bodies whose writes are a single statement, possibly followed by
@@ -20,24 +21,24 @@ extension PostgresPool {
     /// Work for one tenant, each statement its own transaction.
     @discardableResult
     func tenant<T: Sendable>(_ tenantID: String, _ body: @escaping @Sendable (PostgresConnection) throws -> T) async throws -> T {
-        try await withSessionSettings(Self.tenantSettings(tenantID), body)
+        try await StoreError.mapping { try await withSessionSettings(Self.tenantSettings(tenantID), body) }
     }
 
     /// Work for one tenant in one transaction.
     @discardableResult
     func tenantTransaction<T: Sendable>(_ tenantID: String, _ body: @escaping @Sendable (PostgresConnection) throws -> T) async throws -> T {
-        try await withTransaction(settings: Self.tenantSettings(tenantID), body)
+        try await StoreError.mapping { try await withTransaction(settings: Self.tenantSettings(tenantID), body) }
     }
 
     /// The dispatcher's cross-tenant work: claiming, lease renewal, reaping, key look-ups.
     @discardableResult
     func system<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) throws -> T) async throws -> T {
-        try await withSessionSettings(Self.systemSettings, body)
+        try await StoreError.mapping { try await withSessionSettings(Self.systemSettings, body) }
     }
 
     /// Cross-tenant work in one transaction.
     @discardableResult
     func systemTransaction<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) throws -> T) async throws -> T {
-        try await withTransaction(settings: Self.systemSettings, body)
+        try await StoreError.mapping { try await withTransaction(settings: Self.systemSettings, body) }
     }
 }

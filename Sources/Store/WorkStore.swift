@@ -336,7 +336,7 @@ public struct WorkStore: Sendable {
     /// is free now, so wake the dispatchers if it has queued work.
     private func wakeSessionQueue(_ key: TaskKey) -> PostgresQuery {
         """
-        (SELECT count(pg_notify(\(TaskStore.channel), '')) FROM (
+        (SELECT count(\(fragment: Notifier.notifyNewWork)) FROM (
              SELECT 1 FROM tasks q
              WHERE q.tenant_id = \(key.tenantID) AND q.user_id = \(key.userID) AND q.session_id = \(key.sessionID)
                AND q.state = 'queued' AND EXISTS (SELECT 1 FROM task) LIMIT 1) AS pending)
@@ -344,12 +344,11 @@ public struct WorkStore: Sendable {
     }
 
     /// A select-list item for statements that end or pause a task (CTE `task`): wakes the
-    /// requests waiting on it (`TaskWatch`), in whichever process they are.
+    /// requests waiting on it (`Notifier.Channel.settled`), in whichever process they are.
     private func settledNotice(_ key: TaskKey) -> PostgresQuery {
         """
-        (SELECT count(pg_notify(\(TaskStore.settledChannel),
-                                \(fragment: TaskWatch.payload(tenant: "\(key.tenantID)::text", user: "\(key.userID)::text",
-                                                                   session: "\(key.sessionID)::text", task: "\(key.taskID)::text"))))
+        (SELECT count(\(fragment: Notifier.notifySettled(tenant: "\(key.tenantID)::text", user: "\(key.userID)::text",
+                                                        session: "\(key.sessionID)::text", task: "\(key.taskID)::text")))
          FROM task)
         """
     }
@@ -393,7 +392,7 @@ public struct WorkStore: Sendable {
                 RETURNING 1
             )
             SELECT count(*) AS released,
-                   (SELECT count(pg_notify(\(TaskStore.channel), '')) FROM (SELECT 1 FROM released LIMIT 1) AS any_released) AS notified
+                   (SELECT count(\(fragment: Notifier.notifyNewWork)) FROM (SELECT 1 FROM released LIMIT 1) AS any_released) AS notified
             FROM released
             """
         return try await pool.system { try $0.query(query) }.first?.decode("released", as: Int.self) ?? 0
@@ -433,11 +432,10 @@ public struct WorkStore: Sendable {
                 RETURNING tasks.state, tasks.tenant_id, tasks.user_id, tasks.session_id, tasks.task_id
             )
             SELECT count(*) FILTER (WHERE state = 'queued') AS requeued, count(*) FILTER (WHERE state = 'error') AS failed,
-                   (SELECT count(pg_notify(\(TaskStore.channel), ''))
+                   (SELECT count(\(fragment: Notifier.notifyNewWork))
                     FROM (SELECT 1 FROM reaped WHERE state = 'queued' LIMIT 1) AS any_requeued) AS notified,
                    -- A task ended here is settled like any other: its waiting status reads answer now.
-                   (SELECT count(pg_notify(\(TaskStore.settledChannel),
-                                           \(fragment: TaskWatch.payload(tenant: "tenant_id", user: "user_id", session: "session_id", task: "task_id"))))
+                   (SELECT count(\(fragment: Notifier.notifySettled(tenant: "tenant_id", user: "user_id", session: "session_id", task: "task_id")))
                     FROM reaped WHERE state = 'error') AS settled
             FROM reaped
             """

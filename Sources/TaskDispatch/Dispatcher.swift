@@ -1,15 +1,13 @@
 import Foundation
 import Logging
-import Postgres
 import ServiceLifecycle
 import Store
 import Synchronization
 
 /// Takes queued tasks and runs them in worker slots.
 ///
-/// It claims when woken: by a NOTIFY on the task channel (through the listener), when a slot
-/// frees, and by a safety poll about once a second that covers notifications lost during a
-/// reconnect. Slots are Swift tasks, so hundreds cost little; only database calls use threads.
+/// It claims when woken: by the `Notifier` (new work, or a reconnect), when a slot frees, and by
+/// a safety poll about once a second that covers notifications lost during a reconnect. Slots are Swift tasks, so hundreds cost little; only database calls use threads.
 public final class Dispatcher: Service {
     public struct Configuration: Sendable {
         /// Tasks in flight at once in this process.
@@ -18,20 +16,16 @@ public final class Dispatcher: Service {
         /// Claims of one task (the first run plus re-runs after lost leases) before it ends in error.
         public var maxAttempts: Int
         public var pollInterval: Duration
-        /// Connection string for the LISTEN connection.
-        public var conninfo: String
         /// On shutdown, how long running tasks may take to finish their current step.
         public var shutdownGrace: Duration
 
         public init(
-            slots: Int, leaseSeconds: Double, maxAttempts: Int, pollInterval: Duration = .seconds(1), conninfo: String,
-            shutdownGrace: Duration = .seconds(10)
+            slots: Int, leaseSeconds: Double, maxAttempts: Int, pollInterval: Duration = .seconds(1), shutdownGrace: Duration = .seconds(10)
         ) {
             self.slots = max(1, slots)
             self.leaseSeconds = leaseSeconds
             self.maxAttempts = max(1, maxAttempts)
             self.pollInterval = pollInterval
-            self.conninfo = conninfo
             self.shutdownGrace = shutdownGrace
         }
     }
@@ -39,7 +33,7 @@ public final class Dispatcher: Service {
     let configuration: Configuration
     let work: WorkStore
     let runner: TaskRunner
-    let watch: TaskWatch?
+    let notifier: Notifier
     let logger: Logger
     private let inFlight = Atomic<Int>(0)
     private let stopping = Atomic<Bool>(false)
@@ -47,12 +41,11 @@ public final class Dispatcher: Service {
     /// as the database takes the statement, and never renewed meanwhile.
     private let abandoned = Mutex<Set<AbandonedLease>>([])
 
-    /// `watch`, when given, is woken by this process's listener for the tasks it is told about.
-    public init(configuration: Configuration, work: WorkStore, runner: TaskRunner, watch: TaskWatch? = nil, logger: Logger) {
+    public init(configuration: Configuration, work: WorkStore, runner: TaskRunner, notifier: Notifier, logger: Logger) {
         self.configuration = configuration
         self.work = work
         self.runner = runner
-        self.watch = watch
+        self.notifier = notifier
         self.logger = logger
     }
 
@@ -61,29 +54,10 @@ public final class Dispatcher: Service {
 
     public func run() async throws {
         let (wakes, wake) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
-        let watch = self.watch
-        guard
-            let listener = NotificationListener(
-                conninfo: configuration.conninfo, channels: [TaskStore.channel, TaskStore.settledChannel], logger: logger,
-                onConnect: {
-                    wake.yield()
-                    watch?.wakeAll()
-                },
-                onNotify: { notifications in
-                    for notification in notifications {
-                        if notification.channel == TaskStore.settledChannel {
-                            watch?.settled(payload: notification.payload)
-                        } else {
-                            wake.yield()
-                        }
-                    }
-                })
-        else {
-            throw PostgresError(code: .clientError, message: "cannot create the listener's wake-up pipe")
-        }
+        notifier.onNewWork { wake.yield() }
+        wake.yield()  // whatever is queued already
         await withGracefulShutdownHandler {
             await withDiscardingTaskGroup { group in
-                group.addTask { await listener.run() }
                 group.addTask { await self.poll(wake) }
                 group.addTask { await self.maintain(wake) }
                 for await _ in wakes {
@@ -109,7 +83,6 @@ public final class Dispatcher: Service {
                     // A full batch means there may be more waiting.
                     if claimed.count == free { wake.yield() }
                 }
-                listener.stop()
                 // Running tasks stop at their next step boundary; a step still running when the
                 // grace period ends is cancelled (its model call or statement with it).
                 logger.info("dispatcher stopping", metadata: ["running": "\(running)"])

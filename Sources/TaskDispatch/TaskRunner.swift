@@ -1,7 +1,6 @@
 import AgentKit
 import Foundation
 import Logging
-import Postgres
 import Store
 
 /// Runs one claimed task (an `AgentRun` over the task's journal in PostgreSQL) and decides
@@ -49,7 +48,7 @@ public struct TaskRunner: Sendable {
         } catch is CancellationError {
             logger.info("stopped by shutdown; the task goes back to the queue")
             return false
-        } catch let error as PostgresError where error.isConnectionFailure {
+        } catch let error as StoreError where error.kind == .unavailable {
             logger.warning("database unavailable while running the task; it goes back to the queue", metadata: ["error": "\(String(reflecting: error))"])
             return false
         } catch {

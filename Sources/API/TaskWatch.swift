@@ -1,9 +1,8 @@
 import AgentKit
-import Postgres
 import Synchronization
 
-/// Requests waiting for a task to leave the queue (`GET /agent/status/...?wait=`), woken by the
-/// NOTIFY that every statement pausing or ending a task sends on `TaskStore.settledChannel`,
+/// Requests waiting for a task to leave the queue (`GET /agent/status/...?wait=`), woken through
+/// the `Notifier` by the notification that every statement pausing or ending a task sends,
 /// whichever process ran it.
 public final class TaskWatch: Sendable {
     private struct Waiter {
@@ -18,21 +17,6 @@ public final class TaskWatch: Sendable {
     private let closed = Atomic<Bool>(false)
 
     public init() {}
-
-    /// The SQL expression of the NOTIFY payload that names a task, from four SQL text
-    /// expressions: a JSON array of the ids (they may hold any character). Every statement that
-    /// settles a task builds it here, and `settled(payload:)` reads it back as JSON, so the
-    /// text's exact form (spacing, escapes) does not matter.
-    static func payload(tenant: PostgresQuery, user: PostgresQuery, session: PostgresQuery, task: PostgresQuery) -> PostgresQuery {
-        "json_build_array(\(fragment: tenant), \(fragment: user), \(fragment: session), \(fragment: task))::text"
-    }
-
-    static func key(fromPayload payload: String) -> TaskKey? {
-        guard case .array(let ids)? = try? JSONValue(parsing: Array(payload.utf8)), ids.count == 4,
-            let tenant = ids[0].stringValue, let user = ids[1].stringValue, let session = ids[2].stringValue, let task = ids[3].stringValue
-        else { return nil }
-        return TaskKey(tenantID: tenant, userID: user, sessionID: session, taskID: task)
-    }
 
     /// Reads with `read`; if `pending` says the task has not paused or ended yet, waits for its
     /// NOTIFY (or `timeout`) and reads once more. The waiter is registered before the first
@@ -85,9 +69,8 @@ public final class TaskWatch: Sendable {
         }
     }
 
-    /// A NOTIFY payload arrived: wakes the task's waiters.
-    public func settled(payload: String) {
-        guard let name = Self.key(fromPayload: payload) else { return }
+    /// The task paused or ended: wakes its waiters.
+    public func settled(_ name: TaskKey) {
         let ids = waiters.withLock { $0[name].map { Array($0.keys) } ?? [] }
         for id in ids { fire(name, id: id) }
     }
