@@ -51,10 +51,10 @@ public enum AgentdServer {
         let chatModel = model ?? makeModel(configuration, httpClient: httpClient, logger: logger)
         logger.info("model", metadata: ["name": "\(chatModel.name)", "base_url": "\(configuration.llmBaseURL ?? "offline")"])
         let owner = "\(ProcessInfo.processInfo.hostName):\(ProcessInfo.processInfo.processIdentifier):\(UUID().uuidString.prefix(8))"
-        let work = WorkStore(pool: pool, owner: owner, leaseSeconds: configuration.leaseSeconds)
+        let queue = TaskQueue(pool: pool, owner: owner, leaseSeconds: configuration.leaseSeconds)
         let memories = MemoryStore(pool: pool)
         let runner = TaskRunner(
-            work: work, memories: memories, model: chatModel,
+            queue: queue, memories: memories, model: chatModel,
             tools: configuration.toolRegistry(adding: [RecallMemoryTool(memories: memories, limit: configuration.memoryRecallLimit)]),
             settings: AgentSettings(
                 maxSteps: configuration.maxSteps, historyMessages: configuration.historyMessages,
@@ -69,9 +69,9 @@ public enum AgentdServer {
         }
         let dispatcher = Dispatcher(
             configuration: .init(
-                slots: configuration.workerSlots, leaseSeconds: configuration.leaseSeconds, maxAttempts: configuration.maxAttempts,
+                slots: configuration.workerSlots, leaseSeconds: configuration.leaseSeconds,
                 shutdownGrace: .milliseconds(Int64(configuration.shutdownGraceSeconds * 1000))),
-            work: work, runner: runner, notifier: notifier, logger: logger)
+            queue: queue, runner: runner, notifier: notifier, logger: logger)
 
         let keys = KeyStore(pool: pool)
         let open = !configuration.authRequired && configuration.bindsLoopbackOnly
@@ -112,7 +112,12 @@ public enum AgentdServer {
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "agentd"),
             // Started in this order, stopped in reverse: the notifier before the dispatcher that
             // it wakes, and both before the HTTP server.
-            services: [notifier, dispatcher],
+            services: [
+                notifier, dispatcher,
+                LeaseReaper(
+                    queue: queue, interval: .milliseconds(Int64(configuration.leaseSeconds * 1000 / 3)),
+                    maxAttempts: configuration.maxAttempts, logger: logger),
+            ],
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? configuration.port) },
             logger: logger)
         // Services stop in reverse order: the waiting status reads answer first, so that the HTTP

@@ -51,28 +51,26 @@ public struct TaskStore: Sendable {
                     SELECT 1 FROM room
                     WHERE room.ok
                       AND NOT EXISTS (SELECT 1 FROM tasks
-                                      WHERE tenant_id = \(key.tenantID) AND user_id = \(key.userID)
-                                        AND session_id = \(key.sessionID) AND task_id = \(key.taskID))
+                                      WHERE \(fragment: key.matchesTask()))
                 ), session AS (
                     INSERT INTO sessions (tenant_id, user_id, session_id)
-                    SELECT \(key.tenantID), \(key.userID), \(key.sessionID) FROM admitted
+                    SELECT \(fragment: key.sessionValues) FROM admitted
                     ON CONFLICT (tenant_id, user_id, session_id) DO NOTHING
                     RETURNING 1
                 ), task AS (
-                    INSERT INTO tasks (tenant_id, user_id, session_id, task_id, query, system_message, message, queued_at, api_key_id)
-                    SELECT \(key.tenantID), \(key.userID), \(key.sessionID), \(key.taskID), \(query), \(systemMessage), 'queued',
+                    INSERT INTO tasks (\(unsafeSQL: TaskKey.taskColumns), query, system_message, message, queued_at, api_key_id)
+                    SELECT \(fragment: key.taskValues), \(query), \(systemMessage), 'queued',
                            clock_timestamp(), \(apiKeyID)
                     FROM admitted
                     ON CONFLICT DO NOTHING
                     RETURNING seq
                 ), touched AS (
                     UPDATE sessions SET updated_at = now()
-                    WHERE tenant_id = \(key.tenantID) AND user_id = \(key.userID) AND session_id = \(key.sessionID)
-                      AND EXISTS (SELECT 1 FROM task)
+                    WHERE \(fragment: key.matchesSession()) AND EXISTS (SELECT 1 FROM task)
                     RETURNING 1
                 ), query_message AS (
-                    INSERT INTO messages (tenant_id, user_id, session_id, task_id, position, type, content)
-                    SELECT \(key.tenantID), \(key.userID), \(key.sessionID), \(key.taskID), 0, 'human', \(query)
+                    INSERT INTO messages (\(unsafeSQL: TaskKey.taskColumns), position, type, content)
+                    SELECT \(fragment: key.taskValues), 0, 'human', \(query)
                     FROM task
                     RETURNING 1
                 )
@@ -84,7 +82,7 @@ public struct TaskStore: Sendable {
             if try outcome?.decode("inserted", as: Int.self) == 1 { return .queued }
             if let existing = try connection.query("""
                 SELECT query, system_message FROM tasks
-                WHERE tenant_id = \(key.tenantID) AND user_id = \(key.userID) AND session_id = \(key.sessionID) AND task_id = \(key.taskID)
+                WHERE \(fragment: key.matchesTask())
                 """).first {
                 // Exact text, as ids are compared (`Identifier`): another normal form is another query.
                 let storedSystem = try existing.decode("system_message", as: String?.self)
@@ -114,20 +112,17 @@ public struct TaskStore: Sendable {
                 WITH room AS (\(fragment: Self.room(apiKeyID: apiKeyID, maxInFlight: maxInFlight))), task AS (
                     UPDATE tasks SET state = 'queued', message = 'queued', queued_at = clock_timestamp(), updated_at = now(),
                                      api_key_id = \(apiKeyID)
-                    WHERE tenant_id = \(key.tenantID) AND user_id = \(key.userID) AND session_id = \(key.sessionID)
-                      AND task_id = \(key.taskID) AND state = 'interrupted' AND (SELECT ok FROM room)
+                    WHERE \(fragment: key.matchesTask()) AND state = 'interrupted' AND (SELECT ok FROM room)
                     RETURNING interrupt_data ->> 'tool_call_id' AS tool_call_id
                 ), decided AS (
                     UPDATE interrupts SET decision = \(decision.kind.rawValue), decision_args = \(args), decided_at = now()
                     FROM task
-                    WHERE interrupts.tenant_id = \(key.tenantID) AND interrupts.user_id = \(key.userID)
-                      AND interrupts.session_id = \(key.sessionID) AND interrupts.task_id = \(key.taskID)
+                    WHERE \(fragment: key.matchesTask("interrupts"))
                       AND interrupts.tool_call_id = task.tool_call_id AND interrupts.decision IS NULL
                     RETURNING 1
                 ), touched AS (
                     UPDATE sessions SET updated_at = now()
-                    WHERE tenant_id = \(key.tenantID) AND user_id = \(key.userID) AND session_id = \(key.sessionID)
-                      AND EXISTS (SELECT 1 FROM task)
+                    WHERE \(fragment: key.matchesSession()) AND EXISTS (SELECT 1 FROM task)
                     RETURNING 1
                 )
                 SELECT (SELECT count(*) FROM task) AS resumed,
@@ -138,7 +133,7 @@ public struct TaskStore: Sendable {
             if try resumed?.decode("resumed", as: Int.self) == 1 { return .queued }
             guard let state = try connection.query("""
                 SELECT state FROM tasks
-                WHERE tenant_id = \(key.tenantID) AND user_id = \(key.userID) AND session_id = \(key.sessionID) AND task_id = \(key.taskID)
+                WHERE \(fragment: key.matchesTask())
                 """).first?.decode("state", as: String.self)
             else { return .notFound }
             let current = TaskState(rawValue: state) ?? .queued
@@ -250,7 +245,7 @@ public struct TaskStore: Sendable {
         try await pool.tenant(key.tenantID) { connection in
             try connection.query("""
                 DELETE FROM tasks
-                WHERE tenant_id = \(key.tenantID) AND user_id = \(key.userID) AND session_id = \(key.sessionID) AND task_id = \(key.taskID)
+                WHERE \(fragment: key.matchesTask())
                 RETURNING 1 AS deleted
                 """).count == 1
         }

@@ -7,31 +7,30 @@ import Synchronization
 /// Takes queued tasks and runs them in worker slots.
 ///
 /// It claims when woken: by the `Notifier` (new work, or a reconnect), when a slot frees, and by
-/// a safety poll about once a second that covers notifications lost during a reconnect. Slots are Swift tasks, so hundreds cost little; only database calls use threads.
+/// a safety poll about once a second that covers notifications lost during a reconnect. Slots
+/// are Swift tasks, so hundreds cost little; only database calls use threads. It renews its own
+/// tasks' leases; `LeaseReaper` takes care of expired ones.
 public final class Dispatcher: Service {
     public struct Configuration: Sendable {
         /// Tasks in flight at once in this process.
         public var slots: Int
         public var leaseSeconds: Double
-        /// Claims of one task (the first run plus re-runs after lost leases) before it ends in error.
-        public var maxAttempts: Int
         public var pollInterval: Duration
         /// On shutdown, how long running tasks may take to finish their current step.
         public var shutdownGrace: Duration
 
         public init(
-            slots: Int, leaseSeconds: Double, maxAttempts: Int, pollInterval: Duration = .seconds(1), shutdownGrace: Duration = .seconds(10)
+            slots: Int, leaseSeconds: Double, pollInterval: Duration = .seconds(1), shutdownGrace: Duration = .seconds(10)
         ) {
             self.slots = max(1, slots)
             self.leaseSeconds = leaseSeconds
-            self.maxAttempts = max(1, maxAttempts)
             self.pollInterval = pollInterval
             self.shutdownGrace = shutdownGrace
         }
     }
 
     let configuration: Configuration
-    let work: WorkStore
+    let queue: TaskQueue
     let runner: TaskRunner
     let notifier: Notifier
     let logger: Logger
@@ -41,9 +40,9 @@ public final class Dispatcher: Service {
     /// as the database takes the statement, and never renewed meanwhile.
     private let abandoned = Mutex<Set<AbandonedLease>>([])
 
-    public init(configuration: Configuration, work: WorkStore, runner: TaskRunner, notifier: Notifier, logger: Logger) {
+    public init(configuration: Configuration, queue: TaskQueue, runner: TaskRunner, notifier: Notifier, logger: Logger) {
         self.configuration = configuration
-        self.work = work
+        self.queue = queue
         self.runner = runner
         self.notifier = notifier
         self.logger = logger
@@ -66,7 +65,7 @@ public final class Dispatcher: Service {
                     guard free > 0 else { continue }
                     let claimed: [ClaimedTask]
                     do {
-                        claimed = try await work.claim(limit: free)
+                        claimed = try await self.queue.claim(limit: free)
                     } catch {
                         logger.warning("claim failed", metadata: ["error": "\(String(reflecting: error))"])
                         continue
@@ -98,8 +97,8 @@ public final class Dispatcher: Service {
             }
             // Whatever this process still holds goes back to the queue now, not when its lease
             // expires. A fresh task: this one may be cancelled.
-            let store = self.work
-            let released = await Task { try? await store.releaseOwnLeases() }.value
+            let releasing = self.queue
+            let released = await Task { try? await releasing.releaseOwnLeases() }.value
             if let released, released > 0 { logger.info("handed tasks back to the queue", metadata: ["tasks": "\(released)"]) }
         } onGracefulShutdown: {
             self.stopping.store(true, ordering: .relaxed)
@@ -113,24 +112,20 @@ public final class Dispatcher: Service {
         }
     }
 
-    /// Renews this process's leases and returns expired ones to the queue.
+    /// Renews this process's leases and hands back the tasks its workers abandoned
+    /// (`LeaseReaper` takes care of everyone's expired leases).
     private func maintain(_ wake: AsyncStream<Void>.Continuation) async {
         let interval = Duration.milliseconds(Int64(configuration.leaseSeconds * 1000 / 3))
         while await sleepUnlessStopping(interval) {
             do {
                 let letGo = Array(abandoned.withLock { $0 })
-                _ = try await work.renewLeases(excluding: letGo)
-                let released = try await work.releaseAbandoned(letGo)
+                _ = try await queue.renewLeases(excluding: letGo)
+                let released = try await queue.releaseAbandoned(letGo)
                 if released > 0 {
                     logger.info("released abandoned tasks back to the queue", metadata: ["tasks": "\(released)"])
                     wake.yield()
                 }
                 abandoned.withLock { $0.subtract(letGo) }
-                let reaped = try await work.reapExpiredLeases(maxAttempts: configuration.maxAttempts)
-                if reaped.requeued > 0 || reaped.failed > 0 {
-                    logger.warning("expired leases", metadata: ["requeued": "\(reaped.requeued)", "failed": "\(reaped.failed)"])
-                    wake.yield()
-                }
             } catch {
                 logger.warning("lease maintenance failed", metadata: ["error": "\(String(reflecting: error))"])
             }

@@ -6,15 +6,15 @@ import Store
 /// Runs one claimed task (an `AgentRun` over the task's journal in PostgreSQL) and decides
 /// what becomes of it when the run stops early: handed back, lost, or failed.
 public struct TaskRunner: Sendable {
-    let work: WorkStore
+    let queue: TaskQueue
     let memories: MemoryStore
     let model: any ChatModel
     let tools: ToolRegistry
     let settings: AgentSettings
     let logger: Logger
 
-    public init(work: WorkStore, memories: MemoryStore, model: any ChatModel, tools: ToolRegistry, settings: AgentSettings, logger: Logger) {
-        self.work = work
+    public init(queue: TaskQueue, memories: MemoryStore, model: any ChatModel, tools: ToolRegistry, settings: AgentSettings, logger: Logger) {
+        self.queue = queue
         self.memories = memories
         self.model = model
         self.tools = tools
@@ -29,8 +29,9 @@ public struct TaskRunner: Sendable {
     public func run(_ task: ClaimedTask, stopping: @escaping @Sendable () -> Bool = { false }) async -> Bool {
         var logger = self.logger
         logger[metadataKey: "task"] = "\(task.key)"
+        let journal = queue.journal(for: task)
         let run = AgentRun(
-            key: task.key, query: task.query, systemMessage: task.systemMessage, journal: TaskJournal(work: work, task: task),
+            key: task.key, query: task.query, systemMessage: task.systemMessage, journal: journal,
             memory: memories, model: model, tools: tools, settings: settings)
         do {
             switch try await run.run(stopping: stopping) {
@@ -54,7 +55,7 @@ public struct TaskRunner: Sendable {
         } catch {
             logger.error("task failed", metadata: ["error": "\(String(reflecting: error))"])
             do {
-                try await work.finish(task, state: .error, result: nil, message: "internal error while running the task")
+                try await journal.finish(state: .error, result: nil, message: "internal error while running the task")
                 return true
             } catch {
                 return false

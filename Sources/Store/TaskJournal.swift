@@ -1,0 +1,219 @@
+import AgentKit
+import Postgres
+
+/// The worker's lease on a task is gone (expired and taken over, or the task was deleted):
+/// it must stop without writing anything more.
+public struct LeaseLost: Error, Sendable {
+    public var key: TaskKey
+}
+
+/// One claimed task's step journal, per tenant: the run's context and its step commits. Every
+/// commit checks, in the same statement, that this process still holds the task's lease, so a
+/// worker that lost its task can never write into it (`LeaseLost`). Each call is one statement.
+public struct TaskJournal: AgentJournal {
+    let pool: PostgresPool
+    let task: ClaimedTask
+    /// This process, as `tasks.lease_owner` names it.
+    let owner: String
+    let leaseSeconds: Double
+
+    init(pool: PostgresPool, task: ClaimedTask, owner: String, leaseSeconds: Double) {
+        self.pool = pool
+        self.task = task
+        self.owner = owner
+        self.leaseSeconds = leaseSeconds
+    }
+
+    var key: TaskKey { task.key }
+
+    /// Loads the task's turn, the session's last `historyLimit` earlier messages and the human decisions.
+    public func context(historyLimit: Int) async throws -> RunContext {
+        let limit = max(0, historyLimit)
+        // One statement, one round trip: part 0 is the turn, part 1 the history (newest first),
+        // part 2 the decisions. Every task has at least its query message, so the last `limit`
+        // completed tasks hold the window: the scan stays bounded however long the session is.
+        let query: PostgresQuery = """
+            SELECT * FROM (
+                SELECT 0 AS part, position::bigint AS k1, 0::bigint AS k2, type, content, tool_calls, name, tool_call_id,
+                       NULL::text AS decision, NULL::jsonb AS decision_args
+                FROM messages
+                WHERE \(fragment: key.matchesTask())
+                UNION ALL
+                (SELECT 1, -t.seq, -m.position::bigint, m.type, m.content, m.tool_calls, m.name, m.tool_call_id, NULL, NULL
+                 FROM (SELECT tenant_id, user_id, session_id, task_id, seq FROM tasks
+                       WHERE \(fragment: key.matchesSession()) AND seq < \(task.seq) AND state = 'completed'
+                       ORDER BY seq DESC
+                       LIMIT \(limit)) t
+                 JOIN messages m USING (tenant_id, user_id, session_id, task_id)
+                 ORDER BY t.seq DESC, m.position DESC
+                 LIMIT \(limit))
+                UNION ALL
+                SELECT 2, 0, 0, NULL, NULL, NULL, NULL, tool_call_id, decision, decision_args
+                FROM interrupts
+                WHERE \(fragment: key.matchesTask()) AND decision IS NOT NULL
+            ) AS context
+            ORDER BY part, k1, k2
+            """
+        let rows = try await pool.tenant(key.tenantID) { try $0.query(query).rows }
+        var turn: [ChatMessage] = []
+        var recent: [ChatMessage] = []
+        var decisions: [String: HumanDecision] = [:]
+        for row in rows {
+            switch try row.decode("part", as: Int.self) {
+            case 0: turn.append(try StoreCoding.message(from: row))
+            case 1: recent.append(try StoreCoding.message(from: row))
+            default:
+                guard let kind = HumanDecision.Kind(rawValue: try row.decode("decision", as: String.self)) else { continue }
+                let args = try row.decode("decision_args", as: PostgresJSON?.self).map { try JSONValue(parsing: $0.bytes) }
+                decisions[try row.decode("tool_call_id", as: String.self)] = HumanDecision(kind: kind, args: args)
+            }
+        }
+        return RunContext(turn: turn, history: recent.reversed(), decisions: decisions)
+    }
+
+    /// Commits the model's reply as the turn's next message, with its `llm_calls` row.
+    public func appendModelReply(position: Int, message: ChatMessage, call: ModelCallRecord) async throws {
+        try await commit("""
+            WITH lease AS (\(fragment: renewLease)), \(fragment: try modelReplyWrites(position: position, message: message, call: call))
+            SELECT (SELECT count(*) FROM message) AS written, (SELECT count(*) FROM usage) AS recorded
+            """)
+    }
+
+    /// The model's final answer and the task's completion in one statement (one commit instead of
+    /// two): the reply's message and `llm_calls` row, and the task `completed` with `result`.
+    public func completeWithModelReply(position: Int, message: ChatMessage, call: ModelCallRecord, result: JSONValue) async throws {
+        try await commit("""
+            WITH task AS (\(fragment: try endTask(state: .completed, result: result, message: nil))), lease AS (SELECT 1 FROM task),
+                 \(fragment: try modelReplyWrites(position: position, message: message, call: call))
+            SELECT (SELECT count(*) FROM message) AS written, \(fragment: wakeSessionQueue) AS woke, \(fragment: settledNotice) AS settled
+            """)
+    }
+
+    /// CTEs `message` and `usage` of a model reply: the message is written only if CTE `lease`
+    /// has a row; the model call is recorded either way.
+    private func modelReplyWrites(position: Int, message: ChatMessage, call: ModelCallRecord) throws -> PostgresQuery {
+        let toolCalls = try StoreCoding.json(message.toolCalls)
+        return """
+            message AS (
+                INSERT INTO messages (\(unsafeSQL: TaskKey.taskColumns), position, type, content, tool_calls)
+                SELECT \(fragment: key.taskValues), \(position), 'ai', \(message.content), \(toolCalls)
+                FROM lease
+                RETURNING 1
+            ), usage AS (\(fragment: recordModelCall(call, outcome: "ok")) RETURNING 1)
+            """
+    }
+
+    /// Records a model call that failed (the task's end is committed separately).
+    public func recordFailedModelCall(_ call: ModelCallRecord) async throws {
+        let insert = recordModelCall(call, outcome: "error")
+        try await pool.tenant(key.tenantID) { try $0.query(insert) }
+    }
+
+    private func recordModelCall(_ call: ModelCallRecord, outcome: String) -> PostgresQuery {
+        """
+        INSERT INTO llm_calls (\(unsafeSQL: TaskKey.taskColumns), model, prompt_tokens, completion_tokens, latency_ms, outcome, error)
+        VALUES (\(fragment: key.taskValues), \(call.model), \(call.usage?.promptTokens), \(call.usage?.completionTokens),
+                \(call.latencyMilliseconds), \(outcome), \(call.error))
+        """
+    }
+
+    /// Commits a tool's result message with its `tool_calls` row. The row's key makes a second
+    /// result for the same call impossible: a duplicate run is reported as `LeaseLost`.
+    public func appendToolResult(position: Int, record: ToolCallRecord) async throws {
+        let args = try StoreCoding.json(record.arguments)
+        try await commit("""
+            WITH lease AS (\(fragment: renewLease)), call AS (
+                INSERT INTO tool_calls (\(unsafeSQL: TaskKey.taskColumns), tool_call_id, tool_name, args, output, status, decision, duration_ms)
+                SELECT \(fragment: key.taskValues), \(record.call.id), \(record.call.name),
+                       \(args), \(record.output), \(record.status.rawValue), \(record.decision?.rawValue), \(record.durationMilliseconds)
+                FROM lease
+                ON CONFLICT DO NOTHING
+                RETURNING 1
+            ), message AS (
+                INSERT INTO messages (\(unsafeSQL: TaskKey.taskColumns), position, type, content, name, tool_call_id)
+                SELECT \(fragment: key.taskValues), \(position), 'tool', \(record.output), \(record.call.name), \(record.call.id)
+                FROM call
+                RETURNING 1
+            )
+            SELECT count(*) AS written FROM message
+            """)
+    }
+
+    /// Stops the task to wait for a human about `call`; the session is free meanwhile.
+    public func interrupt(call: ToolCall, data: JSONValue) async throws {
+        let payload = try StoreCoding.json(data)
+        let args = try StoreCoding.json(call.args)
+        try await commit("""
+            WITH task AS (
+                UPDATE tasks SET state = 'interrupted', interrupt_data = \(payload), result = NULL, message = NULL,
+                    lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+                WHERE \(fragment: key.matchesTask()) AND state = 'running' AND lease_owner = \(owner)
+                RETURNING 1
+            ), asked AS (
+                INSERT INTO interrupts (\(unsafeSQL: TaskKey.taskColumns), tool_call_id, tool_name, tool_args, interrupt_data)
+                SELECT \(fragment: key.taskValues), \(call.id), \(call.name), \(args), \(payload)
+                FROM task
+                ON CONFLICT DO NOTHING
+                RETURNING 1
+            )
+            SELECT (SELECT count(*) FROM task) AS written, (SELECT count(*) FROM asked) AS asked,
+                   \(fragment: wakeSessionQueue) AS woke, \(fragment: settledNotice) AS settled
+            """)
+    }
+
+    /// Ends the task: `completed` with its result, or `error` with a message.
+    public func finish(state: TaskState, result: JSONValue?, message: String?) async throws {
+        try await commit("""
+            WITH task AS (\(fragment: try endTask(state: state, result: result, message: message)))
+            SELECT (SELECT count(*) FROM task) AS written, \(fragment: settledNotice) AS settled, \(fragment: wakeSessionQueue) AS woke
+            """)
+    }
+
+    /// Runs a step's statement, whose column `written` is 1 when it was written under this
+    /// process's lease.
+    private func commit(_ statement: PostgresQuery) async throws {
+        let written = try await pool.tenant(key.tenantID) { try $0.query(statement).first?.decode("written", as: Int.self) }
+        guard written == 1 else { throw LeaseLost(key: key) }
+    }
+
+    /// A CTE body that ends the task if this worker still holds its lease, returning one row, or none.
+    private func endTask(state: TaskState, result: JSONValue?, message: String?) throws -> PostgresQuery {
+        let payload = try result.map { try StoreCoding.json($0) }
+        return """
+            UPDATE tasks SET state = \(state.rawValue), result = \(payload), message = \(message), interrupt_data = NULL,
+                lease_owner = NULL, lease_expires_at = NULL, finished_at = clock_timestamp(), updated_at = now()
+            WHERE \(fragment: key.matchesTask()) AND state = 'running' AND lease_owner = \(owner)
+            RETURNING 1
+            """
+    }
+
+    /// A CTE body that extends this worker's lease on the task and returns one row, or none
+    /// when the lease is gone; the step's writes select FROM it.
+    private var renewLease: PostgresQuery {
+        """
+        UPDATE tasks SET lease_expires_at = now() + make_interval(secs => \(leaseSeconds)), updated_at = now()
+        WHERE \(fragment: key.matchesTask()) AND state = 'running' AND lease_owner = \(owner)
+        RETURNING 1
+        """
+    }
+
+    /// A select-list item for statements that end or pause a task (CTE `task`): the session
+    /// is free now, so wake the dispatchers if it has queued work.
+    private var wakeSessionQueue: PostgresQuery {
+        """
+        (SELECT count(\(fragment: Notifier.notifyNewWork)) FROM (
+             SELECT 1 FROM tasks q
+             WHERE \(fragment: key.matchesSession("q")) AND q.state = 'queued' AND EXISTS (SELECT 1 FROM task) LIMIT 1) AS pending)
+        """
+    }
+
+    /// A select-list item for statements that end or pause a task (CTE `task`): wakes the
+    /// requests waiting on it (`Notifier.Channel.settled`), in whichever process they are.
+    private var settledNotice: PostgresQuery {
+        """
+        (SELECT count(\(fragment: Notifier.notifySettled(tenant: "\(key.tenantID)::text", user: "\(key.userID)::text",
+                                                        session: "\(key.sessionID)::text", task: "\(key.taskID)::text")))
+         FROM task)
+        """
+    }
+}

@@ -1,0 +1,204 @@
+import AgentKit
+import Foundation
+import Postgres
+
+/// A task a worker has claimed.
+public struct ClaimedTask: Sendable {
+    public var key: TaskKey
+    public var seq: Int64
+    public var query: String
+    public var systemMessage: String?
+    public var attempt: Int
+}
+
+/// A claim that its worker let go of without settling the task; see `releaseAbandoned`.
+public struct AbandonedLease: Sendable, Hashable, Codable {
+    public var tenantID: String
+    public var userID: String
+    public var sessionID: String
+    public var taskID: String
+    public var attempt: Int
+
+    public init(_ task: ClaimedTask) {
+        tenantID = task.key.tenantID
+        userID = task.key.userID
+        sessionID = task.key.sessionID
+        taskID = task.key.taskID
+        attempt = task.attempt
+    }
+
+    /// Exact, as every id is compared (see `Identifier`): a look-alike task's lease is another lease.
+    public static func == (a: AbandonedLease, b: AbandonedLease) -> Bool {
+        a.attempt == b.attempt && Identifier.same(a.tenantID, b.tenantID) && Identifier.same(a.userID, b.userID)
+            && Identifier.same(a.sessionID, b.sessionID) && Identifier.same(a.taskID, b.taskID)
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        for id in [tenantID, userID, sessionID, taskID] { Identifier.hash(id, into: &hasher) }
+        hasher.combine(attempt)
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case tenantID = "tenant_id", userID = "user_id", sessionID = "session_id", taskID = "task_id", attempt
+    }
+}
+
+/// The queue, across tenants (system scope): claiming, lease renewal and release, reaping.
+/// A claimed task's step writes go through its `TaskJournal`.
+public struct TaskQueue: Sendable {
+    let pool: PostgresPool
+    /// Who this process is, in `tasks.lease_owner`.
+    public let owner: String
+    public let leaseSeconds: Double
+
+    public init(pool: PostgresPool, owner: String, leaseSeconds: Double) {
+        self.pool = pool
+        self.owner = owner
+        self.leaseSeconds = leaseSeconds
+    }
+
+    // Lifecycle timestamps use clock_timestamp(), read while the statement runs (after its
+    // snapshot), not now(), the transaction's start: so a task's start is always later than
+    // the finish of the task before it, and dispatch latency is measured where it happens.
+
+    /// Claims up to `limit` queued tasks, oldest first, skipping sessions that have a running
+    /// task or an older queued one, and rows another claimer holds.
+    public func claim(limit: Int) async throws -> [ClaimedTask] {
+        guard limit > 0 else { return [] }
+        let owner = self.owner
+        let lease = leaseSeconds
+        do {
+            return try await pool.system { connection in
+                try connection.query("""
+                    WITH candidate AS (
+                        SELECT t.tenant_id, t.user_id, t.session_id, t.task_id
+                        FROM tasks t
+                        WHERE t.state = 'queued'
+                          -- Two probes, each on a partial index (tasks_one_running_per_session,
+                          -- tasks_queued_by_session): one NOT EXISTS with an OR walked the whole session.
+                          AND NOT EXISTS (
+                              SELECT 1 FROM tasks o
+                              WHERE \(unsafeSQL: TaskKey.sameSession("o", "t"))
+                                AND o.state = 'running')
+                          AND NOT EXISTS (
+                              SELECT 1 FROM tasks o
+                              WHERE \(unsafeSQL: TaskKey.sameSession("o", "t"))
+                                AND o.state = 'queued' AND o.seq < t.seq)
+                        ORDER BY t.seq
+                        LIMIT \(limit)
+                        FOR UPDATE SKIP LOCKED
+                    )
+                    UPDATE tasks SET state = 'running', message = NULL, lease_owner = \(owner),
+                        lease_expires_at = now() + make_interval(secs => \(lease)), attempts = tasks.attempts + 1,
+                        claimed_at = clock_timestamp(), started_at = coalesce(tasks.started_at, clock_timestamp()), updated_at = now()
+                    FROM candidate
+                    WHERE \(unsafeSQL: TaskKey.sameTask("tasks", "candidate"))
+                    RETURNING tasks.tenant_id, tasks.user_id, tasks.session_id, tasks.task_id, tasks.seq, tasks.query,
+                              tasks.system_message, tasks.attempts
+                    """).rows.map { row in
+                    ClaimedTask(
+                        key: TaskKey(
+                            tenantID: try row.decode("tenant_id"), userID: try row.decode("user_id"),
+                            sessionID: try row.decode("session_id"), taskID: try row.decode("task_id")),
+                        seq: try row.decode("seq"), query: try row.decode("query"),
+                        systemMessage: try row.decode("system_message", as: String?.self), attempt: try row.decode("attempts"))
+                }.sorted { $0.seq < $1.seq }
+            }
+        } catch let error as StoreError where error.kind == .conflict {
+            // Two claimers raced for one session; the index kept the rule, the next claim proceeds.
+            return []
+        }
+    }
+
+    /// The journal of a task this process claimed, for its run's step commits.
+    public func journal(for task: ClaimedTask) -> TaskJournal {
+        TaskJournal(pool: pool, task: task, owner: owner, leaseSeconds: leaseSeconds)
+    }
+
+    /// Extends the leases of every task this process runs, except the ones its workers
+    /// abandoned: those must be released, not kept alive.
+    public func renewLeases(excluding abandoned: [AbandonedLease] = []) async throws -> Int {
+        let query: PostgresQuery = """
+            UPDATE tasks SET lease_expires_at = now() + make_interval(secs => \(leaseSeconds))
+            WHERE lease_owner = \(owner) AND state = 'running'
+              AND NOT EXISTS (SELECT 1 FROM \(fragment: try Self.abandonedRows(abandoned))
+                              WHERE \(unsafeSQL: Self.abandonedMatchesTask))
+            """
+        return try await pool.system { try $0.query(query) }.affectedRows
+    }
+
+    /// Puts every task this process still runs back in the queue (at shutdown), and wakes the
+    /// other dispatchers. Each continues from its last committed step.
+    @discardableResult
+    public func releaseOwnLeases() async throws -> Int {
+        try await requeueOwn(matching: "TRUE")
+    }
+
+    /// Puts back in the queue the tasks this process's workers gave up on without settling
+    /// them (the database went away mid-step). The attempt number keeps a task that has
+    /// since been claimed again safe from a stale release.
+    @discardableResult
+    public func releaseAbandoned(_ abandoned: [AbandonedLease]) async throws -> Int {
+        guard !abandoned.isEmpty else { return 0 }
+        return try await requeueOwn(matching: """
+            EXISTS (SELECT 1 FROM \(fragment: try Self.abandonedRows(abandoned)) WHERE \(unsafeSQL: Self.abandonedMatchesTask))
+            """)
+    }
+
+    private func requeueOwn(matching filter: PostgresQuery) async throws -> Int {
+        let query: PostgresQuery = """
+            WITH released AS (
+                UPDATE tasks SET state = 'queued', message = 'queued', lease_owner = NULL, lease_expires_at = NULL,
+                    queued_at = clock_timestamp(), updated_at = now()
+                WHERE lease_owner = \(owner) AND state = 'running' AND (\(fragment: filter))
+                RETURNING 1
+            )
+            SELECT count(*) AS released,
+                   (SELECT count(\(fragment: Notifier.notifyNewWork)) FROM (SELECT 1 FROM released LIMIT 1) AS any_released) AS notified
+            FROM released
+            """
+        return try await pool.system { try $0.query(query) }.first?.decode("released", as: Int.self) ?? 0
+    }
+
+    private static func abandonedRows(_ abandoned: [AbandonedLease]) throws -> PostgresQuery {
+        let rows = try PostgresJSON(abandoned)
+        return """
+            jsonb_to_recordset(\(rows)) AS abandoned(tenant_id text, user_id text, session_id text, task_id text, attempt integer)
+            """
+    }
+
+    private static let abandonedMatchesTask = TaskKey.sameTask("abandoned", "tasks") + " AND abandoned.attempt = tasks.attempts"
+
+    /// Puts tasks whose lease expired back in the queue, or ends them in `error` once they
+    /// have used `maxAttempts`. Returns how many were re-queued and how many failed.
+    public func reapExpiredLeases(maxAttempts: Int) async throws -> (requeued: Int, failed: Int) {
+        let query: PostgresQuery = """
+            WITH expired AS (
+                SELECT tenant_id, user_id, session_id, task_id FROM tasks
+                WHERE state = 'running' AND lease_expires_at < now()
+                FOR UPDATE SKIP LOCKED
+            ), reaped AS (
+                UPDATE tasks SET
+                    state = CASE WHEN tasks.attempts >= \(maxAttempts) THEN 'error' ELSE 'queued' END,
+                    message = CASE WHEN tasks.attempts >= \(maxAttempts)
+                                   THEN 'gave up after ' || tasks.attempts || ' attempts: the worker running the task stopped responding'
+                                   ELSE 'queued' END,
+                    finished_at = CASE WHEN tasks.attempts >= \(maxAttempts) THEN now() END,
+                    lease_owner = NULL, lease_expires_at = NULL, queued_at = now(), updated_at = now()
+                FROM expired
+                WHERE \(unsafeSQL: TaskKey.sameTask("tasks", "expired"))
+                RETURNING tasks.state, tasks.tenant_id, tasks.user_id, tasks.session_id, tasks.task_id
+            )
+            SELECT count(*) FILTER (WHERE state = 'queued') AS requeued, count(*) FILTER (WHERE state = 'error') AS failed,
+                   (SELECT count(\(fragment: Notifier.notifyNewWork))
+                    FROM (SELECT 1 FROM reaped WHERE state = 'queued' LIMIT 1) AS any_requeued) AS notified,
+                   -- A task ended here is settled like any other: its waiting status reads answer now.
+                   (SELECT count(\(fragment: Notifier.notifySettled(tenant: "tenant_id", user: "user_id", session: "session_id", task: "task_id")))
+                    FROM reaped WHERE state = 'error') AS settled
+            FROM reaped
+            """
+        let rows = try await pool.system { try $0.query(query) }.rows
+        guard let row = rows.first else { return (0, 0) }
+        return (try row.decode("requeued"), try row.decode("failed"))
+    }
+}
