@@ -99,3 +99,8 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- A correction to sql/005's comments, which cannot be edited (applied migrations are
+-- checksummed): the service sets agentd.tenant_id and agentd.scope as session settings of a
+-- pooled connection, sent only when they change (Store/TenantScope.swift), not with SET LOCAL
+-- per transaction; SET LOCAL remains for the transactions that write more than once.

@@ -137,7 +137,7 @@ public struct AgentController: Sendable {
         let wait = try Self.statusWait(request)
         let lookup =
             wait > 0
-            ? try await watch.read(key, waitingUpTo: .milliseconds(Int64(wait * 1000)), pending: \.isPending) { try await tasks.snapshot(key) }
+            ? try await watch.read(key, waitingUpTo: .seconds(wait), pending: \.isPending) { try await tasks.snapshot(key) }
             : try await tasks.snapshot(key)
         var status: [String: JSONValue] = [
             "user_id": .string(key.userID), "session_id": .string(key.sessionID), "task_id": .string(key.taskID),

@@ -256,9 +256,12 @@ public struct ToolCallRecord: Sendable {
 }
 
 extension Duration {
-    /// Fractional milliseconds, as the `latency_ms` and `duration_ms` columns hold them.
-    public var milliseconds: Double {
+    /// Fractional seconds (`make_interval(secs => …)`, client options).
+    public var seconds: Double {
         let (seconds, attoseconds) = components
-        return Double(seconds) * 1000 + Double(attoseconds) / 1e15
+        return Double(seconds) + Double(attoseconds) / 1e18
     }
+
+    /// Fractional milliseconds, as the `latency_ms` and `duration_ms` columns hold them.
+    public var milliseconds: Double { seconds * 1000 }
 }

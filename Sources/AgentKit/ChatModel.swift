@@ -49,13 +49,11 @@ public struct ModelReply: Sendable {
 
 /// A model call that failed for good (after any retries); `message` says why, for the task's error.
 public struct ModelError: Error, Sendable, CustomStringConvertible {
+    /// Why, with how many attempts were made.
     public var message: String
-    /// How many HTTP attempts were made.
-    public var attempts: Int
 
-    public init(message: String, attempts: Int) {
+    public init(message: String) {
         self.message = message
-        self.attempts = attempts
     }
 
     public var description: String { message }

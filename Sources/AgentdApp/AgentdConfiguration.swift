@@ -11,7 +11,8 @@ public struct AgentdConfiguration: Sendable {
     public var llmBaseURL: String?
     public var llmAPIKey: String?
     public var llmModel: String
-    public var llmTimeoutSeconds: Double
+    /// One model HTTP attempt.
+    public var llmTimeout: Duration
     public var llmMaxRetries: Int
     public var workerSlots: Int
     public var dbPoolSize: Int
@@ -19,13 +20,13 @@ public struct AgentdConfiguration: Sendable {
     public var historyMessages: Int
     public var memoryRecallLimit: Int
     public var approvalTools: Set<String>
-    public var leaseSeconds: Double
+    public var lease: Duration
     public var maxAttempts: Int
-    public var statementTimeoutSeconds: Double
+    public var statementTimeout: Duration
     /// On SIGTERM/SIGINT, how long running tasks may take to finish their current step.
-    public var shutdownGraceSeconds: Double
+    public var shutdownGrace: Duration
     /// An HTTP connection that sends nothing this long is closed (idle keep-alive, stalled headers or body).
-    public var httpIdleTimeoutSeconds: Double
+    public var httpIdleTimeout: Duration
     /// The role the service works as (`SET ROLE`), so that row-level security applies; nil for none.
     public var dbRole: String?
     /// `required`: every request needs an API key. `auto`: without any active key, a service
@@ -37,10 +38,10 @@ public struct AgentdConfiguration: Sendable {
 
     public init(
         databaseURL: String = defaultDatabaseURL, host: String = "127.0.0.1", port: Int = 8001, llmBaseURL: String? = nil,
-        llmAPIKey: String? = nil, llmModel: String = "gpt-4o-mini", llmTimeoutSeconds: Double = 60, llmMaxRetries: Int = 3,
+        llmAPIKey: String? = nil, llmModel: String = "gpt-4o-mini", llmTimeout: Duration = .seconds(60), llmMaxRetries: Int = 3,
         workerSlots: Int = 256, dbPoolSize: Int = 8, maxSteps: Int = 10, historyMessages: Int = 20, memoryRecallLimit: Int = 5,
-        approvalTools: Set<String> = ["book_hotel"], leaseSeconds: Double = 30, maxAttempts: Int = 3,
-        statementTimeoutSeconds: Double = 30, shutdownGraceSeconds: Double = 10, httpIdleTimeoutSeconds: Double = 60, dbRole: String? = "agentd_service", authRequired: Bool = false,
+        approvalTools: Set<String> = ["book_hotel"], lease: Duration = .seconds(30), maxAttempts: Int = 3,
+        statementTimeout: Duration = .seconds(30), shutdownGrace: Duration = .seconds(10), httpIdleTimeout: Duration = .seconds(60), dbRole: String? = "agentd_service", authRequired: Bool = false,
         logLevel: Logger.Level = .info
     ) {
         self.databaseURL = databaseURL
@@ -49,7 +50,7 @@ public struct AgentdConfiguration: Sendable {
         self.llmBaseURL = llmBaseURL
         self.llmAPIKey = llmAPIKey
         self.llmModel = llmModel
-        self.llmTimeoutSeconds = llmTimeoutSeconds
+        self.llmTimeout = llmTimeout
         self.llmMaxRetries = llmMaxRetries
         self.workerSlots = workerSlots
         self.dbPoolSize = dbPoolSize
@@ -57,11 +58,11 @@ public struct AgentdConfiguration: Sendable {
         self.historyMessages = historyMessages
         self.memoryRecallLimit = memoryRecallLimit
         self.approvalTools = approvalTools
-        self.leaseSeconds = leaseSeconds
+        self.lease = lease
         self.maxAttempts = maxAttempts
-        self.statementTimeoutSeconds = statementTimeoutSeconds
-        self.shutdownGraceSeconds = shutdownGraceSeconds
-        self.httpIdleTimeoutSeconds = httpIdleTimeoutSeconds
+        self.statementTimeout = statementTimeout
+        self.shutdownGrace = shutdownGrace
+        self.httpIdleTimeout = httpIdleTimeout
         self.dbRole = dbRole
         self.authRequired = authRequired
         self.logLevel = logLevel
@@ -85,12 +86,12 @@ public struct AgentdConfiguration: Sendable {
             }
             return number
         }
-        func seconds(_ name: String, _ range: ClosedRange<Double>) throws -> Double? {
+        func seconds(_ name: String, _ range: ClosedRange<Double>) throws -> Duration? {
             guard let raw = value(name) else { return nil }
             guard let number = Double(raw), range.contains(number) else {
                 throw Invalid(description: "\(name)=\(raw) must be a number of seconds from \(range.lowerBound) to \(range.upperBound)")
             }
-            return number
+            return .seconds(number)
         }
         if let url = value("DATABASE_URL") { databaseURL = url }
         if let host = value("HOST") { self.host = host }
@@ -98,7 +99,7 @@ public struct AgentdConfiguration: Sendable {
         llmBaseURL = value("LLM_BASE_URL")
         llmAPIKey = value("LLM_API_KEY")
         if let model = value("LLM_MODEL") { llmModel = model }
-        if let timeout = try seconds("LLM_TIMEOUT_S", 1...3600) { llmTimeoutSeconds = timeout }
+        if let timeout = try seconds("LLM_TIMEOUT_S", 1...3600) { llmTimeout = timeout }
         if let retries = try integer("LLM_MAX_RETRIES", 0...10) { llmMaxRetries = retries }
         if let slots = try integer("WORKER_SLOTS", 1...100_000) { workerSlots = slots }
         if let size = try integer("DB_POOL_SIZE", 1...500) { dbPoolSize = size }
@@ -108,9 +109,9 @@ public struct AgentdConfiguration: Sendable {
         if let tools = environment["APPROVAL_TOOLS"] {
             approvalTools = Set(tools.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty })
         }
-        if let lease = try seconds("LEASE_SECONDS", 1...3600) { leaseSeconds = lease }
+        if let lease = try seconds("LEASE_SECONDS", 1...3600) { self.lease = lease }
         if let attempts = try integer("MAX_ATTEMPTS", 1...100) { maxAttempts = attempts }
-        if let timeout = try seconds("STATEMENT_TIMEOUT_S", 0.1...3600) { statementTimeoutSeconds = timeout }
+        if let timeout = try seconds("STATEMENT_TIMEOUT_S", 0.1...3600) { statementTimeout = timeout }
         if let role = environment["DB_ROLE"] {
             let trimmed = role.trimmingCharacters(in: .whitespaces)
             guard trimmed.isEmpty || trimmed.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") }) else {
@@ -118,8 +119,8 @@ public struct AgentdConfiguration: Sendable {
             }
             dbRole = trimmed.isEmpty ? nil : trimmed
         }
-        if let grace = try seconds("SHUTDOWN_GRACE_S", 0...3600) { shutdownGraceSeconds = grace }
-        if let idle = try seconds("HTTP_IDLE_TIMEOUT_S", 1...3600) { httpIdleTimeoutSeconds = idle }
+        if let grace = try seconds("SHUTDOWN_GRACE_S", 0...3600) { shutdownGrace = grace }
+        if let idle = try seconds("HTTP_IDLE_TIMEOUT_S", 1...3600) { httpIdleTimeout = idle }
         if let auth = value("AUTH") {
             switch auth.lowercased() {
             case "required": authRequired = true
@@ -144,5 +145,53 @@ public struct AgentdConfiguration: Sendable {
     /// The tools of this deployment: the built-in ones plus those that need the service's stores.
     public func toolRegistry(adding tools: [any Tool]) -> ToolRegistry {
         ToolRegistry(tools: [BookHotelTool(), MultiplyTool()] + tools, approvalRequired: approvalTools)
+    }
+}
+
+extension AgentdConfiguration {
+    /// One environment variable as the README's Configuration table shows it (Markdown cells).
+    public struct Variable: Sendable, Equatable {
+        public var name: String
+        public var defaultValue: String
+        public var meaning: String
+    }
+
+    /// The README's Configuration table, row for row: `agentd serve --help` prints it, and a test
+    /// holds the README to it, so the two cannot drift apart.
+    public static let variables: [Variable] = [
+        Variable(name: "`DATABASE_URL`", defaultValue: "`postgres://postgres@127.0.0.1:5432/agentd` (`make run`: the development cluster)", meaning: "PostgreSQL URL or conninfo"),
+        Variable(name: "`HOST`", defaultValue: "`127.0.0.1`", meaning: "address to listen on"),
+        Variable(name: "`PORT`", defaultValue: "`8001`", meaning: "port (the original client's)"),
+        Variable(name: "`LLM_BASE_URL`", defaultValue: "unset: offline model", meaning: "OpenAI-compatible base URL; agentd calls `{LLM_BASE_URL}/chat/completions`"),
+        Variable(name: "`LLM_API_KEY`", defaultValue: "unset", meaning: "sent as `Authorization: Bearer …`"),
+        Variable(name: "`LLM_MODEL`", defaultValue: "`gpt-4o-mini`", meaning: "model name sent to the server"),
+        Variable(name: "`LLM_TIMEOUT_S`", defaultValue: "`60`", meaning: "timeout of one model HTTP attempt"),
+        Variable(name: "`LLM_MAX_RETRIES`", defaultValue: "`3`", meaning: "retries on 429, 5xx and connection errors, with exponential backoff (honours `Retry-After`)"),
+        Variable(name: "`WORKER_SLOTS`", defaultValue: "`256`", meaning: "tasks in flight per process (Swift tasks, not threads); also the most connections to the model's host"),
+        Variable(name: "`DB_POOL_SIZE`", defaultValue: "`8`", meaning: "database connections per process, each with its own blocking thread; status reads use at most half at once"),
+        Variable(name: "`MAX_STEPS`", defaultValue: "`10`", meaning: "model calls per task before it ends in `error`"),
+        Variable(name: "`HISTORY_MESSAGES`", defaultValue: "`20`", meaning: "messages of the session's earlier turns the model sees"),
+        Variable(name: "`MEMORY_RECALL_LIMIT`", defaultValue: "`5`", meaning: "long-term memories recalled into the system message"),
+        Variable(name: "`APPROVAL_TOOLS`", defaultValue: "`book_hotel`", meaning: "comma-separated tools that wait for a human; empty for none"),
+        Variable(name: "`LEASE_SECONDS`", defaultValue: "`30`", meaning: "a running task's lease; renewed while it runs, re-queued when it expires"),
+        Variable(name: "`MAX_ATTEMPTS`", defaultValue: "`3`", meaning: "claims of one task (after lost leases) before it ends in `error`"),
+        Variable(name: "`STATEMENT_TIMEOUT_S`", defaultValue: "`30`", meaning: "PostgreSQL `statement_timeout` of every connection"),
+        Variable(name: "`HTTP_IDLE_TIMEOUT_S`", defaultValue: "`60`", meaning: "an HTTP connection that sends nothing this long is closed (idle keep-alive, stalled headers or body)"),
+        Variable(name: "`SHUTDOWN_GRACE_S`", defaultValue: "`10`", meaning: "on SIGTERM/SIGINT, how long running tasks may take to finish their current step"),
+        Variable(name: "`AUTH`", defaultValue: "`auto`", meaning: "`auto`: open (no keys checked) while no API key exists and HOST is loopback; `required`: every request needs a key"),
+        Variable(name: "`DB_ROLE`", defaultValue: "`agentd_service`", meaning: "role the service `SET ROLE`s to, so row-level security applies; empty for none"),
+        Variable(name: "`LOG_LEVEL`", defaultValue: "`info`", meaning: "trace, debug, info, notice, warning, error, critical"),
+        Variable(name: "`AGENTD_SQL_DIR`", defaultValue: "`sql/` found from the working directory or the binary", meaning: "migrations folder"),
+    ]
+
+    /// The table as plain text for `serve --help`.
+    public static var variablesHelp: String {
+        func plain(_ cell: String) -> String { cell.replacingOccurrences(of: "`", with: "") }
+        let width = variables.map { plain($0.name).count }.max() ?? 0
+        return variables.map { variable in
+            let name = plain(variable.name)
+            return "  " + name + String(repeating: " ", count: width - name.count + 2) + plain(variable.meaning)
+                + " [" + plain(variable.defaultValue) + "]"
+        }.joined(separator: "\n")
     }
 }

@@ -24,7 +24,7 @@ public enum AgentdServer {
             configuration: .init(
                 conninfo: configuration.databaseURL, size: configuration.dbPoolSize, acquireTimeout: .seconds(5),
                 connectionSettings: .init(
-                    statementTimeout: .milliseconds(Int64(configuration.statementTimeoutSeconds * 1000)), role: configuration.dbRole)),
+                    statementTimeout: configuration.statementTimeout, role: configuration.dbRole)),
             logger: logger)
         // AsyncHTTPClient keeps 8 connections per host by default and queues the rest; every busy
         // worker slot may be waiting on the model, so the model host gets one connection per slot.
@@ -51,7 +51,7 @@ public enum AgentdServer {
         let chatModel = model ?? makeModel(configuration, httpClient: httpClient, logger: logger)
         logger.info("model", metadata: ["name": "\(chatModel.name)", "base_url": "\(configuration.llmBaseURL ?? "offline")"])
         let owner = "\(ProcessInfo.processInfo.hostName):\(ProcessInfo.processInfo.processIdentifier):\(UUID().uuidString.prefix(8))"
-        let queue = TaskQueue(pool: pool, owner: owner, leaseSeconds: configuration.leaseSeconds)
+        let queue = TaskQueue(pool: pool, owner: owner, lease: configuration.lease)
         let memories = MemoryStore(pool: pool)
         let runner = TaskRunner(
             queue: queue, memories: memories, model: chatModel,
@@ -69,8 +69,7 @@ public enum AgentdServer {
         }
         let dispatcher = Dispatcher(
             configuration: .init(
-                slots: configuration.workerSlots, leaseSeconds: configuration.leaseSeconds,
-                shutdownGrace: .milliseconds(Int64(configuration.shutdownGraceSeconds * 1000))),
+                slots: configuration.workerSlots, lease: configuration.lease, shutdownGrace: configuration.shutdownGrace),
             queue: queue, runner: runner, notifier: notifier, logger: logger)
 
         let keys = KeyStore(pool: pool)
@@ -108,14 +107,14 @@ public enum AgentdServer {
 
         let app = Application(
             router: router,
-            server: .http1(configuration: .init(idleTimeout: .milliseconds(Int64(configuration.httpIdleTimeoutSeconds * 1000)))),
+            server: .http1(configuration: .init(idleTimeout: .milliseconds(Int64(configuration.httpIdleTimeout.milliseconds)))),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "agentd"),
             // Started in this order, stopped in reverse: the notifier before the dispatcher that
             // it wakes, and both before the HTTP server.
             services: [
                 notifier, dispatcher,
                 LeaseReaper(
-                    queue: queue, interval: .milliseconds(Int64(configuration.leaseSeconds * 1000 / 3)),
+                    queue: queue, interval: configuration.lease / 3,
                     maxAttempts: configuration.maxAttempts, logger: logger),
             ],
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? configuration.port) },
@@ -176,7 +175,7 @@ public enum AgentdServer {
         return OpenAICompatibleModel(
             configuration: .init(
                 baseURL: baseURL, apiKey: configuration.llmAPIKey, model: configuration.llmModel,
-                timeout: .milliseconds(Int64(configuration.llmTimeoutSeconds * 1000)), maxRetries: configuration.llmMaxRetries),
+                timeout: configuration.llmTimeout, maxRetries: configuration.llmMaxRetries),
             httpClient: httpClient, logger: logger)
     }
 }

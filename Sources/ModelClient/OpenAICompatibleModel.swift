@@ -64,10 +64,10 @@ public struct OpenAICompatibleModel: ChatModel {
             let outcome = await send(body)
             switch outcome {
             case .success(let data):
-                return try Self.parseReply(data, fallbackModel: configuration.model, attempts: attempt, logger: logger)
+                return try Self.parseReply(data, fallbackModel: configuration.model, logger: logger)
             case .failure(let failure):
                 guard failure.retryable, attempt <= configuration.maxRetries else {
-                    throw ModelError(message: failure.describe(attempts: attempt), attempts: attempt)
+                    throw ModelError(message: failure.describe(attempts: attempt))
                 }
                 let delay = backoff(attempt: attempt, retryAfter: failure.retryAfter)
                 logger.debug("model call failed; retrying", metadata: ["attempt": "\(attempt)", "reason": "\(failure.reason)"])
@@ -97,7 +97,7 @@ public struct OpenAICompatibleModel: ChatModel {
         request.body = .bytes(body)
         let timeout = configuration.timeout
         do {
-            let response = try await httpClient.execute(request, timeout: .milliseconds(timeout.wholeMilliseconds))
+            let response = try await httpClient.execute(request, timeout: .milliseconds(Int64(timeout.milliseconds)))
             let bytes = try await response.body.collect(upTo: Self.maxResponseBytes)
             let data = Data(bytes.readableBytesView)
             let status = Int(response.status.code)
@@ -162,12 +162,12 @@ public struct OpenAICompatibleModel: ChatModel {
         }
     }
 
-    static func parseReply(_ data: Data, fallbackModel: String, attempts: Int, logger: Logger) throws -> ModelReply {
+    static func parseReply(_ data: Data, fallbackModel: String, logger: Logger) throws -> ModelReply {
         guard let body = try? JSONDecoder().decode(JSONValue.self, from: data),
             case .array(let choices)? = body["choices"], let message = choices.first?["message"]
         else {
             let excerpt = String(decoding: data.prefix(200), as: UTF8.self)
-            throw ModelError(message: "model server answered 200 without a chat completion: \(excerpt)", attempts: attempts)
+            throw ModelError(message: "model server answered 200 without a chat completion: \(excerpt)")
         }
         var calls: [ToolCall] = []
         if case .array(let wireCalls)? = message["tool_calls"] {
@@ -214,13 +214,6 @@ extension OpenAICompatibleModel {
     /// A server's `Retry-After` in seconds, if it is a sane number (the same trap as above).
     static func retryAfter(_ header: String?) -> Duration? {
         guard let seconds = header.flatMap(Double.init), seconds.isFinite, seconds >= 0 else { return nil }
-        return .milliseconds(Int64(min(seconds, 3600) * 1000))
-    }
-}
-
-extension Duration {
-    var wholeMilliseconds: Int64 {
-        let (seconds, attoseconds) = components
-        return seconds * 1000 + attoseconds / 1_000_000_000_000_000
+        return .seconds(min(seconds, 3600))
     }
 }

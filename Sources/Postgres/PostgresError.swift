@@ -91,7 +91,6 @@ extension PostgresError {
     }
 
     public var isUniqueViolation: Bool { sqlState == SQLState.uniqueViolation }
-    public var isForeignKeyViolation: Bool { sqlState == SQLState.foreignKeyViolation }
 
     /// True when the failure is about the connection rather than the statement:
     /// the caller may retry on a fresh connection (if the work is idempotent) or report "unavailable".

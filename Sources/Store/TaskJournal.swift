@@ -15,13 +15,13 @@ public struct TaskJournal: AgentJournal {
     let task: ClaimedTask
     /// This process, as `tasks.lease_owner` names it.
     let owner: String
-    let leaseSeconds: Double
+    let lease: Duration
 
-    init(pool: PostgresPool, task: ClaimedTask, owner: String, leaseSeconds: Double) {
+    init(pool: PostgresPool, task: ClaimedTask, owner: String, lease: Duration) {
         self.pool = pool
         self.task = task
         self.owner = owner
-        self.leaseSeconds = leaseSeconds
+        self.lease = lease
     }
 
     var key: TaskKey { task.key }
@@ -191,7 +191,7 @@ public struct TaskJournal: AgentJournal {
     /// when the lease is gone; the step's writes select FROM it.
     private var renewLease: PostgresQuery {
         """
-        UPDATE tasks SET lease_expires_at = now() + make_interval(secs => \(leaseSeconds)), updated_at = now()
+        UPDATE tasks SET lease_expires_at = now() + make_interval(secs => \(lease.seconds)), updated_at = now()
         WHERE \(fragment: key.matchesTask()) AND state = 'running' AND lease_owner = \(owner)
         RETURNING 1
         """

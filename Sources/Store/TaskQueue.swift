@@ -49,12 +49,12 @@ public struct TaskQueue: Sendable {
     let pool: PostgresPool
     /// Who this process is, in `tasks.lease_owner`.
     public let owner: String
-    public let leaseSeconds: Double
+    public let lease: Duration
 
-    public init(pool: PostgresPool, owner: String, leaseSeconds: Double) {
+    public init(pool: PostgresPool, owner: String, lease: Duration) {
         self.pool = pool
         self.owner = owner
-        self.leaseSeconds = leaseSeconds
+        self.lease = lease
     }
 
     // Lifecycle timestamps use clock_timestamp(), read while the statement runs (after its
@@ -66,7 +66,7 @@ public struct TaskQueue: Sendable {
     public func claim(limit: Int) async throws -> [ClaimedTask] {
         guard limit > 0 else { return [] }
         let owner = self.owner
-        let lease = leaseSeconds
+        let leaseSeconds = lease.seconds
         do {
             return try await pool.system { connection in
                 try connection.query("""
@@ -89,7 +89,7 @@ public struct TaskQueue: Sendable {
                         FOR UPDATE SKIP LOCKED
                     )
                     UPDATE tasks SET state = 'running', message = NULL, lease_owner = \(owner),
-                        lease_expires_at = now() + make_interval(secs => \(lease)), attempts = tasks.attempts + 1,
+                        lease_expires_at = now() + make_interval(secs => \(leaseSeconds)), attempts = tasks.attempts + 1,
                         claimed_at = clock_timestamp(), started_at = coalesce(tasks.started_at, clock_timestamp()), updated_at = now()
                     FROM candidate
                     WHERE \(unsafeSQL: TaskKey.sameTask("tasks", "candidate"))
@@ -112,14 +112,14 @@ public struct TaskQueue: Sendable {
 
     /// The journal of a task this process claimed, for its run's step commits.
     public func journal(for task: ClaimedTask) -> TaskJournal {
-        TaskJournal(pool: pool, task: task, owner: owner, leaseSeconds: leaseSeconds)
+        TaskJournal(pool: pool, task: task, owner: owner, lease: lease)
     }
 
     /// Extends the leases of every task this process runs, except the ones its workers
     /// abandoned: those must be released, not kept alive.
     public func renewLeases(excluding abandoned: [AbandonedLease] = []) async throws -> Int {
         let query: PostgresQuery = """
-            UPDATE tasks SET lease_expires_at = now() + make_interval(secs => \(leaseSeconds))
+            UPDATE tasks SET lease_expires_at = now() + make_interval(secs => \(lease.seconds))
             WHERE lease_owner = \(owner) AND state = 'running'
               AND NOT EXISTS (SELECT 1 FROM \(fragment: try Self.abandonedRows(abandoned))
                               WHERE \(unsafeSQL: Self.abandonedMatchesTask))

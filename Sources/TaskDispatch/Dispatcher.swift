@@ -14,16 +14,16 @@ public final class Dispatcher: Service {
     public struct Configuration: Sendable {
         /// Tasks in flight at once in this process.
         public var slots: Int
-        public var leaseSeconds: Double
+        public var lease: Duration
         public var pollInterval: Duration
         /// On shutdown, how long running tasks may take to finish their current step.
         public var shutdownGrace: Duration
 
         public init(
-            slots: Int, leaseSeconds: Double, pollInterval: Duration = .seconds(1), shutdownGrace: Duration = .seconds(10)
+            slots: Int, lease: Duration, pollInterval: Duration = .seconds(1), shutdownGrace: Duration = .seconds(10)
         ) {
             self.slots = max(1, slots)
-            self.leaseSeconds = leaseSeconds
+            self.lease = lease
             self.pollInterval = pollInterval
             self.shutdownGrace = shutdownGrace
         }
@@ -115,7 +115,7 @@ public final class Dispatcher: Service {
     /// Renews this process's leases and hands back the tasks its workers abandoned
     /// (`LeaseReaper` takes care of everyone's expired leases).
     private func maintain(_ wake: AsyncStream<Void>.Continuation) async {
-        let interval = Duration.milliseconds(Int64(configuration.leaseSeconds * 1000 / 3))
+        let interval = configuration.lease / 3
         while await sleepUnlessStopping(interval) {
             do {
                 let letGo = Array(abandoned.withLock { $0 })

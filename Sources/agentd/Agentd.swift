@@ -18,24 +18,8 @@ struct Agentd: AsyncParsableCommand {
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Serves the HTTP API and runs agent tasks (dispatcher and worker slots) in one process.",
-        discussion: """
-            Configuration comes from the environment (defaults in brackets):
-              DATABASE_URL        [\(AgentdConfiguration.defaultDatabaseURL)]
-              HOST, PORT          [127.0.0.1, 8001]
-              LLM_BASE_URL        OpenAI-compatible base URL, e.g. https://api.openai.com/v1 [unset: offline model]
-              LLM_API_KEY, LLM_MODEL [none, gpt-4o-mini]
-              LLM_TIMEOUT_S, LLM_MAX_RETRIES [60, 3]
-              WORKER_SLOTS        tasks in flight per process [256]
-              DB_POOL_SIZE        database connections (and threads) [8]
-              MAX_STEPS           model calls per task [10]
-              HISTORY_MESSAGES    messages of earlier turns the model sees [20]
-              MEMORY_RECALL_LIMIT long-term memories recalled per task [5]
-              APPROVAL_TOOLS      tools that wait for a human, comma-separated [book_hotel]
-              LEASE_SECONDS, MAX_ATTEMPTS [30, 3]
-              STATEMENT_TIMEOUT_S [30]
-              LOG_LEVEL           [info]
-            Pending migrations are applied first unless --no-migrate is given.
-            """
+        discussion: "Configuration comes from the environment (defaults in brackets; the README's table):\n"
+            + AgentdConfiguration.variablesHelp + "\nPending migrations are applied first unless --no-migrate is given."
     )
 
     @Flag(name: .customLong("migrate"), inversion: .prefixedNo, help: "Apply pending migrations before serving.")

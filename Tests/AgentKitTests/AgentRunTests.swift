@@ -189,7 +189,7 @@ struct AgentRunTests {
     @Test("a failed model call ends the task in error and is recorded")
     func modelFailure() async throws {
         let journal = MemoryJournal(query: "hi")
-        let model = ScriptedChat([.failure(ModelError(message: "model server answered 503", attempts: 3))])
+        let model = ScriptedChat([.failure(ModelError(message: "model server answered 503"))])
         #expect(try await run(journal, model) == .failed("model call failed: model server answered 503"))
         #expect(await journal.state == .error)
         #expect(await journal.message == "model call failed: model server answered 503")

@@ -59,7 +59,7 @@ struct DatabaseRestartTests {
 
         let service = try await ServiceHarness.start(
             model: { request in .delayed(.milliseconds(150), .text("done: \(request.messages.last?.content ?? "")")) },
-            database: cluster.url, configure: { $0.leaseSeconds = 3 })
+            database: cluster.url, configure: { $0.lease = .seconds(3) })
         defer { Task { await service.stop() } }
 
         var accepted = 60

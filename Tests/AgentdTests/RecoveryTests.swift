@@ -11,7 +11,7 @@ struct RecoveryTests {
         let service = try await ServiceHarness.start(model: { request in
             guard let last = request.messages.last else { return .text("?") }
             return last.type == .tool ? .text("product: \(last.content)") : .text("unexpected model call")
-        }) { $0.leaseSeconds = 1.5 }
+        }) { $0.lease = .milliseconds(1500) }
         defer { Task { await service.stop() } }
         // What a worker that died after committing the model's tool call left behind.
         let connection = try PostgresConnection.connect(service.databaseURL)
@@ -38,7 +38,7 @@ struct RecoveryTests {
 
     @Test("a task that keeps losing its worker ends in error after MAX_ATTEMPTS")
     func attemptsAreBounded() async throws {
-        let service = try await ServiceHarness.start(configure: { $0.leaseSeconds = 1.5; $0.maxAttempts = 2 })
+        let service = try await ServiceHarness.start(configure: { $0.lease = .milliseconds(1500); $0.maxAttempts = 2 })
         defer { Task { await service.stop() } }
         let connection = try PostgresConnection.connect(service.databaseURL)
         defer { connection.close() }
@@ -56,7 +56,7 @@ struct RecoveryTests {
 
     @Test("a worker's own lease is renewed while a slow model call runs")
     func leaseRenewal() async throws {
-        let service = try await ServiceHarness.start(model: { _ in .delayed(.seconds(3), .text("slow answer")) }) { $0.leaseSeconds = 1.5 }
+        let service = try await ServiceHarness.start(model: { _ in .delayed(.seconds(3), .text("slow answer")) }) { $0.lease = .milliseconds(1500) }
         defer { Task { await service.stop() } }
         _ = try await service.invoke("u1", "s1", "t1", "take your time")
         let done = try await service.settle("u1", "s1", "t1", timeout: .seconds(20))

@@ -48,7 +48,7 @@ final class ServiceHarness: Sendable {
         let model = try await ScriptedModelServer.start(handler: handler)
         var configuration = AgentdConfiguration(
             databaseURL: databaseURL, host: "127.0.0.1", port: 0, llmBaseURL: model.baseURL, llmAPIKey: "test-key",
-            llmModel: "scripted", llmTimeoutSeconds: 10, llmMaxRetries: 2, workerSlots: 64, dbPoolSize: 4)
+            llmModel: "scripted", llmTimeout: .seconds(10), llmMaxRetries: 2, workerSlots: 64, dbPoolSize: 4)
         configure(&configuration)
         var logger = Logger(label: "agentd.test")
         logger.logLevel = ProcessInfo.processInfo.environment["TEST_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .warning

@@ -8,7 +8,7 @@ struct ShutdownTests {
     @Test("a stopping process hands its running task back to the queue, and another process finishes it")
     func handBack() async throws {
         let first = try await ServiceHarness.start(model: { _ in .delayed(.seconds(8), .text("too slow")) }) {
-            $0.shutdownGraceSeconds = 0.3
+            $0.shutdownGrace = .milliseconds(300)
         }
         _ = try await first.invoke("u1", "s1", "t1", "hello")
         // Stop while the model call is in flight: it is running once the model has the request.

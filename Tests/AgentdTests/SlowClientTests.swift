@@ -5,7 +5,7 @@ import Testing
 struct SlowClientTests {
     @Test("connections that stall mid-headers or sit idle are closed; others are served meanwhile")
     func idleConnectionsAreClosed() async throws {
-        let service = try await ServiceHarness.start(configure: { $0.httpIdleTimeoutSeconds = 1 })
+        let service = try await ServiceHarness.start(configure: { $0.httpIdleTimeout = .seconds(1) })
         defer { Task { await service.stop() } }
         let port = try #require(Int(service.baseURL.split(separator: ":").last ?? ""))
         let stalled = try #require(RawConnection(port: port))

@@ -56,7 +56,7 @@ struct StatusWaitTests {
 
     @Test("a task that the lease reaper ends in error wakes its waiting reads")
     func reaperWakesWaiters() async throws {
-        let service = try await ServiceHarness.start(configure: { $0.leaseSeconds = 1.5; $0.maxAttempts = 2 })
+        let service = try await ServiceHarness.start(configure: { $0.lease = .milliseconds(1500); $0.maxAttempts = 2 })
         defer { Task { await service.stop() } }
         // A task on its last attempt, held by a worker that has died; its lease runs out in 2 s.
         let connection = try PostgresConnection.connect(service.databaseURL)
@@ -79,7 +79,7 @@ struct StatusWaitTests {
 
     @Test("a waiting read answers when the service shuts down, and does not hold the shutdown up")
     func answersOnShutdown() async throws {
-        let service = try await ServiceHarness.start(model: { _ in .delayed(.seconds(20), .text("slow")) }) { $0.shutdownGraceSeconds = 0.3 }
+        let service = try await ServiceHarness.start(model: { _ in .delayed(.seconds(20), .text("slow")) }) { $0.shutdownGrace = .milliseconds(300) }
         defer { Task { await service.stop() } }
         #expect(try await service.invoke("u1", "s1", "t1", "hello").status == 200)
         let waiting = Task { try await service.get("/agent/status/u1/s1/t1?wait=30") }

@@ -128,7 +128,6 @@ struct OpenAICompatibleModelTests {
             #expect(error?.message.contains("500") == true)
             #expect(error?.message.contains("boom") == true)
             #expect(error?.message.contains("3 attempts") == true)
-            #expect(error?.attempts == 3)
             #expect(server.requestCount == 3)
         }
     }
@@ -205,7 +204,7 @@ struct OpenAICompatibleModelTests {
             httpClient: client, logger: Logger(label: "test"))
         let error = await #expect(throws: ModelError.self) { try await model.complete(Self.request) }
         #expect(error?.message.contains("unreachable") == true)
-        #expect(error?.attempts == 2)
+        #expect(error?.message.contains("2 attempts") == true)
         try await client.shutdown()
     }
 }
