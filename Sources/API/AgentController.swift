@@ -21,19 +21,21 @@ public struct AgentController: Sendable {
     /// Longest `?wait=` on a status read, in seconds: well inside any proxy's idle timeout.
     public static let maxStatusWait = 30.0
 
-    public func addRoutes(to router: Router<AgentRequestContext>) {
-        router.post("/agent/invoke", use: invoke)
-        router.post("/agent/resume", use: resume)
-        router.get("/system/info", use: systemInfo)
-        router.get("/agent/active/sessionid/:user_id", use: activeSession)
-        router.get("/agent/sessionids/:user_id", use: sessionIDs)
-        router.get("/agent/tasks/:user_id/:session_id", use: taskIDs)
-        router.get("/agent/status/:user_id/:session_id/:task_id", use: status)
-        router.post("/agent/write/longterm", use: writeMemory)
-        router.delete("/agent/session/:user_id/:session_id", use: deleteSession)
-        router.delete("/agent/session/:user_id/:session_id/:task_id", use: deleteTask)
+    public var endpoints: RouteCollection<TenantRequestContext> {
+        let routes = RouteCollection(context: TenantRequestContext.self)
+        routes.post("/agent/invoke", use: invoke)
+        routes.post("/agent/resume", use: resume)
+        routes.get("/system/info", use: systemInfo)
+        routes.get("/agent/active/sessionid/:user_id", use: activeSession)
+        routes.get("/agent/sessionids/:user_id", use: sessionIDs)
+        routes.get("/agent/tasks/:user_id/:session_id", use: taskIDs)
+        routes.get("/agent/status/:user_id/:session_id/:task_id", use: status)
+        routes.post("/agent/write/longterm", use: writeMemory)
+        routes.delete("/agent/session/:user_id/:session_id", use: deleteSession)
+        routes.delete("/agent/session/:user_id/:session_id/:task_id", use: deleteTask)
         // The path later forks of the original use for the same thing.
-        router.delete("/agent/task/:user_id/:session_id/:task_id", use: deleteTask)
+        routes.delete("/agent/task/:user_id/:session_id/:task_id", use: deleteTask)
+        return routes
     }
 
     // MARK: Requests
@@ -61,7 +63,7 @@ public struct AgentController: Sendable {
 
     // MARK: Handlers
 
-    @Sendable func invoke(_ request: Request, context: AgentRequestContext) async throws -> Response {
+    @Sendable func invoke(_ request: Request, context: TenantRequestContext) async throws -> Response {
         let body = try await JSONBody.decode(AgentRequest.self, from: request, context: context)
         let key = try taskKey(context, body.user_id, body.session_id, body.task_id, creating: true)
         let query = try Validate.text(body.query, field: "query")
@@ -72,13 +74,13 @@ public struct AgentController: Sendable {
         return ids(key)
     }
 
-    static func inFlightLimit(_ context: AgentRequestContext) -> APIError {
+    static func inFlightLimit(_ context: TenantRequestContext) -> APIError {
         APIError(
             .tooManyRequests, "this API key already has \(context.maxTasksInFlight ?? 0) tasks queued or running",
             headers: [.retryAfter: "1"])
     }
 
-    @Sendable func resume(_ request: Request, context: AgentRequestContext) async throws -> Response {
+    @Sendable func resume(_ request: Request, context: TenantRequestContext) async throws -> Response {
         let body = try await JSONBody.decode(InterruptResponse.self, from: request, context: context)
         let key = try taskKey(context, body.user_id, body.session_id, body.task_id)
         guard let kind = HumanDecision.Kind(rawValue: body.response_type) else {
@@ -105,33 +107,33 @@ public struct AgentController: Sendable {
         }
     }
 
-    @Sendable func systemInfo(_ request: Request, context: AgentRequestContext) async throws -> Response {
+    @Sendable func systemInfo(_ request: Request, context: TenantRequestContext) async throws -> Response {
         // A user key sees its own user; an admin key every tenant; others their tenant.
         let summary = try await sessions.summary(tenantID: context.isAdmin ? nil : context.tenantID, userID: context.userScope)
         return JSONBody.response(["sessions_count": .number(Double(summary.sessions)), "active_users": .array(summary.users.map(JSONValue.string))])
     }
 
-    @Sendable func activeSession(_ request: Request, context: AgentRequestContext) async throws -> Response {
+    @Sendable func activeSession(_ request: Request, context: TenantRequestContext) async throws -> Response {
         let user = try userID(context)
         // An empty id, not an error: the original client starts a new session when it is empty.
         let active = try await sessions.activeSessionID(tenantID: context.tenantID, userID: user) ?? ""
         return JSONBody.response(["active_session_id": .string(active)])
     }
 
-    @Sendable func sessionIDs(_ request: Request, context: AgentRequestContext) async throws -> Response {
+    @Sendable func sessionIDs(_ request: Request, context: TenantRequestContext) async throws -> Response {
         let user = try userID(context)
         let ids = try await sessions.sessionIDs(tenantID: context.tenantID, userID: user)
         return JSONBody.response(["session_ids": .array(ids.map(JSONValue.string))])
     }
 
-    @Sendable func taskIDs(_ request: Request, context: AgentRequestContext) async throws -> Response {
+    @Sendable func taskIDs(_ request: Request, context: TenantRequestContext) async throws -> Response {
         let user = try userID(context)
         let session = try Validate.pathID(context, "session_id")
         let ids = try await tasks.taskIDs(tenantID: context.tenantID, userID: user, sessionID: session)
         return JSONBody.response(["task_ids": .array(ids.map(JSONValue.string))])
     }
 
-    @Sendable func status(_ request: Request, context: AgentRequestContext) async throws -> Response {
+    @Sendable func status(_ request: Request, context: TenantRequestContext) async throws -> Response {
         let key = try taskKey(
             context, Validate.pathID(context, "user_id"), Validate.pathID(context, "session_id"), Validate.pathID(context, "task_id"))
         let wait = try Self.statusWait(request)
@@ -177,7 +179,7 @@ public struct AgentController: Sendable {
         return seconds
     }
 
-    @Sendable func writeMemory(_ request: Request, context: AgentRequestContext) async throws -> Response {
+    @Sendable func writeMemory(_ request: Request, context: TenantRequestContext) async throws -> Response {
         let body = try await JSONBody.decode(LongMemRequest.self, from: request, context: context)
         let user = try Validate.id(body.user_id, field: "user_id", creating: true)
         try context.authorize(user: user)
@@ -189,7 +191,7 @@ public struct AgentController: Sendable {
         return JSONBody.response(["status": "success", "memory_id": .string(id.uuidString.lowercased()), "message": "记忆存储成功"])
     }
 
-    @Sendable func deleteSession(_ request: Request, context: AgentRequestContext) async throws -> Response {
+    @Sendable func deleteSession(_ request: Request, context: TenantRequestContext) async throws -> Response {
         let user = try userID(context)
         let session = try Validate.pathID(context, "session_id")
         guard try await sessions.delete(tenantID: context.tenantID, userID: user, sessionID: session) else {
@@ -198,7 +200,7 @@ public struct AgentController: Sendable {
         return JSONBody.response(["status": "success", "message": .string("用户 \(user):\(session) 的会话已删除")])
     }
 
-    @Sendable func deleteTask(_ request: Request, context: AgentRequestContext) async throws -> Response {
+    @Sendable func deleteTask(_ request: Request, context: TenantRequestContext) async throws -> Response {
         let key = try taskKey(
             context, Validate.pathID(context, "user_id"), Validate.pathID(context, "session_id"), Validate.pathID(context, "task_id"))
         guard try await tasks.delete(key) else {
@@ -210,7 +212,7 @@ public struct AgentController: Sendable {
     // MARK: Helpers
 
     private func taskKey(
-        _ context: AgentRequestContext, _ user: String, _ session: String, _ task: String, creating: Bool = false
+        _ context: TenantRequestContext, _ user: String, _ session: String, _ task: String, creating: Bool = false
     ) throws -> TaskKey {
         let user = try Validate.id(user, field: "user_id", creating: creating)
         try context.authorize(user: user)
@@ -220,7 +222,7 @@ public struct AgentController: Sendable {
     }
 
     /// The path's user, checked against the key's scope.
-    private func userID(_ context: AgentRequestContext) throws -> String {
+    private func userID(_ context: TenantRequestContext) throws -> String {
         let user = try Validate.pathID(context, "user_id")
         try context.authorize(user: user)
         return user

@@ -2,12 +2,10 @@ import AgentKit
 import Hummingbird
 import Logging
 
-/// The request context of every route: who is asking and what they may touch.
-public struct AgentRequestContext: RequestContext {
-    public var coreContext: CoreRequestContextStorage
-    /// The tenant whose rows this request may see; set by `AuthMiddleware` from the API key,
-    /// `default` in open mode.
-    public var tenantID: String = "default"
+/// Who a request acts as: set by `AuthMiddleware` from the API key, or as open mode's caller.
+public struct Caller: Sendable {
+    /// The tenant whose rows this request may see.
+    public var tenantID: String
     /// Set for a user-scoped key: the only user this request may name.
     public var userScope: String?
     /// The key the request came with (nil in open mode).
@@ -17,11 +15,43 @@ public struct AgentRequestContext: RequestContext {
     /// The key's limit on queued and running tasks, if any.
     public var maxTasksInFlight: Int?
 
+    /// Open mode (no key exists, loopback only): the original's single tenant.
+    static let openMode = Caller(tenantID: "default")
+}
+
+/// The router's context: what every request starts with. `caller` is set by `AuthMiddleware`;
+/// the routes that need none (health, the API description) come before it.
+public struct AgentRequestContext: RequestContext {
+    public var coreContext: CoreRequestContextStorage
+    public var caller: Caller?
+
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
     }
 
     public var maxUploadSize: Int { APILimits.maxBodyBytes }
+}
+
+/// The context of every route that touches data: it exists only with a caller, so no handler
+/// can run for an unknown tenant or fall back to a default one by mistake.
+public struct TenantRequestContext: ChildRequestContext {
+    public var coreContext: CoreRequestContextStorage
+    public let caller: Caller
+
+    public init(context: AgentRequestContext) throws {
+        // Unreachable behind AuthMiddleware, which sets a caller or refuses the request.
+        guard let caller = context.caller else { throw AuthMiddleware.unauthorized("an API key is required: send Authorization: Bearer <key>") }
+        coreContext = context.coreContext
+        self.caller = caller
+    }
+
+    public var maxUploadSize: Int { APILimits.maxBodyBytes }
+
+    var tenantID: String { caller.tenantID }
+    var userScope: String? { caller.userScope }
+    var keyID: String? { caller.keyID }
+    var isAdmin: Bool { caller.isAdmin }
+    var maxTasksInFlight: Int? { caller.maxTasksInFlight }
 
     /// Every user id a request names, in its path or body, passes through here.
     func authorize(user: String) throws {

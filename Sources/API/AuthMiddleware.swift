@@ -28,7 +28,10 @@ public struct AuthMiddleware: RouterMiddleware {
     public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         var context = context
         guard let header = request.headers[.authorization] else {
-            if mode == .openWhileNoKeys, try await !keys.anyActive() { return try await next(request, context) }
+            if mode == .openWhileNoKeys, try await !keys.anyActive() {
+                context.caller = .openMode
+                return try await next(request, context)
+            }
             throw Self.unauthorized("an API key is required: send Authorization: Bearer <key>")
         }
         let parts = header.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)
@@ -46,11 +49,8 @@ public struct AuthMiddleware: RouterMiddleware {
                     headers: [.retryAfter: "\(RateLimiter.retryAfter(seconds: wait))"])
             }
         }
-        context.tenantID = key.tenantID
-        context.userScope = key.userID
-        context.keyID = key.keyID
-        context.isAdmin = key.isAdmin
-        context.maxTasksInFlight = key.maxTasksInFlight
+        context.caller = Caller(
+            tenantID: key.tenantID, userScope: key.userID, keyID: key.keyID, isAdmin: key.isAdmin, maxTasksInFlight: key.maxTasksInFlight)
         return try await next(request, context)
     }
 

@@ -13,14 +13,16 @@ public struct MemoryController: Sendable {
     public static let defaultLimit = 20
     public static let maxLimit = 100
 
-    public func addRoutes(to router: Router<AgentRequestContext>) {
-        router.get("/agent/memory/:user_id", use: list)
-        router.delete("/agent/memory/:user_id/:memory_id", use: delete)
+    public var endpoints: RouteCollection<TenantRequestContext> {
+        let routes = RouteCollection(context: TenantRequestContext.self)
+        routes.get("/agent/memory/:user_id", use: list)
+        routes.delete("/agent/memory/:user_id/:memory_id", use: delete)
+        return routes
     }
 
     /// `GET /agent/memory/{user_id}?q=…&limit=…`: newest first without `q`; with it, the
     /// matching memories best first, each with its score.
-    @Sendable func list(_ request: Request, context: AgentRequestContext) async throws -> Response {
+    @Sendable func list(_ request: Request, context: TenantRequestContext) async throws -> Response {
         let user = try Validate.pathID(context, "user_id")
         try context.authorize(user: user)
         var limit = Self.defaultLimit
@@ -49,7 +51,7 @@ public struct MemoryController: Sendable {
     }
 
     /// `DELETE /agent/memory/{user_id}/{memory_id}`.
-    @Sendable func delete(_ request: Request, context: AgentRequestContext) async throws -> Response {
+    @Sendable func delete(_ request: Request, context: TenantRequestContext) async throws -> Response {
         let user = try Validate.pathID(context, "user_id")
         try context.authorize(user: user)
         let raw = try Validate.pathID(context, "memory_id")

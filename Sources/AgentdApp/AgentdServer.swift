@@ -83,27 +83,15 @@ public enum AgentdServer {
         // HTTP allows HEAD wherever GET is: the GET handler runs and its body is dropped.
         let router = Router(context: AgentRequestContext.self, options: .autoGenerateHeadEndpoints)
         router.add(middleware: ErrorMiddleware(logger: logger))
-        // Before the auth middleware, which applies to routes added after it: load balancers
-        // probe health without a key, and it says nothing about anyone's data.
-        router.get("/health") { _, _ -> Response in
-            do {
-                try await pool.healthCheck()
-            } catch {
-                throw APIError(.serviceUnavailable, "the database is unavailable", headers: [.retryAfter: "1"])
-            }
-            return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: .init(string: #"{"status":"ok"}"#)))
-        }
-        // The API's description is public, as FastAPI's /openapi.json is.
         let openAPI = Self.openAPIDocument()
         if openAPI == nil { logger.warning("openapi.yaml not found beside the sql/ folder; GET /openapi.yaml answers 404") }
-        router.get("/openapi.yaml") { _, _ -> Response in
-            guard let openAPI else { throw HTTPError(.notFound, message: "openapi.yaml was not found beside the sql/ folder") }
-            return Response(status: .ok, headers: [.contentType: "application/yaml"], body: .init(byteBuffer: openAPI))
-        }
+        router.addRoutes(PublicController(checkDatabase: { try await pool.healthCheck() }, openAPI: openAPI).endpoints)
+        // Every route added after it has a caller, or is refused: the data routes' context
+        // cannot exist without one.
         router.add(middleware: AuthMiddleware(keys: keys, mode: open ? .openWhileNoKeys : .required))
-        AgentController(tasks: TaskStore(pool: pool), sessions: SessionStore(pool: pool), memories: memories, watch: watch)
-            .addRoutes(to: router)
-        MemoryController(memories: memories).addRoutes(to: router)
+        let data = router.group(context: TenantRequestContext.self)
+        data.addRoutes(AgentController(tasks: TaskStore(pool: pool), sessions: SessionStore(pool: pool), memories: memories, watch: watch).endpoints)
+        data.addRoutes(MemoryController(memories: memories).endpoints)
 
         let app = Application(
             router: router,
