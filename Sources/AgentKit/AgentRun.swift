@@ -93,7 +93,7 @@ public struct AgentRun: Sendable {
 
             case .runTool(let call, let arguments, let decision):
                 let started = clock.now
-                let (output, status) = await runTool(call, arguments: arguments)
+                let (output, status) = try await runTool(call, arguments: arguments)
                 try await commit(
                     ToolCallRecord(
                         call: call, arguments: arguments, output: output.withoutNUL, status: status, decision: decision,
@@ -123,14 +123,16 @@ public struct AgentRun: Sendable {
 
     /// The tool's output, or the error the model should see: as LangGraph's ToolNode does, a
     /// failing tool answers with its error, so the model may correct itself.
-    private func runTool(_ call: ToolCall, arguments: [String: JSONValue]) async -> (String, ToolCallRecord.Status) {
+    /// A tool that throws `CancellationError` stops the run as cancellation does: nothing is committed.
+    private func runTool(_ call: ToolCall, arguments: [String: JSONValue]) async throws -> (String, ToolCallRecord.Status) {
         guard let tool = tools.tools[call.name] else {
             return ("Error: \(call.name) is not a valid tool, try one of [\(tools.specs.map(\.name).joined(separator: ", "))].", .failed)
         }
         do {
             return (try await tool.run(arguments: arguments, context: ToolContext(key: key, toolCallID: call.id)), .ok)
+        } catch is CancellationError {
+            throw CancellationError()
         } catch {
-            if Task.isCancelled { return ("Error: cancelled", .failed) }
             return ("Error: \((error as? ToolError)?.message ?? "\(error)")\n Please fix your mistakes.", .failed)
         }
     }

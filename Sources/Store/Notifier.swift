@@ -41,10 +41,11 @@ public final class Notifier: Service {
         subscribers.handlers.withLock { $0.settled.append(handler) }
     }
 
+    /// Until shutdown or cancellation: the listening thread notices neither by itself.
     public func run() async throws {
-        await withGracefulShutdownHandler {
+        await withTaskCancellationOrGracefulShutdownHandler {
             await listener.run()
-        } onGracefulShutdown: {
+        } onCancelOrGracefulShutdown: {
             self.listener.stop()
         }
     }

@@ -104,7 +104,7 @@ public struct TaskQueue: Sendable {
                         systemMessage: try row.decode("system_message", as: String?.self), attempt: try row.decode("attempts"))
                 }.sorted { $0.seq < $1.seq }
             }
-        } catch let error as StoreError where error.kind == .conflict {
+        } catch let error as StoreError where error.underlying.isUniqueViolation {
             // Two claimers raced for one session; the index kept the rule, the next claim proceeds.
             return []
         }
@@ -190,8 +190,8 @@ public struct TaskQueue: Sendable {
                 RETURNING tasks.state, tasks.tenant_id, tasks.user_id, tasks.session_id, tasks.task_id
             )
             SELECT count(*) FILTER (WHERE state = 'queued') AS requeued, count(*) FILTER (WHERE state = 'error') AS failed,
-                   (SELECT count(\(fragment: Notifier.notifyNewWork))
-                    FROM (SELECT 1 FROM reaped WHERE state = 'queued' LIMIT 1) AS any_requeued) AS notified,
+                   -- Re-queued tasks are new work; a task ended here frees its session for the next.
+                   (SELECT count(\(fragment: Notifier.notifyNewWork)) FROM (SELECT 1 FROM reaped LIMIT 1) AS any_reaped) AS notified,
                    -- A task ended here is settled like any other: its waiting status reads answer now.
                    (SELECT count(\(fragment: Notifier.notifySettled(tenant: "tenant_id", user: "user_id", session: "session_id", task: "task_id")))
                     FROM reaped WHERE state = 'error') AS settled

@@ -33,4 +33,16 @@ struct ShutdownTests {
         #expect(done.body.resultMessages.last?["content"] == "finished elsewhere")
         #expect(try second.scalar("SELECT attempts FROM tasks WHERE task_id = 't1'") == 2)
     }
+
+    @Test("a service that cannot bind its port stops with the error instead of hanging", .timeLimit(.minutes(1)))
+    func portInUse() async throws {
+        let first = try await ServiceHarness.start()
+        defer { Task { await first.stop() } }
+        let port = try #require(URL(string: first.baseURL)?.port)
+        // The notifier, the dispatcher and the reaper are running when the HTTP server fails:
+        // each must stop on cancellation, or the group waits for them forever.
+        await #expect(throws: (any Error).self) {
+            _ = try await ServiceHarness.start(configure: { $0.port = port })
+        }
+    }
 }
