@@ -66,6 +66,8 @@ public final class Dispatcher: Service {
                     let claimed: [ClaimedTask]
                     do {
                         claimed = try await self.queue.claim(limit: free)
+                    } catch is CancellationError {
+                        continue  // stopping: the loop ends with the wake-ups
                     } catch {
                         logger.warning("claim failed", metadata: ["error": "\(String(reflecting: error))"])
                         continue
