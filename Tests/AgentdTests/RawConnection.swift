@@ -27,23 +27,16 @@ final class RawConnection {
     }
 
     /// Waits up to `timeout` for the server to close the connection; true when it did.
-    func closedByServer(within timeout: Duration) -> Bool {
-        let clock = ContinuousClock()
-        let deadline = clock.now + timeout
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        while clock.now < deadline {
-            var descriptor = pollfd(fd: self.descriptor, events: Int16(POLLIN), revents: 0)
-            guard poll(&descriptor, 1, 100) > 0 else { continue }
-            if read(self.descriptor, &buffer, buffer.count) <= 0 { return true }
-        }
-        return false
-    }
+    func closedByServer(within timeout: Duration) -> Bool { drain(within: timeout).closed }
 
     /// Closes the sending side (the server reads end of stream), keeping the connection open to read.
     func shutdownWrite() { shutdown(descriptor, Int32(SHUT_WR)) }
 
     /// What the server sends until it closes the connection or `timeout` passes.
-    func readAll(within timeout: Duration) -> String {
+    func readAll(within timeout: Duration) -> String { String(decoding: drain(within: timeout).received, as: UTF8.self) }
+
+    /// Reads until the server closes the connection or `timeout` passes.
+    private func drain(within timeout: Duration) -> (received: [UInt8], closed: Bool) {
         let clock = ContinuousClock()
         let deadline = clock.now + timeout
         var received: [UInt8] = []
@@ -52,9 +45,9 @@ final class RawConnection {
             var descriptor = pollfd(fd: self.descriptor, events: Int16(POLLIN), revents: 0)
             guard poll(&descriptor, 1, 100) > 0 else { continue }
             let count = read(self.descriptor, &buffer, buffer.count)
-            if count <= 0 { break }
+            if count <= 0 { return (received, true) }
             received += buffer[0..<count]
         }
-        return String(decoding: received, as: UTF8.self)
+        return (received, false)
     }
 }

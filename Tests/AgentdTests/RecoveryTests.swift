@@ -40,14 +40,7 @@ struct RecoveryTests {
     func attemptsAreBounded() async throws {
         let service = try await ServiceHarness.start(configure: { $0.lease = .milliseconds(1500); $0.maxAttempts = 2 })
         defer { Task { await service.stop() } }
-        let connection = try PostgresConnection.connect(service.databaseURL)
-        defer { connection.close() }
-        try connection.execute("INSERT INTO sessions (user_id, session_id) VALUES ('u1', 's1')")
-        try connection.query("""
-            INSERT INTO tasks (user_id, session_id, task_id, query, state, attempts, lease_owner, lease_expires_at)
-            VALUES ('u1', 's1', 't1', 'hi', 'running', 2, 'dead-host:1:gone', now() - interval '1 second')
-            """)
-        try connection.query("INSERT INTO messages (user_id, session_id, task_id, position, type, content) VALUES ('u1', 's1', 't1', 0, 'human', 'hi')")
+        try service.insertOrphan("u1", "s1", "t1", attempts: 2, leaseSeconds: -1)
         let done = try await service.settle("u1", "s1", "t1", timeout: .seconds(20))
         #expect(done["status"] == "error")
         #expect(done["message"]?.stringValue?.contains("2 attempts") == true)

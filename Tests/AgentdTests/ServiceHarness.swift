@@ -152,6 +152,22 @@ final class ServiceHarness: Sendable {
         return try row?.decode(row?.columns.first?.name ?? "", as: Int.self) ?? 0
     }
 
+    /// A task of the default tenant that a dead worker holds on its `attempts`-th claim, its
+    /// lease running out `leaseSeconds` from now (negative: already expired), with its query message.
+    func insertOrphan(_ user: String, _ session: String, _ task: String, attempts: Int, leaseSeconds: Double) throws {
+        let connection = try PostgresConnection.connect(databaseURL)
+        defer { connection.close() }
+        try connection.query("INSERT INTO sessions (user_id, session_id) VALUES (\(user), \(session))")
+        try connection.query("""
+            INSERT INTO tasks (user_id, session_id, task_id, query, state, attempts, lease_owner, lease_expires_at)
+            VALUES (\(user), \(session), \(task), 'hi', 'running', \(attempts), 'dead-host:1:gone',
+                    now() + make_interval(secs => \(leaseSeconds)))
+            """)
+        try connection.query("""
+            INSERT INTO messages (user_id, session_id, task_id, position, type, content) VALUES (\(user), \(session), \(task), 0, 'human', 'hi')
+            """)
+    }
+
     func rows(_ sql: PostgresQuery) throws -> [PostgresRow] {
         let connection = try PostgresConnection.connect(databaseURL)
         defer { connection.close() }

@@ -59,13 +59,7 @@ struct StatusWaitTests {
         let service = try await ServiceHarness.start(configure: { $0.lease = .milliseconds(1500); $0.maxAttempts = 2 })
         defer { Task { await service.stop() } }
         // A task on its last attempt, held by a worker that has died; its lease runs out in 2 s.
-        let connection = try PostgresConnection.connect(service.databaseURL)
-        defer { connection.close() }
-        try connection.execute("INSERT INTO sessions (user_id, session_id) VALUES ('u1', 's1')")
-        try connection.query("""
-            INSERT INTO tasks (user_id, session_id, task_id, query, state, attempts, lease_owner, lease_expires_at)
-            VALUES ('u1', 's1', 't1', 'hi', 'running', 2, 'dead-host:1:gone', now() + interval '2 seconds')
-            """)
+        try service.insertOrphan("u1", "s1", "t1", attempts: 2, leaseSeconds: 2)
         #expect(try await service.status("u1", "s1", "t1")["status"] == "running")
         // Woken by the reaper's NOTIFY, the read answers about 2.5 s in; without it, only when
         // its 30 s run out, which the client's 15 s timeout turns into a failure.
