@@ -25,6 +25,7 @@ public struct AgentController: Sendable {
         let routes = RouteCollection(context: TenantRequestContext.self)
         routes.post("/agent/invoke", use: invoke)
         routes.post("/agent/resume", use: resume)
+        routes.post("/agent/cancel", use: cancel)
         routes.get("/system/info", use: systemInfo)
         routes.get("/agent/active/sessionid/:user_id", use: activeSession)
         routes.get("/agent/sessionids/:user_id", use: sessionIDs)
@@ -46,6 +47,15 @@ public struct AgentController: Sendable {
         var task_id: String
         var query: String
         var system_message: String?
+        /// An extension: what to do when the session has unfinished tasks (`TaskStore.BusyPolicy`).
+        var if_busy: String?
+    }
+
+    struct CancelRequest: Decodable {
+        var user_id: String
+        var session_id: String
+        /// Absent: every unfinished task of the session.
+        var task_id: String?
     }
 
     struct InterruptResponse: Decodable {
@@ -65,13 +75,59 @@ public struct AgentController: Sendable {
 
     @Sendable func invoke(_ request: Request, context: TenantRequestContext) async throws -> Response {
         let body = try await JSONBody.decode(AgentRequest.self, from: request, context: context)
-        let key = try taskKey(context, body.user_id, body.session_id, body.task_id, creating: true)
+        let key = try context.taskKey(body.user_id, body.session_id, body.task_id, creating: true)
         let query = try Validate.text(body.query, field: "query")
         let system = try body.system_message.map { try Validate.text($0, field: "system_message", allowEmpty: true) }
+        let policy = try body.if_busy.map { value in
+            guard let policy = TaskStore.BusyPolicy(rawValue: value) else {
+                throw APIError.unprocessable("if_busy must be one of \(TaskStore.BusyPolicy.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            return policy
+        }
         let outcome = try await tasks.submit(
-            key, query: query, systemMessage: system, apiKeyID: context.keyID, maxInFlight: context.maxTasksInFlight)
-        if outcome == .limited { throw Self.inFlightLimit(context) }
-        return ids(key)
+            key, query: query, systemMessage: system, apiKeyID: context.keyID, maxInFlight: context.maxTasksInFlight,
+            ifBusy: policy ?? .enqueue, cancelledBy: "task \(key.taskID) (if_busy=interrupt, \(Self.caller(context)))")
+        switch outcome {
+        case .queued, .duplicate: return ids(key)
+        case .limited: throw Self.inFlightLimit(context)
+        case .busy(let unfinished):
+            throw APIError.conflict("session \(key.sessionID) has an unfinished task, \(unfinished) (if_busy=reject)")
+        }
+    }
+
+    /// `POST /agent/cancel`: one task, or with no task_id every unfinished task of the session.
+    @Sendable func cancel(_ request: Request, context: TenantRequestContext) async throws -> Response {
+        let body = try await JSONBody.decode(CancelRequest.self, from: request, context: context)
+        let who = Self.caller(context)
+        guard let taskID = body.task_id else {
+            let user = try Validate.id(body.user_id, field: "user_id")
+            try context.authorize(user: user)
+            let session = try Validate.id(body.session_id, field: "session_id")
+            guard let cancelled = try await tasks.cancelSession(tenantID: context.tenantID, userID: user, sessionID: session, by: who) else {
+                throw APIError.notFound("session \(user):\(session) not found")
+            }
+            return JSONBody.response([
+                "user_id": .string(user), "session_id": .string(session), "task_ids": .array(cancelled.map(JSONValue.string)),
+                "status": "cancelled",
+            ])
+        }
+        let key = try context.taskKey(body.user_id, body.session_id, taskID)
+        switch try await tasks.cancel(key, by: who) {
+        case .cancelled(let message):
+            return JSONBody.response([
+                "user_id": .string(key.userID), "session_id": .string(key.sessionID), "task_id": .string(key.taskID),
+                "status": "cancelled", "message": .string(message),
+            ])
+        case .notFound:
+            throw APIError.notFound("task \(key.userID):\(key.sessionID):\(key.taskID) not found")
+        case .ended(let state):
+            throw APIError.conflict("task \(key.taskID) already ended: it is \(Self.statusValue(state))")
+        }
+    }
+
+    /// Who a cancel names as its author: the API key, never its secret.
+    static func caller(_ context: TenantRequestContext) -> String {
+        context.keyID.map { "API key \($0)" } ?? "an open-mode client"
     }
 
     static func inFlightLimit(_ context: TenantRequestContext) -> APIError {
@@ -82,7 +138,7 @@ public struct AgentController: Sendable {
 
     @Sendable func resume(_ request: Request, context: TenantRequestContext) async throws -> Response {
         let body = try await JSONBody.decode(InterruptResponse.self, from: request, context: context)
-        let key = try taskKey(context, body.user_id, body.session_id, body.task_id)
+        let key = try context.taskKey(body.user_id, body.session_id, body.task_id)
         guard let kind = HumanDecision.Kind(rawValue: body.response_type) else {
             throw APIError.unprocessable(
                 "response_type must be one of \(HumanDecision.Kind.allCases.map(\.rawValue).joined(separator: ", "))")
@@ -134,8 +190,7 @@ public struct AgentController: Sendable {
     }
 
     @Sendable func status(_ request: Request, context: TenantRequestContext) async throws -> Response {
-        let key = try taskKey(
-            context, Validate.pathID(context, "user_id"), Validate.pathID(context, "session_id"), Validate.pathID(context, "task_id"))
+        let key = try context.pathTaskKey()
         let wait = try Self.statusWait(request)
         let lookup =
             wait > 0
@@ -201,8 +256,7 @@ public struct AgentController: Sendable {
     }
 
     @Sendable func deleteTask(_ request: Request, context: TenantRequestContext) async throws -> Response {
-        let key = try taskKey(
-            context, Validate.pathID(context, "user_id"), Validate.pathID(context, "session_id"), Validate.pathID(context, "task_id"))
+        let key = try context.pathTaskKey()
         guard try await tasks.delete(key) else {
             throw APIError.notFound("task \(key.userID):\(key.sessionID):\(key.taskID) not found")
         }
@@ -210,16 +264,6 @@ public struct AgentController: Sendable {
     }
 
     // MARK: Helpers
-
-    private func taskKey(
-        _ context: TenantRequestContext, _ user: String, _ session: String, _ task: String, creating: Bool = false
-    ) throws -> TaskKey {
-        let user = try Validate.id(user, field: "user_id", creating: creating)
-        try context.authorize(user: user)
-        return TaskKey(
-            tenantID: context.tenantID, userID: user, sessionID: try Validate.id(session, field: "session_id", creating: creating),
-            taskID: try Validate.id(task, field: "task_id", creating: creating))
-    }
 
     /// The path's user, checked against the key's scope.
     private func userID(_ context: TenantRequestContext) throws -> String {

@@ -53,6 +53,20 @@ public struct TenantRequestContext: ChildRequestContext {
     var isAdmin: Bool { caller.isAdmin }
     var maxTasksInFlight: Int? { caller.maxTasksInFlight }
 
+    /// The task a request names, its user checked against the key's scope.
+    func taskKey(_ user: String, _ session: String, _ task: String, creating: Bool = false) throws -> TaskKey {
+        let user = try Validate.id(user, field: "user_id", creating: creating)
+        try authorize(user: user)
+        return TaskKey(
+            tenantID: tenantID, userID: user, sessionID: try Validate.id(session, field: "session_id", creating: creating),
+            taskID: try Validate.id(task, field: "task_id", creating: creating))
+    }
+
+    /// The task of a `/{user_id}/{session_id}/{task_id}` path.
+    func pathTaskKey() throws -> TaskKey {
+        try taskKey(Validate.pathID(self, "user_id"), Validate.pathID(self, "session_id"), Validate.pathID(self, "task_id"))
+    }
+
     /// Every user id a request names, in its path or body, passes through here.
     func authorize(user: String) throws {
         if let userScope, !Identifier.same(userScope, user) {

@@ -1,9 +1,11 @@
 import AgentKit
 import Synchronization
 
-/// Requests waiting for a task to leave the queue (`GET /agent/status/...?wait=`), woken through
+/// Requests waiting for a task to change: status reads waiting for it to leave the queue
+/// (`GET /agent/status/...?wait=`) and event streams waiting for its next event. Woken through
 /// the `Notifier` by the notification that every statement pausing or ending a task sends,
-/// whichever process ran it.
+/// whichever process ran it; by this process's own steps (`changed`); and by `EventPoller` for
+/// the steps of other processes.
 public final class TaskWatch: Sendable {
     private struct Waiter {
         var fired = false
@@ -14,23 +16,64 @@ public final class TaskWatch: Sendable {
     private let waiters = Mutex<[TaskKey: [Int: Waiter]]>([:])
     private let nextID = Atomic<Int>(0)
     /// Set on shutdown: no wait starts any more.
-    private let closed = Atomic<Bool>(false)
+    fileprivate let closed = Atomic<Bool>(false)
 
     public init() {}
 
-    /// Reads with `read`; if `pending` says the task has not paused or ended yet, waits for its
-    /// NOTIFY (or `timeout`) and reads once more. The waiter is registered before the first
-    /// read, so a NOTIFY sent between that read and the wait is not missed.
+    /// Reads with `read`; while `pending` says the task has not paused or ended yet, waits for a
+    /// change (or `timeout`) and reads again. The waiter is registered before the first read, so
+    /// a NOTIFY sent between a read and the wait is not missed.
     public func read<T: Sendable>(
         _ key: TaskKey, waitingUpTo timeout: Duration, pending: (T) -> Bool, _ read: () async throws -> T
     ) async throws -> T {
-        let name = key
-        let id = register(name)
-        defer { forget(name, id: id) }
-        let first = try await read()
-        guard pending(first) else { return first }
-        await wait(name, id: id, timeout: timeout)
-        return try await read()
+        let subscription = subscribe(key)
+        defer { subscription.cancel() }
+        let clock = ContinuousClock()
+        let deadline = clock.now + timeout
+        var value = try await read()
+        // Steps that do not settle the task wake it too (`changed`): it waits on until one does.
+        while pending(value), clock.now < deadline, !subscription.isClosed {
+            guard await subscription.next(timeout: deadline - clock.now) else { return try await read() }
+            value = try await read()
+        }
+        return value
+    }
+
+    /// A standing registration for a task's changes, for a reader that reads, waits, and reads again.
+    public struct Subscription: Sendable {
+        let watch: TaskWatch
+        public let key: TaskKey
+        let id: Int
+
+        /// Waits until the task may have changed since the last wake (or since `subscribe`), or
+        /// until `timeout`; false on timeout. A change during the reader's read is not lost: it
+        /// wakes the next call at once.
+        public func next(timeout: Duration) async -> Bool {
+            let fired = await watch.wait(key, id: id, timeout: timeout)
+            watch.rearm(key, id: id)
+            return fired
+        }
+
+        /// True once the service is shutting down: readers should finish.
+        public var isClosed: Bool { watch.closed.load(ordering: .sequentiallyConsistent) }
+
+        public func cancel() { watch.forget(key, id: id) }
+    }
+
+    /// Registers before the reader's first read; `Subscription.cancel` when done.
+    public func subscribe(_ key: TaskKey) -> Subscription {
+        Subscription(watch: self, key: key, id: register(key))
+    }
+
+    /// The task changed (a step this process committed): wakes its waiters.
+    public func changed(_ key: TaskKey) { settled(key) }
+
+    private func rearm(_ name: TaskKey, id: Int) {
+        waiters.withLock { waiters in
+            guard var waiter = waiters[name]?[id] else { return }
+            waiter.fired = closed.load(ordering: .sequentiallyConsistent)
+            waiters[name]?[id] = waiter
+        }
     }
 
     private func register(_ name: TaskKey) -> Int {
@@ -41,9 +84,11 @@ public final class TaskWatch: Sendable {
         return id
     }
 
-    /// Suspends until the waiter is fired (NOTIFY, reconnect, shutdown) or `timeout` passes.
-    private func wait(_ name: TaskKey, id: Int, timeout: Duration) async {
-        await withTaskGroup(of: Void.self) { group in
+    /// Suspends until the waiter is fired (NOTIFY, reconnect, shutdown) or `timeout` passes;
+    /// true when fired.
+    @discardableResult
+    private func wait(_ name: TaskKey, id: Int, timeout: Duration) async -> Bool {
+        await withTaskGroup(of: Bool.self) { group in
             group.addTask {
                 await withCheckedContinuation { continuation in
                     let now = self.waiters.withLock { waiters -> Bool in
@@ -54,11 +99,16 @@ public final class TaskWatch: Sendable {
                     }
                     if now { continuation.resume() }
                 }
+                return true
             }
-            group.addTask { try? await Task.sleep(for: timeout) }
-            await group.next()
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                return false
+            }
+            let fired = await group.next() ?? false
             fire(name, id: id)
             group.cancelAll()
+            return fired
         }
     }
 

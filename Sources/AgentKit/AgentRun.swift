@@ -43,10 +43,18 @@ public struct AgentRun: Sendable {
     /// Thrown between steps when `stopping` says so: the task goes back to the queue as committed.
     public struct HandedBack: Error, Sendable {}
 
+    /// Thrown when `cancel` fired: a client cancelled the task (which is already `cancelled` in
+    /// the journal); the run took no step after it.
+    public struct Cancelled: Error, Sendable {}
+
     /// Runs to the next pause or end. Errors of the journal (a lost lease, the database) and
     /// cancellation are thrown as they are, with nothing half-committed.
-    /// - Parameter stopping: asked between steps; true hands the task back (`HandedBack`).
-    public func run(stopping: @Sendable () -> Bool = { false }) async throws -> Outcome {
+    /// - Parameters:
+    ///   - stopping: asked between steps; true hands the task back (`HandedBack`).
+    ///   - cancel: fired when a client cancels the task: the model call in flight is abandoned, a
+    ///     tool already started finishes (its result goes to the journal's audit record only),
+    ///     and the run ends with `Cancelled`.
+    public func run(stopping: @Sendable () -> Bool = { false }, cancel: CancelSignal = CancelSignal()) async throws -> Outcome {
         let context = try await journal.context(historyLimit: settings.historyMessages)
         var turn = context.turn
         guard !turn.isEmpty else { return try await fail("the task has no query message") }
@@ -58,6 +66,7 @@ public struct AgentRun: Sendable {
 
         while true {
             try Task.checkCancellation()
+            if cancel.isFired { throw Cancelled() }
             if stopping() { throw HandedBack() }
             let step = AgentPlanner.nextStep(
                 turn: turn, decisions: context.decisions, tools: tools, modelCalls: modelCalls, maxSteps: settings.maxSteps)
@@ -67,7 +76,10 @@ public struct AgentRun: Sendable {
                 let started = clock.now
                 let reply: ModelReply
                 do {
-                    reply = try await model.complete(request)
+                    let model = self.model
+                    reply = try await cancel.abortable { try await model.complete(request) }
+                } catch is CancelSignal.Fired {
+                    throw Cancelled()
                 } catch is CancellationError {
                     throw CancellationError()
                 } catch {
@@ -94,11 +106,15 @@ public struct AgentRun: Sendable {
             case .runTool(let call, let arguments, let decision):
                 let started = clock.now
                 let (output, status) = try await runTool(call, arguments: arguments)
-                try await commit(
-                    ToolCallRecord(
-                        call: call, arguments: arguments, output: output.withoutNUL, status: status, decision: decision,
-                        durationMilliseconds: (clock.now - started).milliseconds),
-                    to: &turn)
+                let record = ToolCallRecord(
+                    call: call, arguments: arguments, output: output.withoutNUL, status: status, decision: decision,
+                    durationMilliseconds: (clock.now - started).milliseconds)
+                if cancel.isFired {
+                    // The task was cancelled while the tool ran: what it did is recorded, and nothing follows.
+                    try? await journal.recordToolCallOfCancelledTask(record)
+                    throw Cancelled()
+                }
+                try await commit(record, to: &turn)
 
             case .answerTool(let call, let content, let decision):
                 try await commit(
@@ -177,6 +193,9 @@ public protocol AgentJournal: Sendable {
     func completeWithModelReply(position: Int, message: ChatMessage, call: ModelCallRecord, result: JSONValue) async throws
     func recordFailedModelCall(_ call: ModelCallRecord) async throws
     func appendToolResult(position: Int, record: ToolCallRecord) async throws
+    /// The result of a tool that was running when the task was cancelled: recorded for the audit
+    /// (tool calls), not as a step.
+    func recordToolCallOfCancelledTask(_ record: ToolCallRecord) async throws
     /// The task waits for a human about `call`; `data` is what the status shows.
     func interrupt(call: ToolCall, data: JSONValue) async throws
     func finish(state: TaskState, result: JSONValue?, message: String?) async throws

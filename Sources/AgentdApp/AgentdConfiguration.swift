@@ -27,6 +27,8 @@ public struct AgentdConfiguration: Sendable {
     public var shutdownGrace: Duration
     /// An HTTP connection that sends nothing this long is closed (idle keep-alive, stalled headers or body).
     public var httpIdleTimeout: Duration
+    /// An event stream with nothing to send writes a comment line this often.
+    public var eventKeepAlive: Duration
     /// The role the service works as (`SET ROLE`), so that row-level security applies; nil for none.
     public var dbRole: String?
     /// `required`: every request needs an API key. `auto`: without any active key, a service
@@ -41,7 +43,8 @@ public struct AgentdConfiguration: Sendable {
         llmAPIKey: String? = nil, llmModel: String = "gpt-4o-mini", llmTimeout: Duration = .seconds(60), llmMaxRetries: Int = 3,
         workerSlots: Int = 256, dbPoolSize: Int = 8, maxSteps: Int = 10, historyMessages: Int = 20, memoryRecallLimit: Int = 5,
         approvalTools: Set<String> = ["book_hotel"], lease: Duration = .seconds(30), maxAttempts: Int = 3,
-        statementTimeout: Duration = .seconds(30), shutdownGrace: Duration = .seconds(10), httpIdleTimeout: Duration = .seconds(60), dbRole: String? = "agentd_service", authRequired: Bool = false,
+        statementTimeout: Duration = .seconds(30), shutdownGrace: Duration = .seconds(10), httpIdleTimeout: Duration = .seconds(60),
+        eventKeepAlive: Duration = .seconds(15), dbRole: String? = "agentd_service", authRequired: Bool = false,
         logLevel: Logger.Level = .info
     ) {
         self.databaseURL = databaseURL
@@ -63,6 +66,7 @@ public struct AgentdConfiguration: Sendable {
         self.statementTimeout = statementTimeout
         self.shutdownGrace = shutdownGrace
         self.httpIdleTimeout = httpIdleTimeout
+        self.eventKeepAlive = eventKeepAlive
         self.dbRole = dbRole
         self.authRequired = authRequired
         self.logLevel = logLevel
@@ -101,7 +105,7 @@ public struct AgentdConfiguration: Sendable {
         if let model = value("LLM_MODEL") { llmModel = model }
         if let timeout = try seconds("LLM_TIMEOUT_S", 1...3600) { llmTimeout = timeout }
         if let retries = try integer("LLM_MAX_RETRIES", 0...10) { llmMaxRetries = retries }
-        if let slots = try integer("WORKER_SLOTS", 1...100_000) { workerSlots = slots }
+        if let slots = try integer("WORKER_SLOTS", 0...100_000) { workerSlots = slots }
         if let size = try integer("DB_POOL_SIZE", 1...500) { dbPoolSize = size }
         if let steps = try integer("MAX_STEPS", 1...1000) { maxSteps = steps }
         if let history = try integer("HISTORY_MESSAGES", 0...10_000) { historyMessages = history }
@@ -121,6 +125,7 @@ public struct AgentdConfiguration: Sendable {
         }
         if let grace = try seconds("SHUTDOWN_GRACE_S", 0...3600) { shutdownGrace = grace }
         if let idle = try seconds("HTTP_IDLE_TIMEOUT_S", 1...3600) { httpIdleTimeout = idle }
+        if let keepAlive = try seconds("EVENT_KEEPALIVE_S", 0.1...3600) { eventKeepAlive = keepAlive }
         if let auth = value("AUTH") {
             switch auth.lowercased() {
             case "required": authRequired = true
@@ -167,7 +172,7 @@ extension AgentdConfiguration {
         Variable(name: "`LLM_MODEL`", defaultValue: "`gpt-4o-mini`", meaning: "model name sent to the server"),
         Variable(name: "`LLM_TIMEOUT_S`", defaultValue: "`60`", meaning: "timeout of one model HTTP attempt"),
         Variable(name: "`LLM_MAX_RETRIES`", defaultValue: "`3`", meaning: "retries on 429, 5xx and connection errors, with exponential backoff (honours `Retry-After`)"),
-        Variable(name: "`WORKER_SLOTS`", defaultValue: "`256`", meaning: "tasks in flight per process (Swift tasks, not threads); also the most connections to the model's host"),
+        Variable(name: "`WORKER_SLOTS`", defaultValue: "`256`", meaning: "tasks in flight per process (Swift tasks, not threads); also the most connections to the model's host; `0`: this process serves the API only and runs no task"),
         Variable(name: "`DB_POOL_SIZE`", defaultValue: "`8`", meaning: "database connections per process, each with its own blocking thread; status reads use at most half at once"),
         Variable(name: "`MAX_STEPS`", defaultValue: "`10`", meaning: "model calls per task before it ends in `error`"),
         Variable(name: "`HISTORY_MESSAGES`", defaultValue: "`20`", meaning: "messages of the session's earlier turns the model sees"),
@@ -177,6 +182,7 @@ extension AgentdConfiguration {
         Variable(name: "`MAX_ATTEMPTS`", defaultValue: "`3`", meaning: "claims of one task (after lost leases) before it ends in `error`"),
         Variable(name: "`STATEMENT_TIMEOUT_S`", defaultValue: "`30`", meaning: "PostgreSQL `statement_timeout` of every connection"),
         Variable(name: "`HTTP_IDLE_TIMEOUT_S`", defaultValue: "`60`", meaning: "an HTTP connection that sends nothing this long is closed (idle keep-alive, stalled headers or body)"),
+        Variable(name: "`EVENT_KEEPALIVE_S`", defaultValue: "`15`", meaning: "an event stream with nothing to send writes a `: keep-alive` comment this often (keep it under your proxies' idle timeout)"),
         Variable(name: "`SHUTDOWN_GRACE_S`", defaultValue: "`10`", meaning: "on SIGTERM/SIGINT, how long running tasks may take to finish their current step"),
         Variable(name: "`AUTH`", defaultValue: "`auto`", meaning: "`auto`: open (no keys checked) while no API key exists and HOST is loopback; `required`: every request needs a key"),
         Variable(name: "`DB_ROLE`", defaultValue: "`agentd_service`", meaning: "role the service `SET ROLE`s to, so row-level security applies; empty for none"),

@@ -29,7 +29,7 @@ public enum AgentdServer {
         // AsyncHTTPClient keeps 8 connections per host by default and queues the rest; every busy
         // worker slot may be waiting on the model, so the model host gets one connection per slot.
         var httpConfiguration = HTTPClient.Configuration()
-        httpConfiguration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = configuration.workerSlots
+        httpConfiguration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = max(1, configuration.workerSlots)
         let httpClient = HTTPClient(eventLoopGroupProvider: .singleton, configuration: httpConfiguration)
         do {
             try await serve(
@@ -51,7 +51,9 @@ public enum AgentdServer {
         let chatModel = model ?? makeModel(configuration, httpClient: httpClient, logger: logger)
         logger.info("model", metadata: ["name": "\(chatModel.name)", "base_url": "\(configuration.llmBaseURL ?? "offline")"])
         let owner = "\(ProcessInfo.processInfo.hostName):\(ProcessInfo.processInfo.processIdentifier):\(UUID().uuidString.prefix(8))"
-        let queue = TaskQueue(pool: pool, owner: owner, lease: configuration.lease)
+        let watch = TaskWatch()
+        // This process's own steps wake its event streams at once; `EventPoller` covers the others'.
+        let queue = TaskQueue(pool: pool, owner: owner, lease: configuration.lease, onStep: { watch.changed($0) })
         let memories = MemoryStore(pool: pool)
         let runner = TaskRunner(
             queue: queue, memories: memories, model: chatModel,
@@ -63,9 +65,8 @@ public enum AgentdServer {
         guard let notifier = Notifier(conninfo: configuration.databaseURL, logger: logger) else {
             throw RefusedToStart(description: "cannot create the notifier's wake-up pipe")
         }
-        let watch = TaskWatch()
-        notifier.onSettled { key in
-            if let key { watch.settled(key) } else { watch.wakeAll() }
+        notifier.onSettled { settled in
+            if let settled { watch.settled(settled.key) } else { watch.wakeAll() }
         }
         let dispatcher = Dispatcher(
             configuration: .init(
@@ -92,6 +93,9 @@ public enum AgentdServer {
         let data = router.group(context: TenantRequestContext.self)
         data.addRoutes(AgentController(tasks: TaskStore(pool: pool), sessions: SessionStore(pool: pool), memories: memories, watch: watch).endpoints)
         data.addRoutes(MemoryController(memories: memories).endpoints)
+        let events = EventStore(pool: pool)
+        let poller = EventPoller(interval: EventPoller.defaultInterval, watch: watch, logger: logger) { try await events.latest($0) }
+        data.addRoutes(EventController(events: events, watch: watch, poller: poller, keepAlive: configuration.eventKeepAlive).endpoints)
 
         let app = Application(
             router: router,

@@ -13,7 +13,7 @@ public final class Notifier: Service {
     public enum Channel: String, CaseIterable, Sendable {
         /// A task was queued (invoke, resume, hand-back, reaping): dispatchers claim.
         case newWork = "agentd_tasks"
-        /// A task paused or ended; the payload names it (`settledPayload`).
+        /// A task paused or ended; the payload names it and its state (`notifySettled`).
         case settled = "agentd_task_settled"
     }
 
@@ -36,8 +36,14 @@ public final class Notifier: Service {
         subscribers.handlers.withLock { $0.newWork.append(handler) }
     }
 
+    /// A task that paused or ended, and how.
+    public struct Settled: Sendable {
+        public var key: TaskKey
+        public var state: TaskState
+    }
+
     /// `handler` runs with the task that settled, or with nil after a reconnect: any task may have.
-    public func onSettled(_ handler: @escaping @Sendable (TaskKey?) -> Void) {
+    public func onSettled(_ handler: @escaping @Sendable (Settled?) -> Void) {
         subscribers.handlers.withLock { $0.settled.append(handler) }
     }
 
@@ -53,7 +59,7 @@ public final class Notifier: Service {
     private final class Subscribers: Sendable {
         struct Handlers {
             var newWork: [@Sendable () -> Void] = []
-            var settled: [@Sendable (TaskKey?) -> Void] = []
+            var settled: [@Sendable (Settled?) -> Void] = []
         }
 
         let handlers = Mutex(Handlers())
@@ -70,8 +76,8 @@ public final class Notifier: Service {
                 switch Channel(rawValue: notification.channel) {
                 case .newWork?: for handler in current.newWork { handler() }
                 case .settled?:
-                    guard let key = Notifier.settledKey(payload: notification.payload) else { continue }
-                    for handler in current.settled { handler(key) }
+                    guard let settled = Notifier.settled(payload: notification.payload) else { continue }
+                    for handler in current.settled { handler(settled) }
                 case nil: continue
                 }
             }
@@ -80,24 +86,44 @@ public final class Notifier: Service {
 
     // MARK: Payloads
 
-    /// `pg_notify` on `.settled` for the task named by four SQL text expressions. The payload
-    /// is a JSON array of the ids (they may hold any character), built here for every statement
-    /// that settles a task, and read back by `settledKey` as JSON, so its exact text (spacing,
-    /// escapes) does not matter.
-    static func notifySettled(tenant: PostgresQuery, user: PostgresQuery, session: PostgresQuery, task: PostgresQuery) -> PostgresQuery {
+    /// `pg_notify` on `.settled` for the task named by four SQL text expressions, which is now in
+    /// the state named by the fifth. The payload is a JSON array of the ids (they may hold any
+    /// character) and the state, built here for every statement that settles a task, and read back
+    /// by `settled(payload:)` as JSON, so its exact text (spacing, escapes) does not matter.
+    static func notifySettled(
+        tenant: PostgresQuery, user: PostgresQuery, session: PostgresQuery, task: PostgresQuery, state: PostgresQuery
+    ) -> PostgresQuery {
         """
         pg_notify(\(Channel.settled.rawValue),
-                  json_build_array(\(fragment: tenant), \(fragment: user), \(fragment: session), \(fragment: task))::text)
+                  json_build_array(\(fragment: tenant), \(fragment: user), \(fragment: session), \(fragment: task), \(fragment: state))::text)
         """
+    }
+
+    /// `notifySettled` for one known task.
+    static func notifySettled(key: TaskKey, state: TaskState) -> PostgresQuery {
+        notifySettled(
+            tenant: "\(key.tenantID)::text", user: "\(key.userID)::text", session: "\(key.sessionID)::text",
+            task: "\(key.taskID)::text", state: "\(state.rawValue)::text")
     }
 
     /// `pg_notify` on `.newWork` (no payload: dispatchers claim whatever is queued).
     static let notifyNewWork: PostgresQuery = "pg_notify(\(Channel.newWork.rawValue), '')"
 
-    static func settledKey(payload: String) -> TaskKey? {
-        guard case .array(let ids)? = try? JSONValue(parsing: Array(payload.utf8)), ids.count == 4,
-            let tenant = ids[0].stringValue, let user = ids[1].stringValue, let session = ids[2].stringValue, let task = ids[3].stringValue
+    /// A select-list item for a statement that frees `key`'s session when the CTE `source` has a
+    /// row (it ended, paused or cancelled a task): wakes the dispatchers if the session has queued work.
+    static func wakeSessionQueue(of key: TaskKey, ifAnyIn source: String) -> PostgresQuery {
+        """
+        (SELECT count(\(fragment: notifyNewWork)) FROM (
+             SELECT 1 FROM tasks q
+             WHERE \(fragment: key.matchesSession("q")) AND q.state = 'queued' AND EXISTS (SELECT 1 FROM \(unsafeSQL: source)) LIMIT 1) AS pending)
+        """
+    }
+
+    static func settled(payload: String) -> Settled? {
+        guard case .array(let ids)? = try? JSONValue(parsing: Array(payload.utf8)), ids.count == 5,
+            let tenant = ids[0].stringValue, let user = ids[1].stringValue, let session = ids[2].stringValue,
+            let task = ids[3].stringValue, let state = ids[4].stringValue.flatMap(TaskState.init(rawValue:))
         else { return nil }
-        return TaskKey(tenantID: tenant, userID: user, sessionID: session, taskID: task)
+        return Settled(key: TaskKey(tenantID: tenant, userID: user, sessionID: session, taskID: task), state: state)
     }
 }

@@ -16,12 +16,14 @@ public struct TaskJournal: AgentJournal {
     /// This process, as `tasks.lease_owner` names it.
     let owner: String
     let lease: Duration
+    let onStep: @Sendable (TaskKey) -> Void
 
-    init(pool: PostgresPool, task: ClaimedTask, owner: String, lease: Duration) {
+    init(pool: PostgresPool, task: ClaimedTask, owner: String, lease: Duration, onStep: @escaping @Sendable (TaskKey) -> Void) {
         self.pool = pool
         self.task = task
         self.owner = owner
         self.lease = lease
+        self.onStep = onStep
     }
 
     var key: TaskKey { task.key }
@@ -74,8 +76,9 @@ public struct TaskJournal: AgentJournal {
     /// Commits the model's reply as the turn's next message, with its `llm_calls` row.
     public func appendModelReply(position: Int, message: ChatMessage, call: ModelCallRecord) async throws {
         try await commit("""
-            WITH lease AS (\(fragment: renewLease)), \(fragment: try modelReplyWrites(position: position, message: message, call: call))
-            SELECT (SELECT count(*) FROM message) AS written, (SELECT count(*) FROM usage) AS recorded
+            WITH lease AS (\(fragment: renewLease(events: 1))), \(fragment: try modelReplyWrites(position: position, message: message, call: call)),
+                 logged AS (\(fragment: EventRecord.append([.message(at: position)], from: "lease")))
+            SELECT (SELECT count(*) FROM message) AS written, (SELECT count(*) FROM usage) AS recorded, (SELECT count(*) FROM logged) AS logged
             """)
     }
 
@@ -83,9 +86,11 @@ public struct TaskJournal: AgentJournal {
     /// two): the reply's message and `llm_calls` row, and the task `completed` with `result`.
     public func completeWithModelReply(position: Int, message: ChatMessage, call: ModelCallRecord, result: JSONValue) async throws {
         try await commit("""
-            WITH task AS (\(fragment: try endTask(state: .completed, result: result, message: nil))), lease AS (SELECT 1 FROM task),
-                 \(fragment: try modelReplyWrites(position: position, message: message, call: call))
-            SELECT (SELECT count(*) FROM message) AS written, \(fragment: wakeSessionQueue) AS woke, \(fragment: settledNotice) AS settled
+            WITH task AS (\(fragment: try endTask(state: .completed, result: result, message: nil, events: 2))), lease AS (SELECT 1 FROM task),
+                 \(fragment: try modelReplyWrites(position: position, message: message, call: call)),
+                 logged AS (\(fragment: EventRecord.append([.message(at: position), try .ended(.completed, message: nil)], from: "task")))
+            SELECT (SELECT count(*) FROM message) AS written, (SELECT count(*) FROM logged) AS logged,
+                   \(fragment: wakeSessionQueue) AS woke, \(fragment: settledNotice(.completed)) AS settled
             """)
     }
 
@@ -121,8 +126,13 @@ public struct TaskJournal: AgentJournal {
     /// result for the same call impossible: a duplicate run is reported as `LeaseLost`.
     public func appendToolResult(position: Int, record: ToolCallRecord) async throws {
         let args = try StoreCoding.json(record.arguments)
+        // The lease CTE checks for an earlier result itself: it also numbers the event, and a
+        // number taken for an event that is then not written would leave a gap.
+        let firstResult: PostgresQuery = """
+            NOT EXISTS (SELECT 1 FROM tool_calls WHERE \(fragment: key.matchesTask()) AND tool_call_id = \(record.call.id))
+            """
         try await commit("""
-            WITH lease AS (\(fragment: renewLease)), call AS (
+            WITH lease AS (\(fragment: renewLease(events: 1, provided: firstResult))), call AS (
                 INSERT INTO tool_calls (\(unsafeSQL: TaskKey.taskColumns), tool_call_id, tool_name, args, output, status, decision, duration_ms)
                 SELECT \(fragment: key.taskValues), \(record.call.id), \(record.call.name),
                        \(args), \(record.output), \(record.status.rawValue), \(record.decision?.rawValue), \(record.durationMilliseconds)
@@ -134,9 +144,28 @@ public struct TaskJournal: AgentJournal {
                 SELECT \(fragment: key.taskValues), \(position), 'tool', \(record.output), \(record.call.name), \(record.call.id)
                 FROM call
                 RETURNING 1
+            ), logged AS (
+                \(fragment: EventRecord.append([try .with(.toolResult, ["status": .string(record.status.rawValue)], position: position)], from: "lease"))
             )
-            SELECT count(*) AS written FROM message
+            SELECT (SELECT count(*) FROM message) AS written, (SELECT count(*) FROM logged) AS logged
             """)
+    }
+
+    /// Records, for the audit in `tool_calls` only, the result of a tool that was already running
+    /// when a client cancelled the task. It is not a step: the turn and the event stream ended with
+    /// the cancellation, and the model is not called again.
+    public func recordToolCallOfCancelledTask(_ record: ToolCallRecord) async throws {
+        let args = try StoreCoding.json(record.arguments)
+        try await pool.tenant(key.tenantID) { connection in
+            try connection.query("""
+                INSERT INTO tool_calls (\(unsafeSQL: TaskKey.taskColumns), tool_call_id, tool_name, args, output, status, decision, duration_ms)
+                SELECT \(fragment: key.taskValues), \(record.call.id), \(record.call.name),
+                       \(args), \(record.output), \(record.status.rawValue), \(record.decision?.rawValue), \(record.durationMilliseconds)
+                FROM tasks
+                WHERE \(fragment: key.matchesTask()) AND state = 'cancelled' AND lease_owner = \(owner)
+                ON CONFLICT DO NOTHING
+                """)
+        }
     }
 
     /// Stops the task to wait for a human about `call`; the session is free meanwhile.
@@ -146,9 +175,11 @@ public struct TaskJournal: AgentJournal {
         try await commit("""
             WITH task AS (
                 UPDATE tasks SET state = 'interrupted', interrupt_data = \(payload), result = NULL, message = NULL,
-                    lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+                    lease_owner = NULL, lease_expires_at = NULL, updated_at = now(), events = tasks.events + 1
                 WHERE \(fragment: key.matchesTask()) AND state = 'running' AND lease_owner = \(owner)
-                RETURNING 1
+                RETURNING \(unsafeSQL: EventRecord.returning)
+            ), logged AS (
+                \(fragment: EventRecord.append([EventRecord(kind: .interrupt, data: "jsonb_build_object('interrupt_data', \(payload)::jsonb)")], from: "task"))
             ), asked AS (
                 INSERT INTO interrupts (\(unsafeSQL: TaskKey.taskColumns), tool_call_id, tool_name, tool_args, interrupt_data)
                 SELECT \(fragment: key.taskValues), \(call.id), \(call.name), \(args), \(payload)
@@ -156,16 +187,18 @@ public struct TaskJournal: AgentJournal {
                 ON CONFLICT DO NOTHING
                 RETURNING 1
             )
-            SELECT (SELECT count(*) FROM task) AS written, (SELECT count(*) FROM asked) AS asked,
-                   \(fragment: wakeSessionQueue) AS woke, \(fragment: settledNotice) AS settled
+            SELECT (SELECT count(*) FROM task) AS written, (SELECT count(*) FROM asked) AS asked, (SELECT count(*) FROM logged) AS logged,
+                   \(fragment: wakeSessionQueue) AS woke, \(fragment: settledNotice(.interrupted)) AS settled
             """)
     }
 
     /// Ends the task: `completed` with its result, or `error` with a message.
     public func finish(state: TaskState, result: JSONValue?, message: String?) async throws {
         try await commit("""
-            WITH task AS (\(fragment: try endTask(state: state, result: result, message: message)))
-            SELECT (SELECT count(*) FROM task) AS written, \(fragment: settledNotice) AS settled, \(fragment: wakeSessionQueue) AS woke
+            WITH task AS (\(fragment: try endTask(state: state, result: result, message: message, events: 1))),
+                 logged AS (\(fragment: EventRecord.append([try .ended(state, message: message)], from: "task")))
+            SELECT (SELECT count(*) FROM task) AS written, (SELECT count(*) FROM logged) AS logged,
+                   \(fragment: settledNotice(state)) AS settled, \(fragment: wakeSessionQueue) AS woke
             """)
     }
 
@@ -174,46 +207,41 @@ public struct TaskJournal: AgentJournal {
     private func commit(_ statement: PostgresQuery) async throws {
         let written = try await pool.tenant(key.tenantID) { try $0.query(statement).first?.decode("written", as: Int.self) }
         guard written == 1 else { throw LeaseLost(key: key) }
+        onStep(key)
     }
 
-    /// A CTE body that ends the task if this worker still holds its lease, returning one row, or none.
-    private func endTask(state: TaskState, result: JSONValue?, message: String?) throws -> PostgresQuery {
+    /// A CTE body that ends the task if this worker still holds its lease, returning its row
+    /// (for `EventRecord.append`, with `events` more numbers taken), or none.
+    private func endTask(state: TaskState, result: JSONValue?, message: String?, events: Int) throws -> PostgresQuery {
         let payload = try result.map { try StoreCoding.json($0) }
         return """
             UPDATE tasks SET state = \(state.rawValue), result = \(payload), message = \(message), interrupt_data = NULL,
-                lease_owner = NULL, lease_expires_at = NULL, finished_at = clock_timestamp(), updated_at = now()
+                lease_owner = NULL, lease_expires_at = NULL, finished_at = clock_timestamp(), updated_at = now(),
+                events = tasks.events + \(events)
             WHERE \(fragment: key.matchesTask()) AND state = 'running' AND lease_owner = \(owner)
-            RETURNING 1
+            RETURNING \(unsafeSQL: EventRecord.returning)
             """
     }
 
-    /// A CTE body that extends this worker's lease on the task and returns one row, or none
-    /// when the lease is gone; the step's writes select FROM it.
-    private var renewLease: PostgresQuery {
+    /// A CTE body that extends this worker's lease on the task and takes `events` event numbers,
+    /// returning the task's row, or none when the lease is gone (or `provided` is false); the
+    /// step's writes select FROM it.
+    private func renewLease(events: Int, provided condition: PostgresQuery = "TRUE") -> PostgresQuery {
         """
-        UPDATE tasks SET lease_expires_at = now() + make_interval(secs => \(lease.seconds)), updated_at = now()
-        WHERE \(fragment: key.matchesTask()) AND state = 'running' AND lease_owner = \(owner)
-        RETURNING 1
+        UPDATE tasks SET lease_expires_at = now() + make_interval(secs => \(lease.seconds)), updated_at = now(),
+            events = tasks.events + \(events)
+        WHERE \(fragment: key.matchesTask()) AND state = 'running' AND lease_owner = \(owner) AND \(fragment: condition)
+        RETURNING \(unsafeSQL: EventRecord.returning)
         """
     }
 
     /// A select-list item for statements that end or pause a task (CTE `task`): the session
     /// is free now, so wake the dispatchers if it has queued work.
-    private var wakeSessionQueue: PostgresQuery {
-        """
-        (SELECT count(\(fragment: Notifier.notifyNewWork)) FROM (
-             SELECT 1 FROM tasks q
-             WHERE \(fragment: key.matchesSession("q")) AND q.state = 'queued' AND EXISTS (SELECT 1 FROM task) LIMIT 1) AS pending)
-        """
-    }
+    private var wakeSessionQueue: PostgresQuery { Notifier.wakeSessionQueue(of: key, ifAnyIn: "task") }
 
     /// A select-list item for statements that end or pause a task (CTE `task`): wakes the
     /// requests waiting on it (`Notifier.Channel.settled`), in whichever process they are.
-    private var settledNotice: PostgresQuery {
-        """
-        (SELECT count(\(fragment: Notifier.notifySettled(tenant: "\(key.tenantID)::text", user: "\(key.userID)::text",
-                                                        session: "\(key.sessionID)::text", task: "\(key.taskID)::text")))
-         FROM task)
-        """
+    private func settledNotice(_ state: TaskState) -> PostgresQuery {
+        "(SELECT count(\(fragment: Notifier.notifySettled(key: key, state: state))) FROM task)"
     }
 }

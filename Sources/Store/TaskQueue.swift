@@ -50,11 +50,15 @@ public struct TaskQueue: Sendable {
     /// Who this process is, in `tasks.lease_owner`.
     public let owner: String
     public let lease: Duration
+    /// Told of every change this process commits to a task it runs (a claim, a step), after the
+    /// commit: its own event streams learn of it at once.
+    let onStep: @Sendable (TaskKey) -> Void
 
-    public init(pool: PostgresPool, owner: String, lease: Duration) {
+    public init(pool: PostgresPool, owner: String, lease: Duration, onStep: @escaping @Sendable (TaskKey) -> Void = { _ in }) {
         self.pool = pool
         self.owner = owner
         self.lease = lease
+        self.onStep = onStep
     }
 
     // Lifecycle timestamps use clock_timestamp(), read while the statement runs (after its
@@ -68,7 +72,7 @@ public struct TaskQueue: Sendable {
         let owner = self.owner
         let leaseSeconds = lease.seconds
         do {
-            return try await pool.system { connection in
+            let claimed = try await pool.system { connection in
                 try connection.query("""
                     WITH candidate AS (
                         SELECT t.tenant_id, t.user_id, t.session_id, t.task_id
@@ -87,14 +91,18 @@ public struct TaskQueue: Sendable {
                         ORDER BY t.seq
                         LIMIT \(limit)
                         FOR UPDATE SKIP LOCKED
+                    ), claimed AS (
+                        UPDATE tasks SET state = 'running', message = NULL, lease_owner = \(owner),
+                            lease_expires_at = now() + make_interval(secs => \(leaseSeconds)), attempts = tasks.attempts + 1,
+                            claimed_at = clock_timestamp(), started_at = coalesce(tasks.started_at, clock_timestamp()), updated_at = now(),
+                            events = tasks.events + 1
+                        FROM candidate
+                        WHERE \(unsafeSQL: TaskKey.sameTask("tasks", "candidate"))
+                        RETURNING \(unsafeSQL: EventRecord.returning), tasks.seq, tasks.query, tasks.system_message, tasks.attempts
+                    ), logged AS (
+                        \(fragment: EventRecord.append([EventRecord(kind: .running, data: "jsonb_build_object('attempt', s.attempts)")], from: "claimed"))
                     )
-                    UPDATE tasks SET state = 'running', message = NULL, lease_owner = \(owner),
-                        lease_expires_at = now() + make_interval(secs => \(leaseSeconds)), attempts = tasks.attempts + 1,
-                        claimed_at = clock_timestamp(), started_at = coalesce(tasks.started_at, clock_timestamp()), updated_at = now()
-                    FROM candidate
-                    WHERE \(unsafeSQL: TaskKey.sameTask("tasks", "candidate"))
-                    RETURNING tasks.tenant_id, tasks.user_id, tasks.session_id, tasks.task_id, tasks.seq, tasks.query,
-                              tasks.system_message, tasks.attempts
+                    SELECT tenant_id, user_id, session_id, task_id, seq, query, system_message, attempts FROM claimed
                     """).rows.map { row in
                     ClaimedTask(
                         key: TaskKey(
@@ -104,6 +112,8 @@ public struct TaskQueue: Sendable {
                         systemMessage: try row.decode("system_message", as: String?.self), attempt: try row.decode("attempts"))
                 }.sorted { $0.seq < $1.seq }
             }
+            for task in claimed { onStep(task.key) }
+            return claimed
         } catch let error as StoreError where error.underlying.isUniqueViolation {
             // Two claimers raced for one session; the index kept the rule, the next claim proceeds.
             return []
@@ -112,19 +122,27 @@ public struct TaskQueue: Sendable {
 
     /// The journal of a task this process claimed, for its run's step commits.
     public func journal(for task: ClaimedTask) -> TaskJournal {
-        TaskJournal(pool: pool, task: task, owner: owner, lease: lease)
+        TaskJournal(pool: pool, task: task, owner: owner, lease: lease, onStep: onStep)
     }
 
     /// Extends the leases of every task this process runs, except the ones its workers
-    /// abandoned: those must be released, not kept alive.
-    public func renewLeases(excluding abandoned: [AbandonedLease] = []) async throws -> Int {
+    /// abandoned: those must be released, not kept alive. Returns the tasks renewed: a run
+    /// missing from them (and claimed before this call) no longer holds its task (cancelled,
+    /// deleted, reaped) and should stop.
+    public func renewLeases(excluding abandoned: [AbandonedLease] = []) async throws -> Set<TaskKey> {
         let query: PostgresQuery = """
             UPDATE tasks SET lease_expires_at = now() + make_interval(secs => \(lease.seconds))
             WHERE lease_owner = \(owner) AND state = 'running'
               AND NOT EXISTS (SELECT 1 FROM \(fragment: try Self.abandonedRows(abandoned))
                               WHERE \(unsafeSQL: Self.abandonedMatchesTask))
+            RETURNING tenant_id, user_id, session_id, task_id
             """
-        return try await pool.system { try $0.query(query) }.affectedRows
+        return Set(
+            try await pool.system { try $0.query(query) }.rows.map { row in
+                TaskKey(
+                    tenantID: try row.decode("tenant_id"), userID: try row.decode("user_id"), sessionID: try row.decode("session_id"),
+                    taskID: try row.decode("task_id"))
+            })
     }
 
     /// Puts every task this process still runs back in the queue (at shutdown), and wakes the
@@ -149,10 +167,10 @@ public struct TaskQueue: Sendable {
         let query: PostgresQuery = """
             WITH released AS (
                 UPDATE tasks SET state = 'queued', message = 'queued', lease_owner = NULL, lease_expires_at = NULL,
-                    queued_at = clock_timestamp(), updated_at = now()
+                    queued_at = clock_timestamp(), updated_at = now(), events = tasks.events + 1
                 WHERE lease_owner = \(owner) AND state = 'running' AND (\(fragment: filter))
-                RETURNING 1
-            )
+                RETURNING \(unsafeSQL: EventRecord.returning)
+            ), logged AS (\(fragment: EventRecord.append([try .with(.queued, ["reason": "handed_back"])], from: "released")))
             SELECT count(*) AS released,
                    (SELECT count(\(fragment: Notifier.notifyNewWork)) FROM (SELECT 1 FROM released LIMIT 1) AS any_released) AS notified
             FROM released
@@ -184,17 +202,20 @@ public struct TaskQueue: Sendable {
                                    THEN 'gave up after ' || tasks.attempts || ' attempts: the worker running the task stopped responding'
                                    ELSE 'queued' END,
                     finished_at = CASE WHEN tasks.attempts >= \(maxAttempts) THEN now() END,
-                    lease_owner = NULL, lease_expires_at = NULL, queued_at = now(), updated_at = now()
+                    lease_owner = NULL, lease_expires_at = NULL, queued_at = now(), updated_at = now(), events = tasks.events + 1
                 FROM expired
                 WHERE \(unsafeSQL: TaskKey.sameTask("tasks", "expired"))
-                RETURNING tasks.state, tasks.tenant_id, tasks.user_id, tasks.session_id, tasks.task_id
-            )
+                RETURNING tasks.state, tasks.message, \(unsafeSQL: EventRecord.returning)
+            ), requeued AS (SELECT * FROM reaped WHERE state = 'queued'), failed AS (SELECT * FROM reaped WHERE state = 'error'),
+            logged AS (\(fragment: EventRecord.append([try .with(.queued, ["reason": "lease_expired"])], from: "requeued"))),
+            logged_failure AS (\(fragment: EventRecord.append([EventRecord(kind: .error, data: "jsonb_build_object('message', s.message)")], from: "failed")))
             SELECT count(*) FILTER (WHERE state = 'queued') AS requeued, count(*) FILTER (WHERE state = 'error') AS failed,
                    -- Re-queued tasks are new work; a task ended here frees its session for the next.
                    (SELECT count(\(fragment: Notifier.notifyNewWork)) FROM (SELECT 1 FROM reaped LIMIT 1) AS any_reaped) AS notified,
                    -- A task ended here is settled like any other: its waiting status reads answer now.
-                   (SELECT count(\(fragment: Notifier.notifySettled(tenant: "tenant_id", user: "user_id", session: "session_id", task: "task_id")))
-                    FROM reaped WHERE state = 'error') AS settled
+                   (SELECT count(\(fragment: Notifier.notifySettled(
+                                             tenant: "tenant_id", user: "user_id", session: "session_id", task: "task_id", state: "'error'")))
+                    FROM failed) AS settled
             FROM reaped
             """
         let rows = try await pool.system { try $0.query(query) }.rows

@@ -11,6 +11,19 @@ public struct TaskStore: Sendable {
         case duplicate
         /// The submitting key already has its limit of tasks queued or running.
         case limited
+        /// `BusyPolicy.reject` and the session has this unfinished task.
+        case busy(taskID: String)
+    }
+
+    /// What an invoke does when its session has unfinished tasks (queued, running or waiting
+    /// for a human): `if_busy`.
+    public enum BusyPolicy: String, Sendable, CaseIterable {
+        /// Queue behind them (the original's behaviour).
+        case enqueue
+        /// Refuse the invoke.
+        case reject
+        /// Cancel them, then queue.
+        case interrupt
     }
 
     public enum ResumeOutcome: Sendable, Equatable {
@@ -22,9 +35,17 @@ public struct TaskStore: Sendable {
         case limited
     }
 
+    public enum CancelOutcome: Sendable, Equatable {
+        /// Cancelled now, or before (a cancel is idempotent); `message` says by whom and when.
+        case cancelled(message: String)
+        case notFound
+        /// It ended first.
+        case ended(TaskState)
+    }
+
     let pool: PostgresPool
 
-    /// Invokes and resumes of one limited key, one at a time in this process (see `limited`).
+    /// Invokes and resumes of one limited key, one at a time in this process (see `serialized`).
     private let inFlightTurns = Turns()
 
     /// Status reads are the hot path (clients poll); concurrent ones share a statement (see `Batched`).
@@ -36,35 +57,54 @@ public struct TaskStore: Sendable {
         snapshots = Batched(concurrentReads: max(1, pool.configuration.size / 2)) { keys in try await Self.snapshots(keys, pool: pool) }
     }
 
+    /// The states a cancel stops: every task that has not ended.
+    static let unfinished = "('queued', 'running', 'interrupted')"
+
     /// Creates the session if new, stores the task with its query as message 0, and queues it,
     /// in one statement. The same ids with the same query and system message are a duplicate;
-    /// with another, a `StoreConflict`. A refused submission (duplicate, conflict, limit)
+    /// with another, a `StoreConflict`. A refused submission (duplicate, conflict, limit, busy)
     /// writes nothing: not even the session or its `updated_at`, which decides the active session.
+    /// - Parameter cancelledBy: who cancels the session's unfinished tasks under `.interrupt`.
     public func submit(
-        _ key: TaskKey, query: String, systemMessage: String?, apiKeyID: String? = nil, maxInFlight: Int? = nil
+        _ key: TaskKey, query: String, systemMessage: String?, apiKeyID: String? = nil, maxInFlight: Int? = nil,
+        ifBusy: BusyPolicy = .enqueue, cancelledBy: String = "a newer task"
     ) async throws -> SubmitOutcome {
-        try await limited(key, apiKeyID: apiKeyID, maxInFlight: maxInFlight) { connection in
+        // reject and interrupt decide on the session's other tasks: two invokes deciding at once
+        // would both see the session free, so they take turns on the session.
+        try await serialized(key, apiKeyID: apiKeyID, maxInFlight: maxInFlight, perSession: ifBusy != .enqueue) { connection in
+            let free: PostgresQuery = ifBusy == .reject ? "NOT EXISTS (SELECT 1 FROM busy)" : "TRUE"
             // The session is touched only when the task goes in (`touched` reads `task`): a
             // concurrent duplicate that loses the task insert leaves it alone.
             let outcome = try connection.query("""
-                WITH room AS (\(fragment: Self.room(apiKeyID: apiKeyID, maxInFlight: maxInFlight))), admitted AS (
+                WITH room AS (\(fragment: Self.room(apiKeyID: apiKeyID, maxInFlight: maxInFlight))), busy AS (
+                    SELECT task_id FROM tasks
+                    WHERE \(fragment: key.matchesSession()) AND state IN \(unsafeSQL: Self.unfinished)
+                    ORDER BY seq
+                    LIMIT 1
+                ), admitted AS (
                     SELECT 1 FROM room
-                    WHERE room.ok
+                    WHERE room.ok AND \(fragment: free)
                       AND NOT EXISTS (SELECT 1 FROM tasks
                                       WHERE \(fragment: key.matchesTask()))
-                ), session AS (
+                ), cancelled AS (
+                    \(fragment: ifBusy == .interrupt
+                        ? Self.cancelling(key.matchesSession(), by: cancelledBy, provided: "EXISTS (SELECT 1 FROM admitted)")
+                        : "SELECT NULL::text AS tenant_id, NULL::text AS user_id, NULL::text AS session_id, NULL::text AS task_id, 0 AS events, NULL::text AS message WHERE false")
+                ), cancellations AS (\(fragment: Self.cancellationEvents(by: cancelledBy, from: "cancelled"))),
+                session AS (
                     INSERT INTO sessions (tenant_id, user_id, session_id)
                     SELECT \(fragment: key.sessionValues) FROM admitted
                     ON CONFLICT (tenant_id, user_id, session_id) DO NOTHING
                     RETURNING 1
                 ), task AS (
-                    INSERT INTO tasks (\(unsafeSQL: TaskKey.taskColumns), query, system_message, message, queued_at, api_key_id)
+                    INSERT INTO tasks (\(unsafeSQL: TaskKey.taskColumns), query, system_message, message, queued_at, api_key_id, events)
                     SELECT \(fragment: key.taskValues), \(query), \(systemMessage), 'queued',
-                           clock_timestamp(), \(apiKeyID)
+                           clock_timestamp(), \(apiKeyID), 1
                     FROM admitted
                     ON CONFLICT DO NOTHING
-                    RETURNING seq
-                ), touched AS (
+                    RETURNING \(unsafeSQL: EventRecord.returning)
+                ), logged AS (\(fragment: EventRecord.append([try .with(.queued, ["reason": "invoked"])], from: "task"))),
+                touched AS (
                     UPDATE sessions SET updated_at = now()
                     WHERE \(fragment: key.matchesSession()) AND EXISTS (SELECT 1 FROM task)
                     RETURNING 1
@@ -76,8 +116,9 @@ public struct TaskStore: Sendable {
                 )
                 SELECT (SELECT count(*) FROM query_message) AS inserted,
                        (SELECT count(\(fragment: Notifier.notifyNewWork)) FROM query_message) AS notified,
-                       (SELECT count(*) FROM session) + (SELECT count(*) FROM touched) AS written,
-                       (SELECT ok FROM room) AS room
+                       (SELECT count(*) FROM session) + (SELECT count(*) FROM touched) + (SELECT count(*) FROM logged) AS written,
+                       (SELECT count(*) FROM cancellations) + (SELECT count(\(fragment: Self.notifyCancelled)) FROM cancelled) AS cancelled,
+                       (SELECT ok FROM room) AS room, (SELECT task_id FROM busy) AS busy
                 """).first
             if try outcome?.decode("inserted", as: Int.self) == 1 { return .queued }
             if let existing = try connection.query("""
@@ -98,6 +139,7 @@ public struct TaskStore: Sendable {
                 return .duplicate
             }
             if try outcome?.decode("room", as: Bool.self) == false { return .limited }
+            if ifBusy == .reject, let busy = try outcome?.decode("busy", as: String?.self) { return .busy(taskID: busy) }
             throw StoreConflict("task \(key.taskID) was deleted while it was being submitted")
         }
     }
@@ -107,14 +149,20 @@ public struct TaskStore: Sendable {
     /// queues the task under the resuming key, so it counts against that key's in-flight limit.
     public func resume(_ key: TaskKey, decision: HumanDecision, apiKeyID: String? = nil, maxInFlight: Int? = nil) async throws -> ResumeOutcome {
         let args = try decision.args.map { try StoreCoding.json($0) }
-        return try await limited(key, apiKeyID: apiKeyID, maxInFlight: maxInFlight) { connection in
+        let decisionEvent = EventRecord(
+            kind: .decision,
+            data: """
+                jsonb_build_object('tool_call_id', s.tool_call_id, 'response_type', \(decision.kind.rawValue)::text, 'args', \(args)::jsonb)
+                """)
+        return try await serialized(key, apiKeyID: apiKeyID, maxInFlight: maxInFlight, perSession: false) { connection in
             let resumed = try connection.query("""
                 WITH room AS (\(fragment: Self.room(apiKeyID: apiKeyID, maxInFlight: maxInFlight))), task AS (
                     UPDATE tasks SET state = 'queued', message = 'queued', queued_at = clock_timestamp(), updated_at = now(),
-                                     api_key_id = \(apiKeyID)
+                                     api_key_id = \(apiKeyID), events = tasks.events + 2
                     WHERE \(fragment: key.matchesTask()) AND state = 'interrupted' AND (SELECT ok FROM room)
-                    RETURNING interrupt_data ->> 'tool_call_id' AS tool_call_id
-                ), decided AS (
+                    RETURNING interrupt_data ->> 'tool_call_id' AS tool_call_id, \(unsafeSQL: EventRecord.returning)
+                ), logged AS (\(fragment: EventRecord.append([decisionEvent, try .with(.queued, ["reason": "resumed"])], from: "task"))),
+                decided AS (
                     UPDATE interrupts SET decision = \(decision.kind.rawValue), decision_args = \(args), decided_at = now()
                     FROM task
                     WHERE \(fragment: key.matchesTask("interrupts"))
@@ -127,7 +175,7 @@ public struct TaskStore: Sendable {
                 )
                 SELECT (SELECT count(*) FROM task) AS resumed,
                        (SELECT count(\(fragment: Notifier.notifyNewWork)) FROM task) AS notified,
-                       (SELECT count(*) FROM decided) + (SELECT count(*) FROM touched) AS written,
+                       (SELECT count(*) FROM decided) + (SELECT count(*) FROM touched) + (SELECT count(*) FROM logged) AS written,
                        (SELECT ok FROM room) AS room
                 """).first
             if try resumed?.decode("resumed", as: Int.self) == 1 { return .queued }
@@ -142,6 +190,75 @@ public struct TaskStore: Sendable {
         }
     }
 
+    /// Cancels the task if it has not ended, in one statement: queued or waiting for a human, it
+    /// is over at once; running, the notification stops its worker, wherever it runs, and its
+    /// next step finds the task cancelled and writes nothing. Against a concurrent completion,
+    /// the task's row lock decides: one of the two statements finds the task unfinished.
+    public func cancel(_ key: TaskKey, by who: String) async throws -> CancelOutcome {
+        try await pool.tenant(key.tenantID) { connection in
+            let outcome = try connection.query("""
+                WITH cancelled AS (\(fragment: Self.cancelling(key.matchesTask(), by: who))),
+                logged AS (\(fragment: Self.cancellationEvents(by: who, from: "cancelled")))
+                SELECT (SELECT message FROM cancelled) AS message, (SELECT count(*) FROM logged) AS logged,
+                       (SELECT count(\(fragment: Self.notifyCancelled)) FROM cancelled) AS notified,
+                       \(fragment: Notifier.wakeSessionQueue(of: key, ifAnyIn: "cancelled")) AS woke
+                """).first
+            if let message = try outcome?.decode("message", as: String?.self) { return .cancelled(message: message) }
+            guard let current = try connection.query("""
+                SELECT state, message FROM tasks
+                WHERE \(fragment: key.matchesTask())
+                """).first
+            else { return .notFound }
+            let state = TaskState(rawValue: try current.decode("state", as: String.self)) ?? .error
+            if state == .cancelled { return .cancelled(message: try current.decode("message", as: String?.self) ?? "cancelled") }
+            return .ended(state)
+        }
+    }
+
+    /// Cancels every unfinished task of the session; nil when the session does not exist.
+    public func cancelSession(tenantID: String, userID: String, sessionID: String, by who: String) async throws -> [String]? {
+        let session = TaskKey(tenantID: tenantID, userID: userID, sessionID: sessionID, taskID: "")
+        return try await pool.tenant(tenantID) { connection in
+            let row = try connection.query("""
+                WITH cancelled AS (\(fragment: Self.cancelling(session.matchesSession(), by: who))),
+                logged AS (\(fragment: Self.cancellationEvents(by: who, from: "cancelled")))
+                SELECT (SELECT count(*) FROM sessions WHERE \(fragment: session.matchesSession())) AS sessions,
+                       (SELECT count(*) FROM logged) AS logged,
+                       (SELECT count(\(fragment: Self.notifyCancelled)) FROM cancelled) AS notified,
+                       (SELECT coalesce(json_agg(cancelled.task_id ORDER BY t.seq), '[]')
+                        FROM cancelled JOIN tasks t ON \(unsafeSQL: TaskKey.sameTask("t", "cancelled"))) AS task_ids
+                """).first
+            guard let row, try row.decode("sessions", as: Int.self) > 0 else { return nil }
+            guard case .array(let ids) = try JSONValue(parsing: try row.decode("task_ids", as: PostgresJSON.self).bytes) else { return [] }
+            return ids.compactMap(\.stringValue)
+        }
+    }
+
+    /// A CTE body that cancels the unfinished tasks `matching` (when `condition` holds),
+    /// returning their rows for `cancellationEvents`. A running task keeps its `lease_owner`: its
+    /// worker may still record the result of a tool it had started (`tool_calls` only).
+    static func cancelling(_ matching: PostgresQuery, by who: String, provided condition: PostgresQuery = "TRUE") -> PostgresQuery {
+        """
+        UPDATE tasks SET state = 'cancelled',
+            message = 'cancelled by ' || \(who)::text || ' at ' || to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+            result = NULL, interrupt_data = NULL, lease_expires_at = NULL, finished_at = clock_timestamp(), updated_at = now(),
+            events = tasks.events + 1
+        WHERE \(fragment: matching) AND state IN \(unsafeSQL: unfinished) AND \(fragment: condition)
+        RETURNING \(unsafeSQL: EventRecord.returning), tasks.message
+        """
+    }
+
+    /// A CTE body storing the `task.cancelled` event of each row of `source` (from `cancelling`).
+    static func cancellationEvents(by who: String, from source: String) -> PostgresQuery {
+        EventRecord.append(
+            [EventRecord(kind: .cancelled, data: "jsonb_build_object('message', s.message, 'cancelled_by', \(who)::text)")], from: source)
+    }
+
+    /// For each row of the CTE `cancelled`: wakes the task's readers and stops its worker.
+    static let notifyCancelled = Notifier.notifySettled(
+        tenant: "cancelled.tenant_id", user: "cancelled.user_id", session: "cancelled.session_id", task: "cancelled.task_id",
+        state: "'cancelled'")
+
     /// The CTE `room`: one row, `ok` when the key may queue one more task (always, without a limit).
     static func room(apiKeyID: String?, maxInFlight: Int?) -> PostgresQuery {
         """
@@ -153,23 +270,39 @@ public struct TaskStore: Sendable {
     /// Advisory lock space of the in-flight limit (the two-key form; the migrator uses the other).
     static let inFlightLockClass: Int32 = 0x6167_6e74  // "agnt"
 
-    /// Runs `body` for the tenant: as is when the key has no in-flight limit; else in a
-    /// transaction that first takes the key's advisory lock, in a statement of its own. Under
-    /// read committed each statement sees what committed before it began, so two concurrent
-    /// submissions that counted in the same statement would both see room for one more; after
-    /// the lock, the second counts the first's task. Costs those keys two round trips more.
+    /// Advisory lock space of a session's turns (`perSession`).
+    static let sessionLockClass: Int32 = 0x7365_7373  // "sess"
+
+    /// Runs `body` for the tenant: as is when the key has no in-flight limit and `perSession` is
+    /// false; else in a transaction that first takes the key's advisory lock and/or the
+    /// session's, in a statement of its own. Under read committed each statement sees what
+    /// committed before it began, so two concurrent submissions that counted in the same
+    /// statement would both see room for one more (or a free session); after the lock, the
+    /// second counts the first's task. Costs those requests two round trips more.
     /// Within a process the key's requests queue in memory first (`inFlightTurns`), so a burst
     /// on one key holds one pooled connection at a time, not the whole pool waiting on the lock.
-    private func limited<T: Sendable>(
-        _ key: TaskKey, apiKeyID: String?, maxInFlight: Int?, _ body: @escaping @Sendable (PostgresConnection) throws -> T
+    private func serialized<T: Sendable>(
+        _ key: TaskKey, apiKeyID: String?, maxInFlight: Int?, perSession: Bool, _ body: @escaping @Sendable (PostgresConnection) throws -> T
     ) async throws -> T {
-        guard let apiKeyID, maxInFlight != nil else { return try await pool.tenant(key.tenantID, body) }
-        return try await inFlightTurns.serially(apiKeyID) {
+        let limitedKey = maxInFlight == nil ? nil : apiKeyID
+        guard limitedKey != nil || perSession else { return try await pool.tenant(key.tenantID, body) }
+        let locked: @Sendable () async throws -> T = {
             try await pool.tenantTransaction(key.tenantID) { connection in
-                try connection.query("SELECT pg_advisory_xact_lock(\(Self.inFlightLockClass), hashtext(\(apiKeyID))) AS locked")
+                // Key first, then session: every locker takes them in this order.
+                if let limitedKey {
+                    try connection.query("SELECT pg_advisory_xact_lock(\(Self.inFlightLockClass), hashtext(\(limitedKey))) AS locked")
+                }
+                if perSession {
+                    try connection.query("""
+                        SELECT pg_advisory_xact_lock(\(Self.sessionLockClass),
+                                                     hashtext(json_build_array(\(key.tenantID)::text, \(key.userID)::text, \(key.sessionID)::text)::text)) AS locked
+                        """)
+                }
                 return try body(connection)
             }
         }
+        guard let limitedKey else { return try await locked() }
+        return try await inFlightTurns.serially(limitedKey, locked)
     }
 
     public enum Lookup: Sendable {

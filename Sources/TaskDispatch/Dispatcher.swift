@@ -1,3 +1,4 @@
+import AgentKit
 import Foundation
 import Logging
 import ServiceLifecycle
@@ -12,7 +13,7 @@ import Synchronization
 /// tasks' leases; `LeaseReaper` takes care of expired ones.
 public final class Dispatcher: Service {
     public struct Configuration: Sendable {
-        /// Tasks in flight at once in this process.
+        /// Tasks in flight at once in this process; 0 serves the API only and claims nothing.
         public var slots: Int
         public var lease: Duration
         public var pollInterval: Duration
@@ -22,7 +23,7 @@ public final class Dispatcher: Service {
         public init(
             slots: Int, lease: Duration, pollInterval: Duration = .seconds(1), shutdownGrace: Duration = .seconds(10)
         ) {
-            self.slots = max(1, slots)
+            self.slots = max(0, slots)
             self.lease = lease
             self.pollInterval = pollInterval
             self.shutdownGrace = shutdownGrace
@@ -40,6 +41,14 @@ public final class Dispatcher: Service {
     /// as the database takes the statement, and never renewed meanwhile.
     private let abandoned = Mutex<Set<AbandonedLease>>([])
 
+    private struct Running {
+        var cancel: CancelSignal
+        var claimedAt: ContinuousClock.Instant
+    }
+
+    /// The tasks this process runs, so that a client's cancel reaches their runs.
+    private let runs = Mutex<[TaskKey: Running]>([:])
+
     public init(configuration: Configuration, queue: TaskQueue, runner: TaskRunner, notifier: Notifier, logger: Logger) {
         self.configuration = configuration
         self.queue = queue
@@ -54,6 +63,11 @@ public final class Dispatcher: Service {
     public func run() async throws {
         let (wakes, wake) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
         notifier.onNewWork { wake.yield() }
+        // A cancel's statement notifies as every settling statement does, whichever process ran it.
+        notifier.onSettled { settled in
+            guard let settled, settled.state == .cancelled else { return }
+            self.cancelRun(settled.key)
+        }
         wake.yield()  // whatever is queued already
         await withGracefulShutdownHandler {
             await withDiscardingTaskGroup { group in
@@ -72,10 +86,15 @@ public final class Dispatcher: Service {
                         logger.warning("claim failed", metadata: ["error": "\(String(reflecting: error))"])
                         continue
                     }
+                    let claimedAt = ContinuousClock.now
                     for task in claimed {
                         inFlight.add(1, ordering: .relaxed)
+                        let cancel = CancelSignal()
+                        runs.withLock { $0[task.key] = Running(cancel: cancel, claimedAt: claimedAt) }
                         group.addTask {
-                            let settled = await self.runner.run(task) { self.stopping.load(ordering: .relaxed) }
+                            let settled = await self.runner.run(task, stopping: { self.stopping.load(ordering: .relaxed) }, cancel: cancel)
+                            // Only its own entry: a resumed task may already run again under a new one.
+                            self.runs.withLock { runs in if runs[task.key]?.cancel === cancel { runs[task.key] = nil } }
                             if !settled { _ = self.abandoned.withLock { $0.insert(AbandonedLease(task)) } }
                             self.inFlight.subtract(1, ordering: .relaxed)
                             wake.yield()
@@ -121,7 +140,12 @@ public final class Dispatcher: Service {
         while await sleepUnlessStopping(interval) {
             do {
                 let letGo = Array(abandoned.withLock { $0 })
-                _ = try await queue.renewLeases(excluding: letGo)
+                let asked = ContinuousClock.now
+                let renewed = try await queue.renewLeases(excluding: letGo)
+                // A run whose task was not renewed, though claimed before the renewal was asked, no
+                // longer holds it: cancelled (its notification lost in a reconnect), deleted or reaped.
+                let lost = runs.withLock { runs in runs.filter { $0.value.claimedAt < asked && !renewed.contains($0.key) }.map(\.key) }
+                for key in lost { cancelRun(key) }
                 let released = try await queue.releaseAbandoned(letGo)
                 if released > 0 {
                     logger.info("released abandoned tasks back to the queue", metadata: ["tasks": "\(released)"])
@@ -132,6 +156,13 @@ public final class Dispatcher: Service {
                 logger.warning("lease maintenance failed", metadata: ["error": "\(String(reflecting: error))"])
             }
         }
+    }
+
+    /// Stops the run of `key` if this process runs it (`CancelSignal`).
+    private func cancelRun(_ key: TaskKey) {
+        guard let cancel = runs.withLock({ $0[key]?.cancel }) else { return }
+        logger.debug("cancelling the run of a cancelled task", metadata: ["task": "\(key)"])
+        cancel.fire()
     }
 
     /// Sleeps in short slices so that shutdown is prompt; false once stopping.

@@ -22,11 +22,15 @@ public struct TaskRunner: Sendable {
         self.logger = logger
     }
 
-    /// - Parameter stopping: asked between steps; true hands the task back instead of starting another.
+    /// - Parameters:
+    ///   - stopping: asked between steps; true hands the task back instead of starting another.
+    ///   - cancel: fired when a client cancelled the task (see `AgentRun.run`).
     /// - Returns: false when the task may still be `running` under this process's lease with
     ///   nobody working on it (the database failed mid-step): the caller must release it.
     @discardableResult
-    public func run(_ task: ClaimedTask, stopping: @escaping @Sendable () -> Bool = { false }) async -> Bool {
+    public func run(
+        _ task: ClaimedTask, stopping: @escaping @Sendable () -> Bool = { false }, cancel: CancelSignal = CancelSignal()
+    ) async -> Bool {
         var logger = self.logger
         logger[metadataKey: "task"] = "\(task.key)"
         let journal = queue.journal(for: task)
@@ -34,7 +38,7 @@ public struct TaskRunner: Sendable {
             key: task.key, query: task.query, systemMessage: task.systemMessage, journal: journal,
             memory: memories, model: model, tools: tools, settings: settings)
         do {
-            switch try await run.run(stopping: stopping) {
+            switch try await run.run(stopping: stopping, cancel: cancel) {
             case .interrupted(let call): logger.debug("waiting for a human", metadata: ["tool": "\(call.name)"])
             case .failed(let reason): logger.info("task failed", metadata: ["reason": "\(reason)"])
             case .completed: break
@@ -43,6 +47,9 @@ public struct TaskRunner: Sendable {
         } catch is AgentRun.HandedBack {
             logger.info("handed back at a step boundary for shutdown")
             return false
+        } catch is AgentRun.Cancelled {
+            logger.info("stopped: a client cancelled the task")
+            return true
         } catch is LeaseLost {
             logger.info("stopped: the task's lease is gone (taken over or deleted)")
             return true

@@ -52,6 +52,13 @@ private actor MemoryJournal: AgentJournal {
         commits += 1
     }
 
+    /// Tool results recorded after a cancel: audit only, never in the turn.
+    var auditedAfterCancel: [ToolCallRecord] = []
+
+    func recordToolCallOfCancelledTask(_ record: ToolCallRecord) {
+        auditedAfterCancel.append(record)
+    }
+
     func interrupt(call: ToolCall, data: JSONValue) {
         state = .interrupted
         interruptData = data
@@ -214,5 +221,87 @@ struct AgentRunTests {
         await #expect(throws: AgentRun.HandedBack.self) { try await run(journal, model, stopping: { true }) }
         #expect(await journal.commits == 0)
         #expect(model.requests.isEmpty)
+    }
+}
+
+/// A tool that says when it starts, takes its time, and then reports that it finished.
+private struct SlowTool: Tool {
+    let started: AsyncStream<Void>.Continuation
+    var spec: ToolSpec { ToolSpec(name: "slow", description: "takes a while", parameters: ["type": "object"]) }
+    func run(arguments: [String: JSONValue], context: ToolContext) async throws -> String {
+        started.yield()
+        try await Task.sleep(for: .milliseconds(300))
+        return "slow work done"
+    }
+}
+
+/// A model whose answer never comes (until it is cancelled).
+private final class HangingChat: ChatModel {
+    let name = "hanging"
+    let abandoned = Atomic<Bool>(false)
+    func complete(_ request: ModelRequest) async throws -> ModelReply {
+        do {
+            try await Task.sleep(for: .seconds(60))
+        } catch {
+            abandoned.store(true, ordering: .relaxed)
+            throw error
+        }
+        return ModelReply(message: .ai("too late"), usage: nil, model: name)
+    }
+}
+
+@Suite("cancelling a run, without PostgreSQL or HTTP")
+struct AgentRunCancelTests {
+    @Test("a cancel during the model call abandons the call at once and commits nothing")
+    func cancelDuringModelCall() async throws {
+        let journal = MemoryJournal(query: "q")
+        let model = HangingChat()
+        let cancel = CancelSignal()
+        let run = AgentRun(
+            key: key, query: "q", systemMessage: nil, journal: journal, memory: FixedMemories(), model: model, tools: tools,
+            settings: AgentSettings())
+        let outcome = Task { try await run.run(cancel: cancel) }
+        try await Task.sleep(for: .milliseconds(100))
+        cancel.fire()
+        await #expect(throws: AgentRun.Cancelled.self) { try await outcome.value }
+        let abandoned = model.abandoned.load(ordering: .relaxed)
+        #expect(abandoned)
+        #expect(await journal.commits == 0)
+        #expect(await journal.turn.count == 1)
+    }
+
+    @Test("a tool already running finishes; its result is recorded for the audit only, and the model is not called again")
+    func cancelDuringTool() async throws {
+        let journal = MemoryJournal(query: "q")
+        let slow = ToolCall(id: "c9", name: "slow", args: [:])
+        let model = ScriptedChat([.success(.ai("", toolCalls: [slow])), .success(.ai("should not be asked"))])
+        let cancel = CancelSignal()
+        let (started, tool) = AsyncStream<Void>.makeStream()
+        let run = AgentRun(
+            key: key, query: "q", systemMessage: nil, journal: journal, memory: FixedMemories(), model: model,
+            tools: ToolRegistry(tools: [SlowTool(started: tool)], approvalRequired: []), settings: AgentSettings())
+        let outcome = Task { try await run.run(cancel: cancel) }
+        // Cancelled once the tool has started; it takes 300 ms.
+        for await _ in started { break }
+        cancel.fire()
+        await #expect(throws: AgentRun.Cancelled.self) { try await outcome.value }
+        #expect(await journal.auditedAfterCancel.map(\.output) == ["slow work done"])
+        #expect(await journal.toolRecords.isEmpty)
+        #expect(await journal.turn.map(\.type) == [.human, .ai])
+        #expect(model.requests.count == 1)
+    }
+
+    @Test("a cancel fired before the run starts takes no step at all")
+    func cancelBeforeStart() async throws {
+        let journal = MemoryJournal(query: "q")
+        let model = ScriptedChat([.success(.ai("answer"))])
+        let cancel = CancelSignal()
+        cancel.fire()
+        let run = AgentRun(
+            key: key, query: "q", systemMessage: nil, journal: journal, memory: FixedMemories(), model: model, tools: tools,
+            settings: AgentSettings())
+        await #expect(throws: AgentRun.Cancelled.self) { try await run.run(cancel: cancel) }
+        #expect(model.requests.isEmpty)
+        #expect(await journal.commits == 0)
     }
 }
