@@ -36,7 +36,7 @@ let package = Package(
         // Claimer, worker slots, leases, reaper; runs an AgentRun per claimed task. No driver: Store's errors only.
         .target(name: "TaskDispatch", dependencies: ["Store", "AgentKit", logging, serviceLifecycle]),
         // The REST contract: routes, request/response types, status waits, error mapping. No driver.
-        .target(name: "API", dependencies: ["Store", "AgentKit", hummingbird, logging, .product(name: "NIOHTTP1", package: "swift-nio")]),
+        .target(name: "API", dependencies: ["Store", "AgentKit", hummingbird, asyncHTTPClient, logging, .product(name: "NIOHTTP1", package: "swift-nio")]),
         // Configuration and wiring: one function builds the whole service for main and the tests.
         .target(
             name: "AgentdApp",

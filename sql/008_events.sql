@@ -75,6 +75,18 @@ FROM (SELECT tenant_id, user_id, session_id, task_id, max(seq) AS latest FROM st
 WHERE tasks.tenant_id = stored.tenant_id AND tasks.user_id = stored.user_id
   AND tasks.session_id = stored.session_id AND tasks.task_id = stored.task_id;
 
+-- The agentd processes that serve, for the model's text as it is written (message.delta): it is
+-- never stored, so a stream on one process asks the process that runs the task (tasks.lease_owner)
+-- for it, at url, with that process's secret. Written when a process starts listening, removed
+-- when it stops; a row left by a crashed process only costs a refused connection.
+CREATE TABLE agentd_peers (
+    owner      text        PRIMARY KEY,
+    url        text        NOT NULL,
+    secret     text        NOT NULL,
+    started_at timestamptz NOT NULL DEFAULT now()
+);
+GRANT SELECT, INSERT, UPDATE, DELETE ON agentd_peers TO agentd_service;
+
 -- A cancelled task that was running keeps its lease_owner (the worker may still record the result
 -- of a tool it had started: tool_calls, never a step); nothing else reads that column once the
 -- task has ended.

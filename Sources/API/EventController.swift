@@ -11,13 +11,15 @@ public struct EventController: Sendable {
     let events: EventStore
     let watch: TaskWatch
     let poller: EventPoller
+    let relay: PeerRelay
     /// A comment line this often while nothing happens, so that proxies keep the stream open.
     let keepAlive: Duration
 
-    public init(events: EventStore, watch: TaskWatch, poller: EventPoller, keepAlive: Duration) {
+    public init(events: EventStore, watch: TaskWatch, poller: EventPoller, relay: PeerRelay, keepAlive: Duration) {
         self.events = events
         self.watch = watch
         self.poller = poller
+        self.relay = relay
         self.keepAlive = keepAlive
     }
 
@@ -71,7 +73,7 @@ public struct EventController: Sendable {
         if options.json { return try await jsonEvents(key, after: options.after) }
 
         // Registered before the first read: a change committed meanwhile wakes the first wait.
-        let subscription = watch.subscribe(key)
+        let subscription = watch.subscribe(key, deltas: true)
         let first: EventStore.Page
         do {
             guard let page = try await events.events(key, after: options.after, limit: Self.pageSize) else {
@@ -89,28 +91,68 @@ public struct EventController: Sendable {
         }
         let events = self.events
         let poller = self.poller
+        let relay = self.relay
         let keepAlive = self.keepAlive
         let body = ResponseBody { writer in
             defer { subscription.cancel() }
-            var page = first
+            var page: EventStore.Page? = first
             var last = options.after
+            var latest = first.latest
+            var state = first.state
             var polled: Int?
-            defer { if let polled { poller.stop(key, id: polled) } }
+            // The process whose model text this stream relays (`PeerRelay`), while the task runs there.
+            var relayed: String?
+            defer {
+                if let polled { poller.stop(key, id: polled) }
+                if let relayed { relay.release(key, runner: relayed) }
+            }
+            // Text waiting to be placed: right before the stored message it belongs to, or after
+            // the stored events when that message is not stored yet.
+            var pending: [MessageDelta] = []
+            // The last stored message sent: text for it or before it is stale.
+            var sentPosition = -1
             while true {
-                if !page.events.isEmpty {
-                    try await writer.write(ByteBuffer(string: page.events.map { Self.frame($0, key: key) }.joined()))
-                    last = page.events.last?.seq ?? last
+                if let current = page {
+                    var out = ""
+                    for event in current.events {
+                        if event.kind == .message, let position = event.fields["position"]?.numberValue.map(Int.init) {
+                            out += pending.filter { $0.position <= position }.map { Self.frame(Self.event(for: $0), key: key) }.joined()
+                            pending.removeAll { $0.position <= position }
+                            sentPosition = max(sentPosition, position)
+                        }
+                        out += Self.frame(event, key: key)
+                    }
+                    out += pending.map { Self.frame(Self.event(for: $0), key: key) }.joined()
+                    pending = []
+                    if !out.isEmpty { try await writer.write(ByteBuffer(string: out)) }
+                    last = current.events.last?.seq ?? last
+                    (latest, state, page) = (current.latest, current.state, nil)
+                    if current.runner != relayed {
+                        if let relayed { relay.release(key, runner: relayed) }
+                        if let runner = current.runner { relay.acquire(key, runner: runner) }
+                        relayed = current.runner
+                    }
                 }
-                let caughtUp = last >= page.latest
-                if caughtUp {
-                    if Self.isOver(page.state, follow: options.follow) || subscription.isClosed { break }
+                if last >= latest {
+                    if Self.isOver(state, follow: options.follow) || subscription.isClosed { break }
                     if let polled {
                         poller.advance(key, id: polled, latest: last)
                     } else {
                         polled = poller.track(key, latest: last)
                     }
-                    if !(await subscription.next(timeout: keepAlive)) {
+                    let wake = await subscription.next(timeout: keepAlive)
+                    let fresh = wake.deltas.filter { $0.position > sentPosition }
+                    if wake.changed {
+                        pending += fresh  // placed among the events the read below finds
+                    } else if !fresh.isEmpty {
+                        try await writer.write(ByteBuffer(string: fresh.map { Self.frame(Self.event(for: $0), key: key) }.joined()))
+                        continue
+                    } else if wake.deltas.isEmpty {
+                        // Quiet: a comment keeps proxies from closing the stream (and the read
+                        // below would find a change that a lost wake-up did not announce).
                         try await writer.write(ByteBuffer(string: ": keep-alive\n\n"))
+                    } else {
+                        continue
                     }
                     if subscription.isClosed { break }
                 }
@@ -138,6 +180,17 @@ public struct EventController: Sendable {
             if page.events.count < Self.pageSize { break }
         }
         return JSONBody.response(.array(all))
+    }
+
+    /// A live `message.delta`: text as the model writes it (`restart`: drop the text so far, the
+    /// model call is being tried again).
+    static func event(for delta: MessageDelta) -> TaskEvent {
+        var fields: [String: JSONValue] = ["position": .number(Double(delta.position))]
+        switch delta.delta {
+        case .text(let text): fields["content"] = .string(text)
+        case .restart: (fields["content"], fields["restart"]) = ("", true)
+        }
+        return TaskEvent(seq: nil, kind: .messageDelta, createdAt: Date().timeIntervalSince1970, fields: fields)
     }
 
     /// Nothing will follow: the task ended, or waits for a human and the client did not ask to follow.

@@ -2,21 +2,47 @@ import AgentKit
 import Synchronization
 
 /// Requests waiting for a task to change: status reads waiting for it to leave the queue
-/// (`GET /agent/status/...?wait=`) and event streams waiting for its next event. Woken through
-/// the `Notifier` by the notification that every statement pausing or ending a task sends,
-/// whichever process ran it; by this process's own steps (`changed`); and by `EventPoller` for
-/// the steps of other processes.
+/// (`GET /agent/status/...?wait=`) and event streams waiting for its next event or text. Woken
+/// through the `Notifier` by the notification that every statement pausing or ending a task
+/// sends, whichever process ran it; by this process's own steps (`changed`); by `EventPoller` for
+/// the steps of other processes; and by the model's text as it is written (`delta`), from a run in
+/// this process or relayed from the process that runs the task (`PeerDeltas`).
 public final class TaskWatch: Sendable {
-    private struct Waiter {
-        var fired = false
-        var continuation: CheckedContinuation<Void, Never>?
+    /// What woke a subscription.
+    public struct Wake: Sendable {
+        /// The task may have changed: read it again.
+        public var changed: Bool
+        /// Text written since the last wake, in order.
+        public var deltas: [MessageDelta]
     }
 
-    /// By task (`TaskKey` compares ids exactly: look-alike ids name two tasks).
-    private let waiters = Mutex<[TaskKey: [Int: Waiter]]>([:])
-    private let nextID = Atomic<Int>(0)
+    private struct Waiter {
+        var changed = false
+        var deltas: [MessageDelta] = []
+        var deltaBytes = 0
+        let wantsDeltas: Bool
+        var continuation: CheckedContinuation<Void, Never>?
+        /// The wait is over (timed out) even if nothing came: a late suspension returns at once.
+        var released = false
+
+        var ready: Bool { changed || !deltas.isEmpty }
+    }
+
+    private struct State {
+        /// By task (`TaskKey` compares ids exactly: look-alike ids name two tasks).
+        var waiters: [TaskKey: [Int: Waiter]] = [:]
+        /// The text of each model call in progress so far, for a stream that joins in the middle.
+        var partial: [TaskKey: (position: Int, text: String)] = [:]
+        var nextID = 0
+    }
+
+    private let state = Mutex(State())
     /// Set on shutdown: no wait starts any more.
-    fileprivate let closed = Atomic<Bool>(false)
+    private let closed = Atomic<Bool>(false)
+
+    /// Text kept per waiter (a slow reader) and per model call in progress; beyond it, deltas
+    /// are dropped: they are a preview, and the stored `message` that follows has the whole text.
+    static let maxDeltaBytes = 1 << 20
 
     public init() {}
 
@@ -33,7 +59,7 @@ public final class TaskWatch: Sendable {
         var value = try await read()
         // Steps that do not settle the task wake it too (`changed`): it waits on until one does.
         while pending(value), clock.now < deadline, !subscription.isClosed {
-            guard await subscription.next(timeout: deadline - clock.now) else { return try await read() }
+            guard await subscription.next(timeout: deadline - clock.now).changed else { return try await read() }
             value = try await read()
         }
         return value
@@ -45,13 +71,12 @@ public final class TaskWatch: Sendable {
         public let key: TaskKey
         let id: Int
 
-        /// Waits until the task may have changed since the last wake (or since `subscribe`), or
-        /// until `timeout`; false on timeout. A change during the reader's read is not lost: it
+        /// Waits until the task may have changed or text arrived since the last wake (or since
+        /// `subscribe`), or until `timeout`. A change during the reader's read is not lost: it
         /// wakes the next call at once.
-        public func next(timeout: Duration) async -> Bool {
-            let fired = await watch.wait(key, id: id, timeout: timeout)
-            watch.rearm(key, id: id)
-            return fired
+        public func next(timeout: Duration) async -> Wake {
+            await watch.wait(key, id: id, timeout: timeout)
+            return watch.take(key, id: id)
         }
 
         /// True once the service is shutting down: readers should finish.
@@ -60,75 +85,62 @@ public final class TaskWatch: Sendable {
         public func cancel() { watch.forget(key, id: id) }
     }
 
-    /// Registers before the reader's first read; `Subscription.cancel` when done.
-    public func subscribe(_ key: TaskKey) -> Subscription {
-        Subscription(watch: self, key: key, id: register(key))
-    }
-
-    /// The task changed (a step this process committed): wakes its waiters.
-    public func changed(_ key: TaskKey) { settled(key) }
-
-    private func rearm(_ name: TaskKey, id: Int) {
-        waiters.withLock { waiters in
-            guard var waiter = waiters[name]?[id] else { return }
-            waiter.fired = closed.load(ordering: .sequentiallyConsistent)
-            waiters[name]?[id] = waiter
-        }
-    }
-
-    private func register(_ name: TaskKey) -> Int {
-        let id = nextID.add(1, ordering: .relaxed).newValue
-        // Read under the lock that `close` takes after setting it: a waiter is either seen by
-        // close's wake-up or sees `closed` itself.
-        waiters.withLock { $0[name, default: [:]][id] = Waiter(fired: closed.load(ordering: .sequentiallyConsistent)) }
-        return id
-    }
-
-    /// Suspends until the waiter is fired (NOTIFY, reconnect, shutdown) or `timeout` passes;
-    /// true when fired.
-    @discardableResult
-    private func wait(_ name: TaskKey, id: Int, timeout: Duration) async -> Bool {
-        await withTaskGroup(of: Bool.self) { group in
-            group.addTask {
-                await withCheckedContinuation { continuation in
-                    let now = self.waiters.withLock { waiters -> Bool in
-                        guard var waiter = waiters[name]?[id], !waiter.fired else { return true }
-                        waiter.continuation = continuation
-                        waiters[name]?[id] = waiter
-                        return false
-                    }
-                    if now { continuation.resume() }
-                }
-                return true
+    /// Registers before the reader's first read; `Subscription.cancel` when done. With `deltas`,
+    /// the subscription also receives the model's text, starting with the text so far of a model
+    /// call in progress in this process.
+    public func subscribe(_ key: TaskKey, deltas: Bool = false) -> Subscription {
+        let closed = self.closed.load(ordering: .sequentiallyConsistent)
+        let id = state.withLock { state -> Int in
+            state.nextID += 1
+            var waiter = Waiter(changed: closed, wantsDeltas: deltas)
+            if deltas, let partial = state.partial[key], !partial.text.isEmpty {
+                waiter.deltas = [MessageDelta(position: partial.position, delta: .text(partial.text))]
+                waiter.deltaBytes = partial.text.utf8.count
             }
-            group.addTask {
-                try? await Task.sleep(for: timeout)
-                return false
+            state.waiters[key, default: [:]][state.nextID] = waiter
+            return state.nextID
+        }
+        return Subscription(watch: self, key: key, id: id)
+    }
+
+    /// The task changed (a step committed, here or elsewhere): wakes its waiters. A model call's
+    /// text in progress is over: its message is stored now.
+    public func changed(_ key: TaskKey) {
+        wake(key) { waiter in waiter.changed = true }
+        state.withLock { _ = $0.partial.removeValue(forKey: key) }
+    }
+
+    /// The task paused or ended (its notification).
+    public func settled(_ key: TaskKey) { changed(key) }
+
+    /// The model wrote text for the task: to the streams that want it.
+    public func delta(_ key: TaskKey, _ delta: MessageDelta) {
+        let size: Int
+        switch delta.delta {
+        case .text(let text): size = text.utf8.count
+        case .restart: size = 0
+        }
+        state.withLock { state in
+            switch delta.delta {
+            case .restart: state.partial[key] = nil
+            case .text(let text):
+                var kept = state.partial[key] ?? (delta.position, "")
+                if kept.position != delta.position { kept = (delta.position, "") }
+                if kept.text.utf8.count + size <= Self.maxDeltaBytes { kept.text += text }
+                state.partial[key] = kept
             }
-            let fired = await group.next() ?? false
-            fire(name, id: id)
-            group.cancelAll()
-            return fired
         }
-    }
-
-    private func forget(_ name: TaskKey, id: Int) {
-        waiters.withLock { waiters in
-            waiters[name]?[id] = nil
-            if waiters[name]?.isEmpty == true { waiters[name] = nil }
+        wake(key) { waiter in
+            guard waiter.wantsDeltas, waiter.deltaBytes + size <= Self.maxDeltaBytes else { return }
+            waiter.deltas.append(delta)
+            waiter.deltaBytes += size
         }
-    }
-
-    /// The task paused or ended: wakes its waiters.
-    public func settled(_ name: TaskKey) {
-        let ids = waiters.withLock { $0[name].map { Array($0.keys) } ?? [] }
-        for id in ids { fire(name, id: id) }
     }
 
     /// After the listener reconnects (notifications may have been missed): every waiter reads again.
     public func wakeAll() {
-        let all = waiters.withLock { $0.flatMap { name, ids in ids.keys.map { (name, $0) } } }
-        for (name, id) in all { fire(name, id: id) }
+        let keys = state.withLock { Array($0.waiters.keys) }
+        for key in keys { wake(key) { $0.changed = true } }
     }
 
     /// On shutdown: every waiter answers now, and later ones do not wait.
@@ -137,13 +149,72 @@ public final class TaskWatch: Sendable {
         wakeAll()
     }
 
-    private func fire(_ name: TaskKey, id: Int) {
-        let continuation = waiters.withLock { waiters -> CheckedContinuation<Void, Never>? in
-            guard var waiter = waiters[name]?[id] else { return nil }
-            waiter.fired = true
-            defer { waiter.continuation = nil; waiters[name]?[id] = waiter }
-            return waiter.continuation
+    /// Applies `change` to every waiter of `key` and resumes the ones it made ready.
+    private func wake(_ key: TaskKey, _ change: (inout Waiter) -> Void) {
+        let ready = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            guard var waiters = state.waiters[key] else { return [] }
+            var resumed: [CheckedContinuation<Void, Never>] = []
+            for (id, var waiter) in waiters {
+                change(&waiter)
+                if waiter.ready, let continuation = waiter.continuation {
+                    resumed.append(continuation)
+                    waiter.continuation = nil
+                }
+                waiters[id] = waiter
+            }
+            state.waiters[key] = waiters
+            return resumed
         }
-        continuation?.resume()
+        for continuation in ready { continuation.resume() }
+    }
+
+    /// Suspends until the waiter is ready (a change, text, shutdown) or `timeout` passes.
+    private func wait(_ key: TaskKey, id: Int, timeout: Duration) async {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                await withCheckedContinuation { continuation in
+                    let now = self.state.withLock { state -> Bool in
+                        guard var waiter = state.waiters[key]?[id], !waiter.ready, !waiter.released else { return true }
+                        waiter.continuation = continuation
+                        state.waiters[key]?[id] = waiter
+                        return false
+                    }
+                    if now { continuation.resume() }
+                }
+            }
+            group.addTask { try? await Task.sleep(for: timeout) }
+            await group.next()
+            group.cancelAll()
+            // Whichever finished first, the other must not stay suspended.
+            let continuation = state.withLock { state -> CheckedContinuation<Void, Never>? in
+                let continuation = state.waiters[key]?[id]?.continuation
+                state.waiters[key]?[id]?.continuation = nil
+                state.waiters[key]?[id]?.released = true
+                return continuation
+            }
+            continuation?.resume()
+        }
+    }
+
+    /// What the waiter has gathered, and a fresh start for the next wait.
+    private func take(_ key: TaskKey, id: Int) -> Wake {
+        let closed = self.closed.load(ordering: .sequentiallyConsistent)
+        return state.withLock { state in
+            guard var waiter = state.waiters[key]?[id] else { return Wake(changed: true, deltas: []) }
+            let wake = Wake(changed: waiter.changed, deltas: waiter.deltas)
+            waiter.changed = closed
+            waiter.deltas = []
+            waiter.deltaBytes = 0
+            waiter.released = false
+            state.waiters[key]?[id] = waiter
+            return wake
+        }
+    }
+
+    private func forget(_ key: TaskKey, id: Int) {
+        state.withLock { state in
+            state.waiters[key]?[id] = nil
+            if state.waiters[key]?.isEmpty == true { state.waiters[key] = nil }
+        }
     }
 }

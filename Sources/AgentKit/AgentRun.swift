@@ -54,7 +54,11 @@ public struct AgentRun: Sendable {
     ///   - cancel: fired when a client cancels the task: the model call in flight is abandoned, a
     ///     tool already started finishes (its result goes to the journal's audit record only),
     ///     and the run ends with `Cancelled`.
-    public func run(stopping: @Sendable () -> Bool = { false }, cancel: CancelSignal = CancelSignal()) async throws -> Outcome {
+    ///   - deltas: the model's text as it is written, for live event streams (a model that streams).
+    public func run(
+        stopping: @Sendable () -> Bool = { false }, cancel: CancelSignal = CancelSignal(),
+        deltas: @escaping @Sendable (MessageDelta) -> Void = { _ in }
+    ) async throws -> Outcome {
         let context = try await journal.context(historyLimit: settings.historyMessages)
         var turn = context.turn
         guard !turn.isEmpty else { return try await fail("the task has no query message") }
@@ -77,7 +81,10 @@ public struct AgentRun: Sendable {
                 let reply: ModelReply
                 do {
                     let model = self.model
-                    reply = try await cancel.abortable { try await model.complete(request) }
+                    let position = turn.count
+                    reply = try await cancel.abortable {
+                        try await model.complete(request, deltas: { deltas(MessageDelta(position: position, delta: $0)) })
+                    }
                 } catch is CancelSignal.Fired {
                     throw Cancelled()
                 } catch is CancellationError {

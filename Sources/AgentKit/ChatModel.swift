@@ -59,9 +59,35 @@ public struct ModelError: Error, Sendable, CustomStringConvertible {
     public var description: String { message }
 }
 
+/// Text of a reply as the model writes it, before the reply is whole.
+public enum ModelDelta: Sendable, Equatable {
+    case text(String)
+    /// The call is being tried again after its stream broke: drop the text so far.
+    case restart
+}
+
+/// Text of the model message that will be at `position` in the task's turn.
+public struct MessageDelta: Sendable, Equatable {
+    public var position: Int
+    public var delta: ModelDelta
+
+    public init(position: Int, delta: ModelDelta) {
+        self.position = position
+        self.delta = delta
+    }
+}
+
 /// Any chat model the agent can talk to.
 public protocol ChatModel: Sendable {
     /// The configured model name, recorded with every call.
     var name: String { get }
     func complete(_ request: ModelRequest) async throws -> ModelReply
+    /// The same reply; a model that streams also hands each piece of text to `deltas` as it arrives.
+    func complete(_ request: ModelRequest, deltas: @escaping @Sendable (ModelDelta) -> Void) async throws -> ModelReply
+}
+
+extension ChatModel {
+    public func complete(_ request: ModelRequest, deltas: @escaping @Sendable (ModelDelta) -> Void) async throws -> ModelReply {
+        try await complete(request)
+    }
 }

@@ -14,6 +14,8 @@ public struct AgentdConfiguration: Sendable {
     /// One model HTTP attempt.
     public var llmTimeout: Duration
     public var llmMaxRetries: Int
+    /// Ask the model for streamed replies (text to event streams as it is written).
+    public var llmStream: Bool
     public var workerSlots: Int
     public var dbPoolSize: Int
     public var maxSteps: Int
@@ -29,6 +31,9 @@ public struct AgentdConfiguration: Sendable {
     public var httpIdleTimeout: Duration
     /// An event stream with nothing to send writes a comment line this often.
     public var eventKeepAlive: Duration
+    /// How the other agentd processes reach this one (for the model's text of the tasks it runs);
+    /// nil: `http://HOST:PORT`, with this machine's name for a wildcard HOST.
+    public var peerURL: String?
     /// The role the service works as (`SET ROLE`), so that row-level security applies; nil for none.
     public var dbRole: String?
     /// `required`: every request needs an API key. `auto`: without any active key, a service
@@ -40,7 +45,7 @@ public struct AgentdConfiguration: Sendable {
 
     public init(
         databaseURL: String = defaultDatabaseURL, host: String = "127.0.0.1", port: Int = 8001, llmBaseURL: String? = nil,
-        llmAPIKey: String? = nil, llmModel: String = "gpt-4o-mini", llmTimeout: Duration = .seconds(60), llmMaxRetries: Int = 3,
+        llmAPIKey: String? = nil, llmModel: String = "gpt-4o-mini", llmTimeout: Duration = .seconds(60), llmMaxRetries: Int = 3, llmStream: Bool = true,
         workerSlots: Int = 256, dbPoolSize: Int = 8, maxSteps: Int = 10, historyMessages: Int = 20, memoryRecallLimit: Int = 5,
         approvalTools: Set<String> = ["book_hotel"], lease: Duration = .seconds(30), maxAttempts: Int = 3,
         statementTimeout: Duration = .seconds(30), shutdownGrace: Duration = .seconds(10), httpIdleTimeout: Duration = .seconds(60),
@@ -55,6 +60,7 @@ public struct AgentdConfiguration: Sendable {
         self.llmModel = llmModel
         self.llmTimeout = llmTimeout
         self.llmMaxRetries = llmMaxRetries
+        self.llmStream = llmStream
         self.workerSlots = workerSlots
         self.dbPoolSize = dbPoolSize
         self.maxSteps = maxSteps
@@ -105,6 +111,13 @@ public struct AgentdConfiguration: Sendable {
         if let model = value("LLM_MODEL") { llmModel = model }
         if let timeout = try seconds("LLM_TIMEOUT_S", 1...3600) { llmTimeout = timeout }
         if let retries = try integer("LLM_MAX_RETRIES", 0...10) { llmMaxRetries = retries }
+        if let stream = value("LLM_STREAM") {
+            switch stream.lowercased() {
+            case "1", "true", "on": llmStream = true
+            case "0", "false", "off": llmStream = false
+            default: throw Invalid(description: "LLM_STREAM=\(stream) must be 1 or 0")
+            }
+        }
         if let slots = try integer("WORKER_SLOTS", 0...100_000) { workerSlots = slots }
         if let size = try integer("DB_POOL_SIZE", 1...500) { dbPoolSize = size }
         if let steps = try integer("MAX_STEPS", 1...1000) { maxSteps = steps }
@@ -126,6 +139,12 @@ public struct AgentdConfiguration: Sendable {
         if let grace = try seconds("SHUTDOWN_GRACE_S", 0...3600) { shutdownGrace = grace }
         if let idle = try seconds("HTTP_IDLE_TIMEOUT_S", 1...3600) { httpIdleTimeout = idle }
         if let keepAlive = try seconds("EVENT_KEEPALIVE_S", 0.1...3600) { eventKeepAlive = keepAlive }
+        if let peer = value("PEER_URL") {
+            guard let url = URL(string: peer), ["http", "https"].contains(url.scheme?.lowercased() ?? ""), url.host != nil else {
+                throw Invalid(description: "PEER_URL=\(peer) must be an http(s) URL such as http://10.0.0.5:8001")
+            }
+            peerURL = peer.hasSuffix("/") ? String(peer.dropLast()) : peer
+        }
         if let auth = value("AUTH") {
             switch auth.lowercased() {
             case "required": authRequired = true
@@ -139,6 +158,15 @@ public struct AgentdConfiguration: Sendable {
             }
             logLevel = parsed
         }
+    }
+
+    /// `PEER_URL`, or what it defaults to once the server listens on `port`.
+    public func peerURL(port: Int) -> String {
+        if let peerURL { return peerURL }
+        var host = host
+        if ["0.0.0.0", "::", ""].contains(host) { host = ProcessInfo.processInfo.hostName }
+        if host.contains(":") { host = "[\(host)]" }
+        return "http://\(host):\(port)"
     }
 
     /// Whether HOST keeps the service on this machine.
@@ -172,6 +200,7 @@ extension AgentdConfiguration {
         Variable(name: "`LLM_MODEL`", defaultValue: "`gpt-4o-mini`", meaning: "model name sent to the server"),
         Variable(name: "`LLM_TIMEOUT_S`", defaultValue: "`60`", meaning: "timeout of one model HTTP attempt"),
         Variable(name: "`LLM_MAX_RETRIES`", defaultValue: "`3`", meaning: "retries on 429, 5xx and connection errors, with exponential backoff (honours `Retry-After`)"),
+        Variable(name: "`LLM_STREAM`", defaultValue: "`1`", meaning: "`1`: ask for streamed replies (`stream: true`), so event streams show text as it is written; falls back to plain calls for a server that refuses; `0`: plain calls"),
         Variable(name: "`WORKER_SLOTS`", defaultValue: "`256`", meaning: "tasks in flight per process (Swift tasks, not threads); also the most connections to the model's host; `0`: this process serves the API only and runs no task"),
         Variable(name: "`DB_POOL_SIZE`", defaultValue: "`8`", meaning: "database connections per process, each with its own blocking thread; status reads use at most half at once"),
         Variable(name: "`MAX_STEPS`", defaultValue: "`10`", meaning: "model calls per task before it ends in `error`"),
@@ -183,6 +212,7 @@ extension AgentdConfiguration {
         Variable(name: "`STATEMENT_TIMEOUT_S`", defaultValue: "`30`", meaning: "PostgreSQL `statement_timeout` of every connection"),
         Variable(name: "`HTTP_IDLE_TIMEOUT_S`", defaultValue: "`60`", meaning: "an HTTP connection that sends nothing this long is closed (idle keep-alive, stalled headers or body)"),
         Variable(name: "`EVENT_KEEPALIVE_S`", defaultValue: "`15`", meaning: "an event stream with nothing to send writes a `: keep-alive` comment this often (keep it under your proxies' idle timeout)"),
+        Variable(name: "`PEER_URL`", defaultValue: "`http://HOST:PORT` (the machine's name for a wildcard HOST)", meaning: "how the other agentd processes on the same database reach this one, to relay the model's text of the tasks it runs to their event streams"),
         Variable(name: "`SHUTDOWN_GRACE_S`", defaultValue: "`10`", meaning: "on SIGTERM/SIGINT, how long running tasks may take to finish their current step"),
         Variable(name: "`AUTH`", defaultValue: "`auto`", meaning: "`auto`: open (no keys checked) while no API key exists and HOST is loopback; `required`: every request needs a key"),
         Variable(name: "`DB_ROLE`", defaultValue: "`agentd_service`", meaning: "role the service `SET ROLE`s to, so row-level security applies; empty for none"),

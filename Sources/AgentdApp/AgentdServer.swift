@@ -61,7 +61,7 @@ public enum AgentdServer {
             settings: AgentSettings(
                 maxSteps: configuration.maxSteps, historyMessages: configuration.historyMessages,
                 memoryRecallLimit: configuration.memoryRecallLimit),
-            logger: logger)
+            logger: logger, onDelta: { watch.delta($0, $1) })
         guard let notifier = Notifier(conninfo: configuration.databaseURL, logger: logger) else {
             throw RefusedToStart(description: "cannot create the notifier's wake-up pipe")
         }
@@ -87,6 +87,13 @@ public enum AgentdServer {
         let openAPI = Self.openAPIDocument()
         if openAPI == nil { logger.warning("openapi.yaml not found beside the sql/ folder; GET /openapi.yaml answers 404") }
         router.addRoutes(PublicController(checkDatabase: { try await pool.healthCheck() }, openAPI: openAPI).endpoints)
+        // Peers authenticate with this process's own secret, not with API keys.
+        let peers = PeerDirectory(pool: pool)
+        let secret = PeerRelay.makeSecret()
+        let relay = PeerRelay(
+            owner: owner, secret: secret, watch: watch, directory: peers, httpClient: httpClient, logger: logger,
+            isRunningHere: { dispatcher.isRunning($0) })
+        router.addRoutes(relay.endpoints)
         // Every route added after it has a caller, or is refused: the data routes' context
         // cannot exist without one.
         router.add(middleware: AuthMiddleware(keys: keys, mode: open ? .openWhileNoKeys : .required))
@@ -95,7 +102,8 @@ public enum AgentdServer {
         data.addRoutes(MemoryController(memories: memories).endpoints)
         let events = EventStore(pool: pool)
         let poller = EventPoller(interval: EventPoller.defaultInterval, watch: watch, logger: logger) { try await events.latest($0) }
-        data.addRoutes(EventController(events: events, watch: watch, poller: poller, keepAlive: configuration.eventKeepAlive).endpoints)
+        data.addRoutes(
+            EventController(events: events, watch: watch, poller: poller, relay: relay, keepAlive: configuration.eventKeepAlive).endpoints)
 
         let app = Application(
             router: router,
@@ -109,13 +117,28 @@ public enum AgentdServer {
                     queue: queue, interval: configuration.lease / 3,
                     maxAttempts: configuration.maxAttempts, logger: logger),
             ],
-            onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? configuration.port) },
+            onServerRunning: { channel in
+                let port = channel.localAddress?.port ?? configuration.port
+                do {
+                    try await peers.register(owner: owner, url: configuration.peerURL(port: port), secret: secret)
+                } catch {
+                    logger.warning("could not register for peers; other processes' event streams get no text of this one's tasks",
+                                   metadata: ["error": "\(String(reflecting: error))"])
+                }
+                await onServerRunning(port)
+            },
             logger: logger)
         // Services stop in reverse order: the waiting status reads answer first, so that the HTTP
         // server's graceful shutdown, which waits for requests in flight, does not wait out their ?wait=.
         let group = ServiceGroup(
             configuration: .init(services: [app, StatusWaitCloser(watch: watch)], gracefulShutdownSignals: signals, logger: logger))
-        try await group.run()
+        do {
+            try await group.run()
+        } catch {
+            try? await peers.unregister(owner: owner)
+            throw error
+        }
+        try? await peers.unregister(owner: owner)
     }
 
     /// Answers every waiting status read as soon as shutdown begins.
@@ -167,7 +190,7 @@ public enum AgentdServer {
         return OpenAICompatibleModel(
             configuration: .init(
                 baseURL: baseURL, apiKey: configuration.llmAPIKey, model: configuration.llmModel,
-                timeout: configuration.llmTimeout, maxRetries: configuration.llmMaxRetries),
+                timeout: configuration.llmTimeout, maxRetries: configuration.llmMaxRetries, stream: configuration.llmStream),
             httpClient: httpClient, logger: logger)
     }
 }

@@ -4,10 +4,12 @@ import Foundation
 import Logging
 import NIOCore
 import NIOHTTP1
+import Synchronization
 
 /// `ChatModel` over any OpenAI-compatible `POST {baseURL}/chat/completions` with function
 /// calling: OpenAI, DeepSeek, Qwen (DashScope compatible mode), vLLM, Ollama.
-/// Retries 429, 5xx and connection failures with exponential backoff and jitter.
+/// Retries 429, 5xx and connection failures with exponential backoff and jitter. Streams
+/// (`stream: true`) unless told not to, and falls back to plain calls for a server that refuses.
 public struct OpenAICompatibleModel: ChatModel {
     public struct Configuration: Sendable {
         public var baseURL: String
@@ -20,10 +22,13 @@ public struct OpenAICompatibleModel: ChatModel {
         public var initialBackoff: Duration
         public var maxBackoff: Duration
         public var temperature: Double?
+        /// Ask for the reply as a stream of chunks (text as it is written).
+        public var stream: Bool
 
         public init(
             baseURL: String, apiKey: String? = nil, model: String, timeout: Duration = .seconds(60), maxRetries: Int = 3,
-            initialBackoff: Duration = .milliseconds(500), maxBackoff: Duration = .seconds(8), temperature: Double? = nil
+            initialBackoff: Duration = .milliseconds(500), maxBackoff: Duration = .seconds(8), temperature: Double? = nil,
+            stream: Bool = true
         ) {
             self.baseURL = baseURL
             self.apiKey = apiKey
@@ -33,6 +38,7 @@ public struct OpenAICompatibleModel: ChatModel {
             self.initialBackoff = initialBackoff
             self.maxBackoff = maxBackoff
             self.temperature = temperature
+            self.stream = stream
         }
     }
 
@@ -40,6 +46,12 @@ public struct OpenAICompatibleModel: ChatModel {
     let httpClient: HTTPClient
     let logger: Logger
     let endpoint: String
+    /// Set once the server refused a streamed call: later calls are plain.
+    private let streamRefused = StreamRefusal()
+
+    private final class StreamRefusal: Sendable {
+        let refused = Atomic<Bool>(false)
+    }
 
     /// Largest response body read.
     static let maxResponseBytes = 8 << 20
@@ -56,16 +68,38 @@ public struct OpenAICompatibleModel: ChatModel {
     public var name: String { configuration.model }
 
     public func complete(_ request: ModelRequest) async throws -> ModelReply {
-        let body = ByteBuffer(string: Self.requestBody(request, configuration: configuration).jsonText)
+        try await complete(request, deltas: { _ in })
+    }
+
+    public func complete(_ request: ModelRequest, deltas: @escaping @Sendable (ModelDelta) -> Void) async throws -> ModelReply {
         var attempt = 0
+        var wrote = false
         while true {
             attempt += 1
             try Task.checkCancellation()
-            let outcome = await send(body)
+            let streaming = configuration.stream && !streamRefused.refused.load(ordering: .relaxed)
+            let body = ByteBuffer(string: Self.requestBody(request, configuration: configuration, stream: streaming).jsonText)
+            if wrote {
+                deltas(.restart)
+                wrote = false
+            }
+            let outcome = await send(body, streaming: streaming) { text in
+                wrote = true
+                deltas(.text(text))
+            }
             switch outcome {
-            case .success(let data):
-                return try Self.parseReply(data, fallbackModel: configuration.model, logger: logger)
+            case .success(let reply):
+                return reply
             case .failure(let failure):
+                if streaming, failure.refusedStreaming {
+                    // Some OpenAI-compatible servers answer 400 to `stream`: plain calls from now on, this one at once.
+                    logger.notice("the model server refused a streamed call; calling it without streaming from now on")
+                    streamRefused.refused.store(true, ordering: .relaxed)
+                    attempt -= 1
+                    continue
+                }
+                // A call abandoned by cancellation is not the model's failure.
+                try Task.checkCancellation()
                 guard failure.retryable, attempt <= configuration.maxRetries else {
                     throw ModelError(message: failure.describe(attempts: attempt))
                 }
@@ -82,34 +116,57 @@ public struct OpenAICompatibleModel: ChatModel {
         var reason: String
         var retryable: Bool
         var retryAfter: Duration?
+        /// A 4xx that names `stream`: the server does not stream.
+        var refusedStreaming = false
 
         func describe(attempts: Int) -> String {
             "\(reason) (\(attempts) attempt\(attempts == 1 ? "" : "s"))"
         }
     }
 
-    private func send(_ body: ByteBuffer) async -> Result<Data, Failure> {
+    /// One attempt. A streamed reply hands its text to `onText` as chunks arrive; a server that
+    /// answers a streamed call with a plain completion is read as one.
+    private func send(_ body: ByteBuffer, streaming: Bool, onText: (String) -> Void) async -> Result<ModelReply, Failure> {
         var request = HTTPClientRequest(url: endpoint)
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/json")
-        request.headers.add(name: "Accept", value: "application/json")
+        request.headers.add(name: "Accept", value: streaming ? "text/event-stream" : "application/json")
         if let key = configuration.apiKey, !key.isEmpty { request.headers.add(name: "Authorization", value: "Bearer \(key)") }
         request.body = .bytes(body)
         let timeout = configuration.timeout
         do {
             let response = try await httpClient.execute(request, timeout: .milliseconds(Int64(timeout.milliseconds)))
-            let bytes = try await response.body.collect(upTo: Self.maxResponseBytes)
-            let data = Data(bytes.readableBytesView)
             let status = Int(response.status.code)
             guard (200..<300).contains(status) else {
-                let excerpt = String(decoding: data.prefix(300), as: UTF8.self)
+                let bytes = try await response.body.collect(upTo: Self.maxResponseBytes)
+                let excerpt = String(decoding: Data(bytes.readableBytesView).prefix(300), as: UTF8.self)
                 return .failure(
                     Failure(
                         reason: "model server answered \(status) \(response.status.reasonPhrase): \(excerpt)",
                         retryable: status == 429 || status >= 500,
-                        retryAfter: Self.retryAfter(response.headers.first(name: "Retry-After"))))
+                        retryAfter: Self.retryAfter(response.headers.first(name: "Retry-After")),
+                        refusedStreaming: streaming && (400..<500).contains(status) && status != 429 && excerpt.lowercased().contains("stream")))
             }
-            return .success(data)
+            if streaming, response.headers.first(name: "Content-Type")?.lowercased().contains("text/event-stream") == true {
+                var stream = ChatStream()
+                var received = 0
+                for try await chunk in response.body {
+                    received += chunk.readableBytes
+                    guard received <= Self.maxResponseBytes else {
+                        return .failure(Failure(reason: "model stream longer than \(Self.maxResponseBytes) bytes", retryable: false))
+                    }
+                    for text in try stream.feed(chunk.readableBytesView) { onText(text) }
+                }
+                return .success(try stream.finish(fallbackModel: configuration.model))
+            }
+            let bytes = try await response.body.collect(upTo: Self.maxResponseBytes)
+            return .success(try Self.parseReply(Data(bytes.readableBytesView), fallbackModel: configuration.model, logger: logger))
+        } catch let error as ChatStream.Malformed {
+            return .failure(Failure(reason: error.message, retryable: false))
+        } catch is ChatStream.Truncated {
+            return .failure(Failure(reason: "model stream ended before the reply was complete", retryable: true))
+        } catch let error as ModelError {
+            return .failure(Failure(reason: error.message, retryable: false))
         } catch let error as HTTPClientError where error == .deadlineExceeded || error == .readTimeout || error == .connectTimeout {
             return .failure(Failure(reason: "model request timed out after \(timeout)", retryable: true))
         } catch is CancellationError {
@@ -129,11 +186,15 @@ public struct OpenAICompatibleModel: ChatModel {
 
     // MARK: Wire format
 
-    static func requestBody(_ request: ModelRequest, configuration: Configuration) -> JSONValue {
+    static func requestBody(_ request: ModelRequest, configuration: Configuration, stream: Bool = false) -> JSONValue {
         var body: [String: JSONValue] = [
             "model": .string(configuration.model),
             "messages": .array(request.messages.map(wireMessage)),
         ]
+        if stream {
+            body["stream"] = true
+            body["stream_options"] = ["include_usage": true]
+        }
         if !request.tools.isEmpty {
             body["tools"] = .array(
                 request.tools.map { ["type": "function", "function": ["name": .string($0.name), "description": .string($0.description), "parameters": $0.parameters]] })

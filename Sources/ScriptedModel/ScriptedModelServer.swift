@@ -7,7 +7,9 @@ import ServiceLifecycle
 import Synchronization
 
 /// A scripted OpenAI-compatible chat-completions server on 127.0.0.1, speaking the real
-/// protocol over real HTTP, so that the service's real model client runs in tests.
+/// protocol over real HTTP, so that the service's real model client runs in tests. A request
+/// with `stream: true` is answered as OpenAI streams: `chat.completion.chunk` events (text in
+/// pieces, tool calls with their arguments in pieces, the usage last) and `data: [DONE]`.
 public final class ScriptedModelServer: Sendable {
     /// What the server answers to one request.
     public indirect enum Reply: Sendable {
@@ -21,6 +23,10 @@ public final class ScriptedModelServer: Sendable {
         case delayed(Duration, Reply)
         /// 200 with this raw body.
         case malformed(String)
+        /// Text in these pieces, `interval` apart (a plain completion when the request does not stream).
+        case streamed([String], interval: Duration)
+        /// 200 `text/event-stream` with this raw body, for broken streams.
+        case rawStream(String)
     }
 
     /// One request as received.
@@ -33,6 +39,8 @@ public final class ScriptedModelServer: Sendable {
         public var systemMessage: String?
         public var toolNames: [String]
         public var authorization: String?
+        /// The request asked for `stream: true`.
+        public var streams: Bool
     }
 
     private struct State {
@@ -41,6 +49,8 @@ public final class ScriptedModelServer: Sendable {
         var recordsRequests: Bool
         var queue: [Reply] = []
         var requests: [Request] = []
+        /// Answers 400 to a request that asks to stream, as some servers do.
+        var refusesStreaming = false
     }
 
     private let box: Box
@@ -51,6 +61,10 @@ public final class ScriptedModelServer: Sendable {
     public var baseURL: String { "http://127.0.0.1:\(port)/v1" }
     public var requests: [Request] { box.state.withLock { $0.requests } }
     public var requestCount: Int { box.state.withLock { $0.requests.count } }
+
+    public func setRefusesStreaming(_ refuses: Bool) {
+        box.state.withLock { $0.refusesStreaming = refuses }
+    }
 
     public func setHandler(_ handler: @escaping @Sendable (Request) async -> Reply) {
         box.state.withLock { $0.handler = handler }
@@ -78,6 +92,10 @@ public final class ScriptedModelServer: Sendable {
             let body = (try? JSONDecoder().decode(JSONValue.self, from: Data(buffer: buffer))) ?? .null
             let received = Self.parse(body, authorization: request.headers[.authorization])
             let reply = box.next(for: received)
+            if received.streams, box.state.withLock({ $0.refusesStreaming }) {
+                return await Self.respond(
+                    .failure(status: 400, body: #"{"error":{"message":"stream is not supported by this server"}}"#), model: "", prompt: received)
+            }
             return await Self.respond(reply(received), model: received.model ?? "scripted", prompt: received)
         }
         var logger = Logger(label: "scripted-model")
@@ -157,7 +175,8 @@ public final class ScriptedModelServer: Sendable {
         }
         return Request(
             body: body, model: body["model"]?.stringValue, messages: messages,
-            systemMessage: messages.first { $0.type == .system }?.content, toolNames: toolNames, authorization: authorization)
+            systemMessage: messages.first { $0.type == .system }?.content, toolNames: toolNames, authorization: authorization,
+            streams: body["stream"] == true)
     }
 
     static func respond(_ reply: Reply, model: String, prompt: Request) async -> Response {
@@ -165,6 +184,15 @@ public final class ScriptedModelServer: Sendable {
         case .delayed(let delay, let inner):
             try? await Task.sleep(for: delay)
             return await respond(inner, model: model, prompt: prompt)
+        case .rawStream(let body):
+            return Response(status: .ok, headers: [.contentType: "text/event-stream"], body: .init(byteBuffer: ByteBuffer(string: body)))
+        case .streamed(let pieces, let interval):
+            guard prompt.streams else { return await respond(.text(pieces.joined()), model: model, prompt: prompt) }
+            return stream(content: pieces, calls: [], interval: interval, model: model, prompt: prompt)
+        case .text(let content) where prompt.streams:
+            return stream(content: pieces(of: content, count: 4), calls: [], interval: .zero, model: model, prompt: prompt)
+        case .toolCalls(let calls, let content) where prompt.streams:
+            return stream(content: content.isEmpty ? [] : [content], calls: calls, interval: .zero, model: model, prompt: prompt)
         case .failure(let status, let body, let retryAfter):
             var headers: HTTPFields = [.contentType: "application/json"]
             if let retryAfter { headers[.retryAfter] = retryAfter }
@@ -183,9 +211,70 @@ public final class ScriptedModelServer: Sendable {
         }
     }
 
+    /// `content` split into at most `count` pieces of whole characters.
+    public static func pieces(of content: String, count: Int) -> [String] {
+        let characters = Array(content)
+        guard !characters.isEmpty else { return [] }
+        let size = max(1, (characters.count + count - 1) / count)
+        return stride(from: 0, to: characters.count, by: size).map { String(characters[$0..<min($0 + size, characters.count)]) }
+    }
+
+    /// A streamed completion: the role, the text pieces `interval` apart, each tool call (its
+    /// name, then its arguments in two pieces), the finish reason, the usage, and `[DONE]`.
+    static func stream(content: [String], calls: [ToolCall], interval: Duration, model: String, prompt: Request) -> Response {
+        let id = "chatcmpl-\(UUID().uuidString.prefix(12))"
+        let created = Double(Int(Date().timeIntervalSince1970))
+        func chunk(_ delta: JSONValue, finish: JSONValue = .null) -> String {
+            let body: JSONValue = [
+                "id": .string(id), "object": "chat.completion.chunk", "created": .number(created), "model": .string(model),
+                "choices": [["index": 0, "delta": delta, "finish_reason": finish]],
+            ]
+            return "data: \(body.jsonText)\n\n"
+        }
+        var events = [chunk(["role": "assistant", "content": ""])]
+        var text: [String] = []
+        for piece in content { text.append(chunk(["content": .string(piece)])) }
+        for (index, call) in calls.enumerated() {
+            let arguments = JSONValue.object(call.args).jsonText
+            let half = arguments.index(arguments.startIndex, offsetBy: arguments.count / 2)
+            events.append(
+                chunk(["tool_calls": [["index": .number(Double(index)), "id": .string(call.id), "type": "function", "function": ["name": .string(call.name), "arguments": ""]]]]))
+            for part in [String(arguments[..<half]), String(arguments[half...])] {
+                events.append(chunk(["tool_calls": [["index": .number(Double(index)), "function": ["arguments": .string(part)]]]]))
+            }
+        }
+        let (promptTokens, completionTokens) = usage(prompt: prompt, content: content.joined())
+        var tail = [chunk([:], finish: .string(calls.isEmpty ? "stop" : "tool_calls"))]
+        let usage: JSONValue = [
+            "id": .string(id), "object": "chat.completion.chunk", "created": .number(created), "model": .string(model), "choices": [],
+            "usage": [
+                "prompt_tokens": .number(Double(promptTokens)), "completion_tokens": .number(Double(completionTokens)),
+                "total_tokens": .number(Double(promptTokens + completionTokens)),
+            ],
+        ]
+        tail.append("data: \(usage.jsonText)\n\n")
+        tail.append("data: [DONE]\n\n")
+        let head = events
+        let (pieces, ending) = (text, tail)
+        let body = ResponseBody { writer in
+            try await writer.write(ByteBuffer(string: head.joined()))
+            for piece in pieces {
+                if interval > .zero { try await Task.sleep(for: interval) }
+                try await writer.write(ByteBuffer(string: piece))
+            }
+            try await writer.write(ByteBuffer(string: ending.joined()))
+            try await writer.finish(nil)
+        }
+        return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"], body: body)
+    }
+
+    /// Token counts as a server would report them, about four characters a token.
+    static func usage(prompt: Request, content: String) -> (Int, Int) {
+        (max(1, prompt.messages.reduce(0) { $0 + $1.content.count } / 4), max(1, content.count / 4))
+    }
+
     static func completion(message: JSONValue, finish: String, model: String, prompt: Request) -> Response {
-        let promptTokens = max(1, prompt.messages.reduce(0) { $0 + $1.content.count } / 4)
-        let completionTokens = max(1, (message["content"]?.stringValue?.count ?? 0) / 4)
+        let (promptTokens, completionTokens) = usage(prompt: prompt, content: message["content"]?.stringValue ?? "")
         let body: JSONValue = [
             "id": .string("chatcmpl-\(UUID().uuidString.prefix(12))"), "object": "chat.completion",
             "created": .number(Date().timeIntervalSince1970.rounded()), "model": .string(model),

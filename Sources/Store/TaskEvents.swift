@@ -66,6 +66,8 @@ public struct EventStore: Sendable {
     /// Stored events after `after` and where the task stands, read in one snapshot.
     public struct Page: Sendable {
         public var state: TaskState
+        /// The process running the task (`tasks.lease_owner`), while it runs.
+        public var runner: String?
         /// The task's latest seq.
         public var latest: Int
         /// At most `limit` events, in order.
@@ -78,8 +80,8 @@ public struct EventStore: Sendable {
         let last = after + max(1, limit)
         let rows = try await pool.tenant(key.tenantID) { connection in
             try connection.query("""
-                SELECT t.state, t.events AS latest, e.seq, e.type AS event_type, e.data, extract(epoch FROM e.created_at) AS created,
-                       m.type, m.content, m.tool_calls, m.name, m.tool_call_id,
+                SELECT t.state, CASE WHEN t.state = 'running' THEN t.lease_owner END AS runner, t.events AS latest, e.seq, e.type AS event_type, e.data, extract(epoch FROM e.created_at) AS created,
+                       m.type, m.content, m.tool_calls, m.name, m.tool_call_id, e.position,
                        CASE WHEN e.type = 'task.completed' THEN t.result END AS result
                 FROM tasks t
                 LEFT JOIN task_events e
@@ -101,6 +103,7 @@ public struct EventStore: Sendable {
             var fields = try JSONValue(parsing: try row.decode("data", as: PostgresJSON.self).bytes).objectValue ?? [:]
             if try row.decode("type", as: String?.self) != nil {
                 fields["message"] = try StoreCoding.message(from: row).jsonValue
+                fields["position"] = try row.decode("position", as: Int?.self).map { .number(Double($0)) } ?? .null
             }
             if kind == .completed {
                 fields["result"] = try row.decode("result", as: PostgresJSON?.self).map { try JSONValue(parsing: $0.bytes) } ?? .null
@@ -108,7 +111,8 @@ public struct EventStore: Sendable {
             events.append(TaskEvent(seq: seq, kind: kind, createdAt: try row.decode("created", as: Double.self), fields: fields))
         }
         return Page(
-            state: TaskState(rawValue: try first.decode("state", as: String.self)) ?? .error, latest: try first.decode("latest"),
+            state: TaskState(rawValue: try first.decode("state", as: String.self)) ?? .error,
+            runner: try first.decode("runner", as: String?.self), latest: try first.decode("latest"),
             events: events)
     }
 

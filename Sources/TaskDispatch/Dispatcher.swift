@@ -158,6 +158,11 @@ public final class Dispatcher: Service {
         }
     }
 
+    /// Whether this process runs `key` now.
+    public func isRunning(_ key: TaskKey) -> Bool {
+        runs.withLock { $0[key] != nil }
+    }
+
     /// Stops the run of `key` if this process runs it (`CancelSignal`).
     private func cancelRun(_ key: TaskKey) {
         guard let cancel = runs.withLock({ $0[key]?.cancel }) else { return }

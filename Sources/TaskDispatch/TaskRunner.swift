@@ -12,14 +12,20 @@ public struct TaskRunner: Sendable {
     let tools: ToolRegistry
     let settings: AgentSettings
     let logger: Logger
+    /// The model's text for each task as it is written (to this process's event streams and peers).
+    let onDelta: @Sendable (TaskKey, MessageDelta) -> Void
 
-    public init(queue: TaskQueue, memories: MemoryStore, model: any ChatModel, tools: ToolRegistry, settings: AgentSettings, logger: Logger) {
+    public init(
+        queue: TaskQueue, memories: MemoryStore, model: any ChatModel, tools: ToolRegistry, settings: AgentSettings, logger: Logger,
+        onDelta: @escaping @Sendable (TaskKey, MessageDelta) -> Void = { _, _ in }
+    ) {
         self.queue = queue
         self.memories = memories
         self.model = model
         self.tools = tools
         self.settings = settings
         self.logger = logger
+        self.onDelta = onDelta
     }
 
     /// - Parameters:
@@ -38,7 +44,9 @@ public struct TaskRunner: Sendable {
             key: task.key, query: task.query, systemMessage: task.systemMessage, journal: journal,
             memory: memories, model: model, tools: tools, settings: settings)
         do {
-            switch try await run.run(stopping: stopping, cancel: cancel) {
+            let onDelta = self.onDelta
+            let key = task.key
+            switch try await run.run(stopping: stopping, cancel: cancel, deltas: { onDelta(key, $0) }) {
             case .interrupted(let call): logger.debug("waiting for a human", metadata: ["tool": "\(call.name)"])
             case .failed(let reason): logger.info("task failed", metadata: ["reason": "\(reason)"])
             case .completed: break

@@ -4,9 +4,33 @@ import Postgres
 import Testing
 import TestSupport
 
-/// The hotel model, each answer 200 ms late, so that a stream opened at invoke sees the task live.
+/// The hotel model, each answer 200 ms late, so that a stream opened at invoke sees the task live,
+/// and its final answer streamed in ten pieces 50 ms apart.
 @Sendable func slowHotelModel(_ request: ScriptedModelServer.Request) async -> ScriptedModelServer.Reply {
-    .delayed(.milliseconds(200), await hotelModel(request))
+    switch await hotelModel(request) {
+    case .text(let answer): .delayed(.milliseconds(200), .streamed(ScriptedModelServer.pieces(of: answer, count: 10), interval: .milliseconds(50)))
+    case let reply: .delayed(.milliseconds(200), reply)
+    }
+}
+
+/// Each stored message's live text comes right before it and adds up to its content; nothing else is live.
+func expectDeltasBeforeTheirMessages(_ events: [StreamedEvent], sourceLocation: SourceLocation = #_sourceLocation) {
+    var text: [Int: String] = [:]
+    for (index, event) in events.enumerated() {
+        if event.type == "message.delta" {
+            let position = event.data["position"]?.numberValue.map(Int.init) ?? -1
+            text[position, default: ""] += event.data["content"]?.stringValue ?? ""
+            // Followed by more text or by its message.
+            let next = events[(index + 1)...].first { $0.type != "message.delta" }
+            #expect(next?.type == "message", sourceLocation: sourceLocation)
+            #expect(next?.data["position"]?.numberValue.map(Int.init) == position, sourceLocation: sourceLocation)
+        }
+    }
+    for event in events where event.type == "message" {
+        let content = event.data["message"]?["content"]?.stringValue ?? ""
+        guard !content.isEmpty, let position = event.data["position"]?.numberValue.map(Int.init) else { continue }
+        #expect(text[position] == content, "live text of message \(position)", sourceLocation: sourceLocation)
+    }
 }
 
 @Suite("event stream")
@@ -48,19 +72,23 @@ struct EventStreamTests {
         #expect(try await service.resume("u1", "s1", "t1", "accept").status == 200)
         let resumed = try await rest
         #expect(resumed.endedByServer)
-        #expect(resumed.events.map(\.type) == Self.afterApproval)
+        #expect(resumed.stored.map(\.type) == Self.afterApproval)
         #expect(resumed.ids == Array(5...10))
-        #expect(resumed.events[0].data["response_type"] == "accept")
-        #expect(resumed.events[0].data["tool_call_id"] == "call_hotel")
-        #expect(resumed.events[3].data["message"]?["content"] == "成功预定了在如家酒店的住宿。")
-        #expect(resumed.events[3].data["status"] == "ok")
+        // The final answer was streamed: its text came live, in pieces, before the stored message.
+        #expect(resumed.events.filter { $0.type == "message.delta" }.count >= 2)
+        expectDeltasBeforeTheirMessages(resumed.events)
+        let stored = resumed.stored
+        #expect(stored[0].data["response_type"] == "accept")
+        #expect(stored[0].data["tool_call_id"] == "call_hotel")
+        #expect(stored[3].data["message"]?["content"] == "成功预定了在如家酒店的住宿。")
+        #expect(stored[3].data["status"] == "ok")
         let completed = try await service.status("u1", "s1", "t1")
-        #expect(resumed.events[5].data["result"] == completed["last_response"]?["result"])
+        #expect(stored[5].data["result"] == completed["last_response"]?["result"])
 
         // The whole story, from the start with follow, and as JSON.
         let whole = try await service.streamEvents("/agent/events/u1/s1/t1?follow=1")
         #expect(whole.events.map(\.type) == Self.untilApproval + Self.afterApproval)
-        #expect(whole.events == first.events + resumed.events)
+        #expect(whole.events == first.stored + resumed.stored)
         #expect(try await service.jsonEvents("u1", "s1", "t1") == whole.events.map(\.data))
         let accepted = try await service.streamEvents("/agent/events/u1/s1/t1", accept: "application/json")
         #expect(try JSONValue.parse(accepted.body) == .array(whole.events.map(\.data)))
@@ -104,9 +132,12 @@ struct EventStreamTests {
         #expect(try await worker.resume("u1", "s1", "t1", "accept").status == 200)
         let stream = try await watched
         #expect(stream.endedByServer)
-        #expect(stream.events.map(\.type) == Self.untilApproval + Self.afterApproval)
+        #expect(stream.stored.map(\.type) == Self.untilApproval + Self.afterApproval)
         #expect(stream.ids == Array(1...10))
-        #expect(try await worker.jsonEvents("u1", "s1", "t1") == stream.events.map(\.data))
+        #expect(try await worker.jsonEvents("u1", "s1", "t1") == stream.stored.map(\.data))
+        // The text the worker's model wrote reached the front's client live, relayed by the worker.
+        #expect(stream.events.filter { $0.type == "message.delta" }.count >= 2)
+        expectDeltasBeforeTheirMessages(stream.events)
         // The front never ran anything.
         #expect(front.model.requestCount == 0)
     }

@@ -1,0 +1,104 @@
+import AgentKit
+import Foundation
+
+/// A streamed chat completion (`stream: true`) read chunk by chunk: Server-Sent Events whose
+/// `data:` is a `chat.completion.chunk`, ended by `data: [DONE]`. Text deltas come out as they
+/// arrive; tool calls are put together from their pieces (by `index`); the usage comes in a last
+/// chunk without choices (`stream_options.include_usage`).
+struct ChatStream {
+    struct Malformed: Error {
+        var message: String
+    }
+
+    /// The stream ended before the reply was whole: the connection broke (worth another try).
+    struct Truncated: Error {}
+
+    private var line: [UInt8] = []
+    private var data: [String] = []
+    private var content = ""
+    private var calls: [Int: (id: String, name: String, arguments: String)] = [:]
+    private var usage: TokenUsage?
+    private var model: String?
+    private var finished = false
+    private var done = false
+
+    /// Reads `bytes` and returns the text deltas they complete, in order.
+    mutating func feed<Bytes: Sequence>(_ bytes: Bytes) throws -> [String] where Bytes.Element == UInt8 {
+        var deltas: [String] = []
+        for byte in bytes {
+            guard byte == UInt8(ascii: "\n") else {
+                line.append(byte)
+                continue
+            }
+            if line.last == UInt8(ascii: "\r") { line.removeLast() }
+            let text = String(decoding: line, as: UTF8.self)
+            line.removeAll(keepingCapacity: true)
+            if text.isEmpty {
+                if let delta = try dispatch() { deltas.append(delta) }
+            } else if text.hasPrefix("data:") {
+                var value = text.dropFirst(5)
+                if value.first == " " { value = value.dropFirst() }
+                data.append(String(value))
+            }
+            // Comments (": …"), event:, id: and retry: lines carry nothing for a chat completion.
+        }
+        return deltas
+    }
+
+    /// The whole reply, once the body has ended.
+    mutating func finish(fallbackModel: String) throws -> ModelReply {
+        // An event the body ended inside (no blank line after it) is dropped, as SSE says: the
+        // connection broke in the middle of it.
+        guard done || finished else { throw Truncated() }
+        let toolCalls = calls.keys.sorted().map { index -> ToolCall in
+            let call = calls[index] ?? (id: "", name: "", arguments: "")
+            let trimmed = call.arguments.trimmingCharacters(in: .whitespacesAndNewlines)
+            let args = trimmed.isEmpty ? [:] : ((try? JSONValue.parse(trimmed))?.objectValue ?? [:])
+            return ToolCall(id: call.id.isEmpty ? "call_\(UUID().uuidString.prefix(8).lowercased())_\(index)" : call.id, name: call.name, args: args)
+        }
+        return ModelReply(message: .ai(content, toolCalls: toolCalls), usage: usage, model: model ?? fallbackModel)
+    }
+
+    /// One event (its `data:` lines joined) at a blank line; its text delta, if any.
+    private mutating func dispatch() throws -> String? {
+        guard !data.isEmpty else { return nil }
+        let payload = data.joined(separator: "\n")
+        data.removeAll()
+        if payload.trimmingCharacters(in: .whitespaces) == "[DONE]" {
+            done = true
+            return nil
+        }
+        guard case .object(let chunk)? = try? JSONValue.parse(payload) else {
+            throw Malformed(message: "model stream sent a chunk that is not a JSON object: \(payload.prefix(200))")
+        }
+        if let error = chunk["error"], error != .null {
+            throw Malformed(message: "model stream reported an error: \((error["message"]?.stringValue ?? error.jsonText).prefix(300))")
+        }
+        if let name = chunk["model"]?.stringValue, !name.isEmpty { model = name }
+        if let prompt = OpenAICompatibleModel.tokenCount(chunk["usage"]?["prompt_tokens"]),
+            let completion = OpenAICompatibleModel.tokenCount(chunk["usage"]?["completion_tokens"])
+        {
+            usage = TokenUsage(promptTokens: prompt, completionTokens: completion)
+        }
+        guard case .array(let choices)? = chunk["choices"], let choice = choices.first else { return nil }
+        if let reason = choice["finish_reason"], reason != .null { finished = true }
+        guard let delta = choice["delta"] else { return nil }
+        if case .array(let pieces)? = delta["tool_calls"] {
+            for (position, piece) in pieces.enumerated() {
+                let index = piece["index"]?.numberValue.flatMap { $0.isFinite && $0 >= 0 && $0 < 1000 ? Int($0) : nil } ?? position
+                var call = calls[index] ?? (id: "", name: "", arguments: "")
+                if let id = piece["id"]?.stringValue, !id.isEmpty { call.id = id }
+                if let name = piece["function"]?["name"]?.stringValue { call.name += name }
+                switch piece["function"]?["arguments"] {
+                case .string(let text)?: call.arguments += text
+                case .object(let object)?: call.arguments += JSONValue.object(object).jsonText  // as some servers send it whole
+                default: break
+                }
+                calls[index] = call
+            }
+        }
+        guard let text = delta["content"]?.stringValue, !text.isEmpty else { return nil }
+        content += text
+        return text
+    }
+}
