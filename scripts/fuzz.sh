@@ -43,7 +43,10 @@ for _ in $(seq 1 100); do
 done
 
 status=0
-"$venv/bin/schemathesis" run "$root/openapi.yaml" --url "http://127.0.0.1:$port" \
+# The event stream is left out: a stream of a task that waits for approval stays open by design
+# (follow=1), which a request timeout would report as a failure. Tests/AgentdTests/EventStreamTests
+# cover its refusals (404, 422, the auth matrix).
+"$venv/bin/schemathesis" run "$root/openapi.yaml" --url "http://127.0.0.1:$port" --exclude-operation-id events \
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
     --max-examples "$examples" --phases examples,coverage,fuzzing --seed "${FUZZ_SEED:-1}" \
     --suppress-health-check all --request-timeout 10 --no-color --generation-database none \

@@ -106,24 +106,25 @@ public struct EventController: Sendable {
                 if let polled { poller.stop(key, id: polled) }
                 if let relayed { relay.release(key, runner: relayed) }
             }
-            // Text waiting to be placed: right before the stored message it belongs to, or after
-            // the stored events when that message is not stored yet.
-            var pending: [MessageDelta] = []
-            // The last stored message sent: text for it or before it is stale.
-            var sentPosition = -1
+            var text = LiveText()
+            // A change seen while waiting for text: read again before waiting.
+            var unread = false
+            let clock = ContinuousClock()
             while true {
                 if let current = page {
-                    var out = ""
-                    for event in current.events {
-                        if event.kind == .message, let position = event.fields["position"]?.numberValue.map(Int.init) {
-                            out += pending.filter { $0.position <= position }.map { Self.frame(Self.event(for: $0), key: key) }.joined()
-                            pending.removeAll { $0.position <= position }
-                            sentPosition = max(sentPosition, position)
+                    // Text relayed from another process may trail the stored message that the
+                    // database (or a notification) brought first: wait a moment for its end.
+                    if let runner = relayed, runner != relay.owner, let position = Self.lastMessagePosition(current.events),
+                        position > text.sentPosition, !text.done.contains(position)
+                    {
+                        let deadline = clock.now + Self.relayGrace
+                        while !text.done.contains(position), clock.now < deadline, !subscription.isClosed {
+                            let wake = await subscription.next(timeout: deadline - clock.now)
+                            text.absorb(wake.deltas)
+                            unread = unread || wake.changed
                         }
-                        out += Self.frame(event, key: key)
                     }
-                    out += pending.map { Self.frame(Self.event(for: $0), key: key) }.joined()
-                    pending = []
+                    let out = text.place(current.events, key: key)
                     if !out.isEmpty { try await writer.write(ByteBuffer(string: out)) }
                     last = current.events.last?.seq ?? last
                     (latest, state, page) = (current.latest, current.state, nil)
@@ -131,9 +132,11 @@ public struct EventController: Sendable {
                         if let relayed { relay.release(key, runner: relayed) }
                         if let runner = current.runner { relay.acquire(key, runner: runner) }
                         relayed = current.runner
+                    } else if let runner = current.runner {
+                        relay.refresh(key, runner: runner)
                     }
                 }
-                if last >= latest {
+                if last >= latest, !unread {
                     if Self.isOver(state, follow: options.follow) || subscription.isClosed { break }
                     if let polled {
                         poller.advance(key, id: polled, latest: last)
@@ -141,21 +144,22 @@ public struct EventController: Sendable {
                         polled = poller.track(key, latest: last)
                     }
                     let wake = await subscription.next(timeout: keepAlive)
-                    let fresh = wake.deltas.filter { $0.position > sentPosition }
-                    if wake.changed {
-                        pending += fresh  // placed among the events the read below finds
-                    } else if !fresh.isEmpty {
-                        try await writer.write(ByteBuffer(string: fresh.map { Self.frame(Self.event(for: $0), key: key) }.joined()))
-                        continue
-                    } else if wake.deltas.isEmpty {
-                        // Quiet: a comment keeps proxies from closing the stream (and the read
-                        // below would find a change that a lost wake-up did not announce).
-                        try await writer.write(ByteBuffer(string: ": keep-alive\n\n"))
-                    } else {
-                        continue
+                    text.absorb(wake.deltas)
+                    if !wake.changed {
+                        if wake.deltas.isEmpty {
+                            // Quiet: a comment keeps proxies from closing the stream (and the read
+                            // below finds a change that a lost wake-up did not announce).
+                            try await writer.write(ByteBuffer(string: ": keep-alive\n\n"))
+                        } else {
+                            // Text of a message not stored yet: out at once.
+                            let out = text.flush(key: key)
+                            if !out.isEmpty { try await writer.write(ByteBuffer(string: out)) }
+                            continue
+                        }
                     }
                     if subscription.isClosed { break }
                 }
+                unread = false
                 guard let next = try await events.events(key, after: last, limit: Self.pageSize) else { break }  // deleted
                 page = next
             }
@@ -182,13 +186,21 @@ public struct EventController: Sendable {
         return JSONBody.response(.array(all))
     }
 
+    /// How long a stream waits for the end of a message's text relayed from another process
+    /// before it writes the stored message anyway (the text is a preview; the message is whole).
+    static let relayGrace: Duration = .milliseconds(250)
+
+    static func lastMessagePosition(_ events: [TaskEvent]) -> Int? {
+        events.last { $0.kind == .message }?.fields["position"]?.numberValue.map(Int.init)
+    }
+
     /// A live `message.delta`: text as the model writes it (`restart`: drop the text so far, the
     /// model call is being tried again).
     static func event(for delta: MessageDelta) -> TaskEvent {
         var fields: [String: JSONValue] = ["position": .number(Double(delta.position))]
         switch delta.delta {
         case .text(let text): fields["content"] = .string(text)
-        case .restart: (fields["content"], fields["restart"]) = ("", true)
+        case .restart, .done: (fields["content"], fields["restart"]) = ("", true)
         }
         return TaskEvent(seq: nil, kind: .messageDelta, createdAt: Date().timeIntervalSince1970, fields: fields)
     }
@@ -210,4 +222,40 @@ public struct EventController: Sendable {
 
     static let accelBuffering = HTTPField.Name("X-Accel-Buffering")
     static let lastEventID = HTTPField.Name("Last-Event-ID")
+}
+
+/// The model's text an event stream holds until it can place it: right before the stored message
+/// it belongs to, or, while that message is not stored yet, as soon as it comes.
+struct LiveText {
+    private(set) var pending: [MessageDelta] = []
+    /// Messages whose text is whole (`ModelDelta.done`).
+    private(set) var done: Set<Int> = []
+    /// The last stored message written: text for it or before it is stale.
+    private(set) var sentPosition = -1
+
+    mutating func absorb(_ deltas: [MessageDelta]) {
+        for delta in deltas where delta.position > sentPosition {
+            if delta.delta == .done { done.insert(delta.position) } else { pending.append(delta) }
+        }
+    }
+
+    /// `events` as frames, each message's text right before it, and the text of later messages after them.
+    mutating func place(_ events: [TaskEvent], key: TaskKey) -> String {
+        var out = ""
+        for event in events {
+            if event.kind == .message, let position = event.fields["position"]?.numberValue.map(Int.init) {
+                out += pending.filter { $0.position <= position }.map { EventController.frame(EventController.event(for: $0), key: key) }.joined()
+                pending.removeAll { $0.position <= position }
+                sentPosition = max(sentPosition, position)
+                done = done.filter { $0 > position }
+            }
+            out += EventController.frame(event, key: key)
+        }
+        return out + flush(key: key)
+    }
+
+    mutating func flush(key: TaskKey) -> String {
+        defer { pending = [] }
+        return pending.map { EventController.frame(EventController.event(for: $0), key: key) }.joined()
+    }
 }

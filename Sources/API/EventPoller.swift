@@ -11,9 +11,11 @@ import Synchronization
 public final class EventPoller: Sendable {
     public typealias Probe = @Sendable ([TaskKey]) async throws -> [TaskKey: Int]
 
-    /// How soon a stream hears of another process's step: a claim or a model message shows up
-    /// within this, a pause or an end at once (its notification).
-    public static let defaultInterval: Duration = .milliseconds(100)
+    /// How soon a stream hears of another process's claim, or of a resume through a third
+    /// process: within this. A pause or an end comes at once (its notification), and so do the
+    /// steps of a run it relays text from (`PeerRelay`). One small statement per interval per
+    /// process, while any stream waits.
+    public static let defaultInterval: Duration = .milliseconds(25)
 
     private struct Watched {
         /// Streams watching the task, by id, with the latest seq each has read.

@@ -14,7 +14,9 @@ import Synchronization
 /// and process, however many clients watch, open while the task runs there
 /// (`POST /internal/deltas`, authenticated by the serving process's own secret, which only
 /// processes that can read the database know: `agentd_peers`). What arrives is handed to this
-/// process's `TaskWatch`, as its own runs' text is.
+/// process's `TaskWatch`, as its own runs' text is. The same stream says when the running process
+/// committed a step, so the watching streams read the stored event at once rather than at their
+/// next poll.
 public final class PeerRelay: Sendable {
     /// This process, as `tasks.lease_owner` names it.
     public let owner: String
@@ -81,6 +83,17 @@ public final class PeerRelay: Sendable {
         if start { startReading(key, runner: runner) }
     }
 
+    /// The stream still sees `runner` running the task: if the relay from it ended (the run
+    /// paused and started again there), it starts again.
+    public func refresh(_ key: TaskKey, runner: String) {
+        guard runner != owner else { return }
+        let start = state.withLock { state -> Bool in
+            guard let upstream = state.upstreams[key], upstream.runner == runner else { return false }
+            return upstream.reader == nil
+        }
+        if start { startReading(key, runner: runner) }
+    }
+
     public func release(_ key: TaskKey, runner: String) {
         guard runner != owner else { return }
         let stop = state.withLock { state -> Task<Void, Never>? in
@@ -137,8 +150,11 @@ public final class PeerRelay: Sendable {
                         continue
                     }
                     defer { line.removeAll(keepingCapacity: true) }
-                    guard line.starts(with: Array("data: ".utf8)), let delta = Self.delta(from: line.dropFirst(6)) else { continue }
-                    watch.delta(key, delta)
+                    if line == Self.changedLine {
+                        watch.changed(key)
+                    } else if line.starts(with: Array("data: ".utf8)), let delta = Self.delta(from: line.dropFirst(6)) {
+                        watch.delta(key, delta)
+                    }
                 }
             }
         } catch is CancellationError {
@@ -179,6 +195,10 @@ public final class PeerRelay: Sendable {
         guard Self.same(presented, "Bearer " + secret) else { throw APIError(.unauthorized, "a peer secret is required") }
         let body = try await JSONBody.decode(DeltaRequest.self, from: request, context: context)
         let key = TaskKey(tenantID: body.tenant_id, userID: body.user_id, sessionID: body.session_id, taskID: body.task_id)
+        // The peer saw the claim commit; this process registers the run a moment after it.
+        let clock = ContinuousClock()
+        let deadline = clock.now + .milliseconds(500)
+        while !isRunningHere(key), clock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
         guard isRunningHere(key) else { throw APIError.conflict("this process does not run that task") }
         let subscription = watch.subscribe(key, deltas: true)
         let isRunningHere = self.isRunningHere
@@ -187,18 +207,24 @@ public final class PeerRelay: Sendable {
             try await writer.write(ByteBuffer(string: ": relaying\n\n"))
             while !subscription.isClosed, isRunningHere(key) {
                 let wake = await subscription.next(timeout: .seconds(1))
-                if !wake.deltas.isEmpty { try await writer.write(ByteBuffer(string: wake.deltas.map(Self.frame).joined())) }
+                var out = wake.deltas.map(Self.frame).joined()
+                if wake.changed { out += String(decoding: Self.changedLine, as: UTF8.self) + "\n\n" }
+                if !out.isEmpty { try await writer.write(ByteBuffer(string: out)) }
             }
             try await writer.finish(nil)
         }
         return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"], body: stream)
     }
 
+    /// A step of the task committed (its stored event can be read).
+    static let changedLine = Array("event: changed".utf8)
+
     static func frame(_ delta: MessageDelta) -> String {
         var object: [String: JSONValue] = ["position": .number(Double(delta.position))]
         switch delta.delta {
         case .text(let text): object["content"] = .string(text)
         case .restart: object["restart"] = true
+        case .done: object["done"] = true
         }
         return "data: \(JSONValue.object(object).jsonText)\n\n"
     }
@@ -208,6 +234,7 @@ public final class PeerRelay: Sendable {
             let position = object["position"]?.numberValue, position.isFinite, position >= 0, position < 1e9
         else { return nil }
         if object["restart"] == true { return MessageDelta(position: Int(position), delta: .restart) }
+        if object["done"] == true { return MessageDelta(position: Int(position), delta: .done) }
         return object["content"]?.stringValue.map { MessageDelta(position: Int(position), delta: .text($0)) }
     }
 

@@ -20,6 +20,8 @@ public final class TaskWatch: Sendable {
         var changed = false
         var deltas: [MessageDelta] = []
         var deltaBytes = 0
+        /// Woken by every step (event streams), not only when the task pauses or ends (status waits).
+        let wantsSteps: Bool
         let wantsDeltas: Bool
         var continuation: CheckedContinuation<Void, Never>?
         /// The wait is over (timed out) even if nothing came: a late suspension returns at once.
@@ -32,7 +34,7 @@ public final class TaskWatch: Sendable {
         /// By task (`TaskKey` compares ids exactly: look-alike ids name two tasks).
         var waiters: [TaskKey: [Int: Waiter]] = [:]
         /// The text of each model call in progress so far, for a stream that joins in the middle.
-        var partial: [TaskKey: (position: Int, text: String)] = [:]
+        var partial: [TaskKey: (position: Int, text: String, done: Bool)] = [:]
         var nextID = 0
     }
 
@@ -52,12 +54,12 @@ public final class TaskWatch: Sendable {
     public func read<T: Sendable>(
         _ key: TaskKey, waitingUpTo timeout: Duration, pending: (T) -> Bool, _ read: () async throws -> T
     ) async throws -> T {
-        let subscription = subscribe(key)
+        let subscription = subscribe(key, steps: false)
         defer { subscription.cancel() }
         let clock = ContinuousClock()
         let deadline = clock.now + timeout
         var value = try await read()
-        // Steps that do not settle the task wake it too (`changed`): it waits on until one does.
+        // A reconnect wakes every waiter, settled or not: it waits on until the task is.
         while pending(value), clock.now < deadline, !subscription.isClosed {
             guard await subscription.next(timeout: deadline - clock.now).changed else { return try await read() }
             value = try await read()
@@ -85,16 +87,18 @@ public final class TaskWatch: Sendable {
         public func cancel() { watch.forget(key, id: id) }
     }
 
-    /// Registers before the reader's first read; `Subscription.cancel` when done. With `deltas`,
-    /// the subscription also receives the model's text, starting with the text so far of a model
-    /// call in progress in this process.
-    public func subscribe(_ key: TaskKey, deltas: Bool = false) -> Subscription {
+    /// Registers before the reader's first read; `Subscription.cancel` when done. With `steps`,
+    /// every step wakes it, not only a pause or an end. With `deltas`, the subscription also
+    /// receives the model's text, starting with the text so far of a model call in progress in
+    /// this process.
+    public func subscribe(_ key: TaskKey, steps: Bool = true, deltas: Bool = false) -> Subscription {
         let closed = self.closed.load(ordering: .sequentiallyConsistent)
         let id = state.withLock { state -> Int in
             state.nextID += 1
-            var waiter = Waiter(changed: closed, wantsDeltas: deltas)
-            if deltas, let partial = state.partial[key], !partial.text.isEmpty {
-                waiter.deltas = [MessageDelta(position: partial.position, delta: .text(partial.text))]
+            var waiter = Waiter(changed: closed, wantsSteps: steps, wantsDeltas: deltas)
+            if deltas, let partial = state.partial[key] {
+                if !partial.text.isEmpty { waiter.deltas = [MessageDelta(position: partial.position, delta: .text(partial.text))] }
+                if partial.done { waiter.deltas.append(MessageDelta(position: partial.position, delta: .done)) }
                 waiter.deltaBytes = partial.text.utf8.count
             }
             state.waiters[key, default: [:]][state.nextID] = waiter
@@ -103,32 +107,39 @@ public final class TaskWatch: Sendable {
         return Subscription(watch: self, key: key, id: id)
     }
 
-    /// The task changed (a step committed, here or elsewhere): wakes its waiters. A model call's
-    /// text in progress is over: its message is stored now.
+    /// The task changed (a step committed, here or elsewhere): wakes the waiters that follow its steps.
     public func changed(_ key: TaskKey) {
-        wake(key) { waiter in waiter.changed = true }
+        wake(key) { waiter in if waiter.wantsSteps { waiter.changed = true } }
+    }
+
+    /// This process's run of the task stopped: its text in progress is of no use any more. (A
+    /// stream that joins while the run goes on gets the text so far of the current model call;
+    /// text of a message already stored is dropped by the stream itself.)
+    public func runEnded(_ key: TaskKey) {
         state.withLock { _ = $0.partial.removeValue(forKey: key) }
     }
 
-    /// The task paused or ended (its notification).
-    public func settled(_ key: TaskKey) { changed(key) }
+    /// The task paused or ended (its notification): wakes every waiter.
+    public func settled(_ key: TaskKey) {
+        wake(key) { waiter in waiter.changed = true }
+    }
 
     /// The model wrote text for the task: to the streams that want it.
     public func delta(_ key: TaskKey, _ delta: MessageDelta) {
         let size: Int
         switch delta.delta {
         case .text(let text): size = text.utf8.count
-        case .restart: size = 0
+        case .restart, .done: size = 0
         }
         state.withLock { state in
+            var kept = state.partial[key] ?? (delta.position, "", false)
+            if kept.position != delta.position { kept = (delta.position, "", false) }
             switch delta.delta {
-            case .restart: state.partial[key] = nil
-            case .text(let text):
-                var kept = state.partial[key] ?? (delta.position, "")
-                if kept.position != delta.position { kept = (delta.position, "") }
-                if kept.text.utf8.count + size <= Self.maxDeltaBytes { kept.text += text }
-                state.partial[key] = kept
+            case .restart: kept.text = ""
+            case .done: kept.done = true
+            case .text(let text): if kept.text.utf8.count + size <= Self.maxDeltaBytes { kept.text += text }
             }
+            state.partial[key] = kept
         }
         wake(key) { waiter in
             guard waiter.wantsDeltas, waiter.deltaBytes + size <= Self.maxDeltaBytes else { return }

@@ -85,6 +85,7 @@ public struct AgentRun: Sendable {
                     reply = try await cancel.abortable {
                         try await model.complete(request, deltas: { deltas(MessageDelta(position: position, delta: $0)) })
                     }
+                    deltas(MessageDelta(position: position, delta: .done))
                 } catch is CancelSignal.Fired {
                     throw Cancelled()
                 } catch is CancellationError {

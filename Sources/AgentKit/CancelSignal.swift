@@ -38,7 +38,11 @@ public final class CancelSignal: Sendable {
                 return nil
             }
             defer { group.cancelAll() }
-            guard let first = try await group.next(), let value = first else { throw Fired() }
+            guard let first = try await group.next(), let value = first else {
+                // The waiter returned: the signal fired, or the caller was cancelled (shutdown).
+                if isFired { throw Fired() }
+                throw CancellationError()
+            }
             return value
         }
     }

@@ -64,6 +64,9 @@ public enum ModelDelta: Sendable, Equatable {
     case text(String)
     /// The call is being tried again after its stream broke: drop the text so far.
     case restart
+    /// The reply is whole (the run says so before it commits the message): a stream relaying
+    /// the text from another process may write the stored message once this has arrived.
+    case done
 }
 
 /// Text of the model message that will be at `position` in the task's turn.

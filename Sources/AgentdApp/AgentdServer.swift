@@ -31,21 +31,30 @@ public enum AgentdServer {
         var httpConfiguration = HTTPClient.Configuration()
         httpConfiguration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = max(1, configuration.workerSlots)
         let httpClient = HTTPClient(eventLoopGroupProvider: .singleton, configuration: httpConfiguration)
+        // The relay of the model's text holds one long connection per watched task that another
+        // process runs, to that process: its own client, so that it never queues behind model calls.
+        var peerConfiguration = HTTPClient.Configuration()
+        peerConfiguration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 4096
+        peerConfiguration.timeout.connect = .seconds(2)
+        let peerClient = HTTPClient(eventLoopGroupProvider: .singleton, configuration: peerConfiguration)
         do {
             try await serve(
-                configuration, pool: pool, httpClient: httpClient, model: model, logger: logger, signals: gracefulShutdownSignals,
-                onServerRunning: onServerRunning)
+                configuration, pool: pool, httpClient: httpClient, peerClient: peerClient, model: model, logger: logger,
+                signals: gracefulShutdownSignals, onServerRunning: onServerRunning)
         } catch {
             await pool.shutdown()
             try? await httpClient.shutdown()
+            try? await peerClient.shutdown()
             throw error
         }
         await pool.shutdown()
         try await httpClient.shutdown()
+        try await peerClient.shutdown()
     }
 
     private static func serve(
-        _ configuration: AgentdConfiguration, pool: PostgresPool, httpClient: HTTPClient, model: (any ChatModel)?, logger: Logger,
+        _ configuration: AgentdConfiguration, pool: PostgresPool, httpClient: HTTPClient, peerClient: HTTPClient, model: (any ChatModel)?,
+        logger: Logger,
         signals: [UnixSignal], onServerRunning: @escaping @Sendable (Int) async -> Void
     ) async throws {
         let chatModel = model ?? makeModel(configuration, httpClient: httpClient, logger: logger)
@@ -61,7 +70,7 @@ public enum AgentdServer {
             settings: AgentSettings(
                 maxSteps: configuration.maxSteps, historyMessages: configuration.historyMessages,
                 memoryRecallLimit: configuration.memoryRecallLimit),
-            logger: logger, onDelta: { watch.delta($0, $1) })
+            logger: logger, onDelta: { watch.delta($0, $1) }, onRunEnded: { watch.runEnded($0) })
         guard let notifier = Notifier(conninfo: configuration.databaseURL, logger: logger) else {
             throw RefusedToStart(description: "cannot create the notifier's wake-up pipe")
         }
@@ -91,7 +100,7 @@ public enum AgentdServer {
         let peers = PeerDirectory(pool: pool)
         let secret = PeerRelay.makeSecret()
         let relay = PeerRelay(
-            owner: owner, secret: secret, watch: watch, directory: peers, httpClient: httpClient, logger: logger,
+            owner: owner, secret: secret, watch: watch, directory: peers, httpClient: peerClient, logger: logger,
             isRunningHere: { dispatcher.isRunning($0) })
         router.addRoutes(relay.endpoints)
         // Every route added after it has a caller, or is refused: the data routes' context

@@ -27,6 +27,9 @@ public final class ScriptedModelServer: Sendable {
         case streamed([String], interval: Duration)
         /// 200 `text/event-stream` with this raw body, for broken streams.
         case rawStream(String)
+        /// `count` pieces `interval` apart, each the time it was written, `t=<µs since 1970>;`: for
+        /// measuring how long text takes to reach a client.
+        case clocked(count: Int, interval: Duration)
     }
 
     /// One request as received.
@@ -189,6 +192,9 @@ public final class ScriptedModelServer: Sendable {
         case .streamed(let pieces, let interval):
             guard prompt.streams else { return await respond(.text(pieces.joined()), model: model, prompt: prompt) }
             return stream(content: pieces, calls: [], interval: interval, model: model, prompt: prompt)
+        case .clocked(let count, let interval):
+            guard prompt.streams else { return await respond(.text(clock()), model: model, prompt: prompt) }
+            return stream(content: Array(repeating: "", count: max(1, count)), calls: [], interval: interval, model: model, prompt: prompt, clocked: true)
         case .text(let content) where prompt.streams:
             return stream(content: pieces(of: content, count: 4), calls: [], interval: .zero, model: model, prompt: prompt)
         case .toolCalls(let calls, let content) where prompt.streams:
@@ -221,10 +227,15 @@ public final class ScriptedModelServer: Sendable {
 
     /// A streamed completion: the role, the text pieces `interval` apart, each tool call (its
     /// name, then its arguments in two pieces), the finish reason, the usage, and `[DONE]`.
-    static func stream(content: [String], calls: [ToolCall], interval: Duration, model: String, prompt: Request) -> Response {
+    /// Now, as `.clocked` writes it.
+    static func clock() -> String { "t=\(Int64(Date().timeIntervalSince1970 * 1_000_000));" }
+
+    static func stream(
+        content: [String], calls: [ToolCall], interval: Duration, model: String, prompt: Request, clocked: Bool = false
+    ) -> Response {
         let id = "chatcmpl-\(UUID().uuidString.prefix(12))"
         let created = Double(Int(Date().timeIntervalSince1970))
-        func chunk(_ delta: JSONValue, finish: JSONValue = .null) -> String {
+        @Sendable func chunk(_ delta: JSONValue, finish: JSONValue = .null) -> String {
             let body: JSONValue = [
                 "id": .string(id), "object": "chat.completion.chunk", "created": .number(created), "model": .string(model),
                 "choices": [["index": 0, "delta": delta, "finish_reason": finish]],
@@ -234,6 +245,7 @@ public final class ScriptedModelServer: Sendable {
         var events = [chunk(["role": "assistant", "content": ""])]
         var text: [String] = []
         for piece in content { text.append(chunk(["content": .string(piece)])) }
+        let clockedChunk: @Sendable () -> String = { chunk(["content": .string(clock())]) }
         for (index, call) in calls.enumerated() {
             let arguments = JSONValue.object(call.args).jsonText
             let half = arguments.index(arguments.startIndex, offsetBy: arguments.count / 2)
@@ -260,7 +272,7 @@ public final class ScriptedModelServer: Sendable {
             try await writer.write(ByteBuffer(string: head.joined()))
             for piece in pieces {
                 if interval > .zero { try await Task.sleep(for: interval) }
-                try await writer.write(ByteBuffer(string: piece))
+                try await writer.write(ByteBuffer(string: clocked ? clockedChunk() : piece))
             }
             try await writer.write(ByteBuffer(string: ending.joined()))
             try await writer.finish(nil)

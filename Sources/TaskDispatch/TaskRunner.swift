@@ -14,10 +14,13 @@ public struct TaskRunner: Sendable {
     let logger: Logger
     /// The model's text for each task as it is written (to this process's event streams and peers).
     let onDelta: @Sendable (TaskKey, MessageDelta) -> Void
+    /// Told when a run stops, however it stops.
+    let onRunEnded: @Sendable (TaskKey) -> Void
 
     public init(
         queue: TaskQueue, memories: MemoryStore, model: any ChatModel, tools: ToolRegistry, settings: AgentSettings, logger: Logger,
-        onDelta: @escaping @Sendable (TaskKey, MessageDelta) -> Void = { _, _ in }
+        onDelta: @escaping @Sendable (TaskKey, MessageDelta) -> Void = { _, _ in },
+        onRunEnded: @escaping @Sendable (TaskKey) -> Void = { _ in }
     ) {
         self.queue = queue
         self.memories = memories
@@ -26,6 +29,7 @@ public struct TaskRunner: Sendable {
         self.settings = settings
         self.logger = logger
         self.onDelta = onDelta
+        self.onRunEnded = onRunEnded
     }
 
     /// - Parameters:
@@ -39,6 +43,7 @@ public struct TaskRunner: Sendable {
     ) async -> Bool {
         var logger = self.logger
         logger[metadataKey: "task"] = "\(task.key)"
+        defer { onRunEnded(task.key) }
         let journal = queue.journal(for: task)
         let run = AgentRun(
             key: task.key, query: task.query, systemMessage: task.systemMessage, journal: journal,

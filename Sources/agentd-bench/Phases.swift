@@ -10,6 +10,8 @@ struct Phases: Sendable {
     let client: LoadClient
     let db: PostgresPool
     let child: AgentdProcess
+    /// Phase 8's API-only process.
+    let front: AgentdProcess?
     let modelLatency: ModelLatency
     let ceiling: Ceiling
     let report: Report
@@ -24,6 +26,7 @@ struct Phases: Sendable {
         if phases.contains("3") { try await dispatch() }
         if phases.contains("4") { try await approvals() }
         if phases.contains("5") { try await inFlight() }
+        if phases.contains("8"), let front { try await live(front: front) }
         if phases.contains("6") {
             // A completed task to read: one of phase 2's, or one made for the purpose.
             if !phases.contains("2") {

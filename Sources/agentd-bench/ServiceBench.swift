@@ -31,7 +31,11 @@ struct ServiceBench: AsyncParsableCommand {
     @Option(help: "WORKER_SLOTS of the service.") var workerSlots = 2048
     @Option(help: "DB_POOL_SIZE of the service.") var dbPoolSize = 8
     @Flag(help: "Clients poll the status (2 ms, backing off to 50 ms) instead of waiting with ?wait=.") var poll = false
-    @Option(help: "Phases to run after the ceiling, comma-separated (2-7).") var only = "2,3,4,5,6,7"
+    @Option(help: "Event streams open at once in the live run.") var liveStreams = 256
+    @Option(help: "Tasks each live stream follows, one after the other.") var liveRounds = 4
+    @Option(help: "Pieces of text the model writes per task in the live run.") var liveChunks = 50
+    @Option(help: "Milliseconds between the pieces.") var liveChunkMilliseconds = 10
+    @Option(help: "Phases to run after the ceiling, comma-separated (2-8).") var only = "2,3,4,5,6,7,8"
 
     func run() async throws {
         let levels = clients.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }.filter { $0 > 0 }
@@ -72,19 +76,37 @@ struct ServiceBench: AsyncParsableCommand {
             await model.shutdown()
             throw error
         }
+        // Phase 8's second process: the API alone, with no worker slot.
+        var front: AgentdProcess?
+        if only.split(separator: ",").contains(where: { $0.trimmingCharacters(in: .whitespaces) == "8" }) {
+            do {
+                front = try await AgentdProcess(
+                    executable: executable,
+                    environment: [
+                        "DATABASE_URL": url, "LLM_BASE_URL": model.baseURL, "LLM_MODEL": "scripted", "WORKER_SLOTS": "0",
+                        "DB_POOL_SIZE": "\(dbPoolSize)", "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin",
+                    ])
+            } catch {
+                child.stop()
+                await model.shutdown()
+                throw error
+            }
+        }
         let http = LoadClient.make(connections: max(512, readConnections))
         let client = LoadClient(http: http, base: "http://127.0.0.1:\(child.port)", polling: poll)
         let phases = Phases(
-            bench: self, client: client, db: db, child: child, modelLatency: modelLatency, ceiling: ceiling, report: report)
+            bench: self, client: client, db: db, child: child, front: front, modelLatency: modelLatency, ceiling: ceiling, report: report)
         do {
             try await phases.run(levels: levels)
         } catch {
             child.stop()
+            front?.stop()
             try? await http.shutdown()
             await model.shutdown()
             throw error
         }
         child.stop()
+        front?.stop()
         try await http.shutdown()
         await model.shutdown()
     }
@@ -94,13 +116,19 @@ struct ServiceBench: AsyncParsableCommand {
 /// needs approval); anything else is answered at once; a tool result gets the final answer.
 final class ModelLatency: Sendable {
     private let latency = Mutex(Duration.zero)
+    /// Phase 8's streamed answer: pieces and the time between them (none: answered whole).
+    private let live = Mutex((count: 0, interval: Duration.zero))
 
     func set(_ value: Duration) { latency.withLock { $0 = value } }
+    func setLive(count: Int, interval: Duration) { live.withLock { $0 = (count, interval) } }
 
     func reply(to request: ScriptedModelServer.Request) async -> ScriptedModelServer.Reply {
         let reply: ScriptedModelServer.Reply
         switch request.messages.last {
         case let last? where last.type == .tool: reply = .text("Booked: \(last.content)")
+        case let last? where last.content.hasPrefix("live"):
+            let (count, interval) = live.withLock { $0 }
+            reply = count > 0 ? .clocked(count: count, interval: interval) : .text("The answer is 42.")
         case let last? where last.content.hasPrefix("hotel"):
             reply = .toolCalls([ToolCall(id: "call_hotel", name: "book_hotel", args: ["hotel_name": "如家酒店"])])
         default: reply = .text("The answer is 42.")
