@@ -132,14 +132,14 @@ public final class TaskWatch: Sendable {
         case .restart, .done: size = 0
         }
         state.withLock { state in
-            var kept = state.partial[key] ?? (delta.position, "", false)
-            if kept.position != delta.position { kept = (delta.position, "", false) }
+            if state.partial[key]?.position != delta.position { state.partial[key] = (delta.position, "", false) }
+            // In place: a copy of the text so far per piece would be quadratic in a long reply.
             switch delta.delta {
-            case .restart: kept.text = ""
-            case .done: kept.done = true
-            case .text(let text): if kept.text.utf8.count + size <= Self.maxDeltaBytes { kept.text += text }
+            case .restart: state.partial[key]?.text = ""
+            case .done: state.partial[key]?.done = true
+            case .text(let text):
+                if (state.partial[key]?.text.utf8.count ?? 0) + size <= Self.maxDeltaBytes { state.partial[key]?.text += text }
             }
-            state.partial[key] = kept
         }
         wake(key) { waiter in
             guard waiter.wantsDeltas, waiter.deltaBytes + size <= Self.maxDeltaBytes else { return }

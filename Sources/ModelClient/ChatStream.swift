@@ -68,7 +68,9 @@ struct ChatStream {
             done = true
             return nil
         }
-        guard case .object(let chunk)? = try? JSONValue.parse(payload) else {
+        // The hand-written parser (JSONText.swift, hardened against hostile nesting and malformed
+        // text): Foundation's decoder was most of a streamed call's cost, once per chunk.
+        guard case .object(let chunk)? = try? JSONValue(parsing: Array(payload.utf8)) else {
             throw Malformed(message: "model stream sent a chunk that is not a JSON object: \(payload.prefix(200))")
         }
         if let error = chunk["error"], error != .null {

@@ -269,6 +269,12 @@ public final class ScriptedModelServer: Sendable {
         let head = events
         let (pieces, ending) = (text, tail)
         let body = ResponseBody { writer in
+            // A reply that is all there at once goes in one write, as a server sends what it has.
+            if interval == .zero, !clocked {
+                try await writer.write(ByteBuffer(string: (head + pieces + ending).joined()))
+                try await writer.finish(nil)
+                return
+            }
             try await writer.write(ByteBuffer(string: head.joined()))
             for piece in pieces {
                 if interval > .zero { try await Task.sleep(for: interval) }

@@ -18,8 +18,7 @@ extension Phases {
         var tasks = 0
     }
 
-    func live(front: AgentdProcess) async throws {
-        let streams = bench.liveStreams
+    func live(front: AgentdProcess, streams: Int) async throws {
         let rounds = max(1, bench.liveRounds)
         modelLatency.setLive(count: bench.liveChunks, interval: .milliseconds(bench.liveChunkMilliseconds))
         defer { modelLatency.setLive(count: 0, interval: .zero) }
@@ -35,7 +34,7 @@ extension Phases {
                 group.addTask {
                     var result = LiveResult()
                     for round in 0..<rounds {
-                        let (user, task) = ("p8-u\(index)", "t\(round)")
+                        let (user, task) = ("p8s\(streams)-u\(index)", "t\(round)")
                         try await frontClient.invoke(user: user, session: "s", task: task, query: "live \(round)")
                         try await Self.readStream(http: http, url: frontClient.base + "/agent/events/\(user)/s/\(task)", into: &result)
                         result.tasks += 1
@@ -58,18 +57,18 @@ extension Phases {
         let tasks = Double(max(1, results.tasks))
         let latency = Sample(results.latencies)
         progress(String(
-            format: "live: %d tasks, %.1f stored events and %.1f deltas per task, delta latency p50 %.2f ms p99 %.2f ms, %.2f commits per task",
-            results.tasks, Double(results.stored) / tasks, Double(results.deltas) / tasks, latency.p(0.5), latency.p(0.99),
+            format: "live, %d streams: %d tasks, %.1f stored events and %.1f deltas per task, delta latency p50 %.2f ms p99 %.2f ms, %.2f commits per task",
+            streams, results.tasks, Double(results.stored) / tasks, Double(results.deltas) / tasks, latency.p(0.5), latency.p(0.99),
             Double(commits) / tasks))
         let label = "\(streams) streams on an API-only process, tasks run by the other"
         report.add("8 live", "\(label): tasks/s (\(results.tasks) tasks, \(bench.liveChunks) pieces of text each)", String(format: "%.0f", tasks / elapsed))
-        report.add("8 live", "stored events per task; deltas per task", String(format: "%.2f; %.1f", Double(results.stored) / tasks, Double(results.deltas) / tasks))
+        report.add("8 live", "\(streams) streams: stored events per task; deltas per task", String(format: "%.2f; %.1f", Double(results.stored) / tasks, Double(results.deltas) / tasks))
         report.add(
-            "8 live", "delta latency, model wrote → client read, p50 / p99 (\(latency.count) pieces)",
+            "8 live", "\(streams) streams: delta latency, model wrote → client read, p50 / p99 (\(latency.count) pieces)",
             "\(latency.milliseconds(0.5)) / \(latency.milliseconds(0.99))", aim: "< 100 ms")
-        report.add("8 live", "commits that wrote, per task, every task watched (WAL commit records)", String(format: "%.2f", Double(commits) / tasks))
+        report.add("8 live", "\(streams) streams: commits that wrote, per task, every task watched (WAL commit records)", String(format: "%.2f", Double(commits) / tasks))
         report.add(
-            "8 live", "CPU per task: stream process / task process",
+            "8 live", "\(streams) streams: CPU per task, stream process / task process",
             String(format: "%.0f µs / %.0f µs", cpu.front / tasks * 1e6, cpu.worker / tasks * 1e6))
     }
 

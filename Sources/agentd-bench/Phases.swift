@@ -26,7 +26,11 @@ struct Phases: Sendable {
         if phases.contains("3") { try await dispatch() }
         if phases.contains("4") { try await approvals() }
         if phases.contains("5") { try await inFlight() }
-        if phases.contains("8"), let front { try await live(front: front) }
+        if phases.contains("8"), let front {
+            for streams in bench.liveStreams.split(separator: ",").compactMap({ Int($0.trimmingCharacters(in: .whitespaces)) }) where streams > 0 {
+                try await live(front: front, streams: streams)
+            }
+        }
         if phases.contains("6") {
             // A completed task to read: one of phase 2's, or one made for the purpose.
             if !phases.contains("2") {

@@ -31,7 +31,8 @@ struct ServiceBench: AsyncParsableCommand {
     @Option(help: "WORKER_SLOTS of the service.") var workerSlots = 2048
     @Option(help: "DB_POOL_SIZE of the service.") var dbPoolSize = 8
     @Flag(help: "Clients poll the status (2 ms, backing off to 50 ms) instead of waiting with ?wait=.") var poll = false
-    @Option(help: "Event streams open at once in the live run.") var liveStreams = 256
+    @Option(help: "LLM_STREAM of the service: 1 asks the model for streamed replies, 0 for whole ones.") var llmStream = 1
+    @Option(help: "Event streams open at once in the live runs, comma-separated.") var liveStreams = "16,256"
     @Option(help: "Tasks each live stream follows, one after the other.") var liveRounds = 4
     @Option(help: "Pieces of text the model writes per task in the live run.") var liveChunks = 50
     @Option(help: "Milliseconds between the pieces.") var liveChunkMilliseconds = 10
@@ -70,7 +71,8 @@ struct ServiceBench: AsyncParsableCommand {
                 executable: executable,
                 environment: [
                     "DATABASE_URL": url, "LLM_BASE_URL": model.baseURL, "LLM_MODEL": "scripted", "WORKER_SLOTS": "\(workerSlots)",
-                    "DB_POOL_SIZE": "\(dbPoolSize)", "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin",
+                    "DB_POOL_SIZE": "\(dbPoolSize)", "LLM_STREAM": "\(llmStream)",
+                        "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin",
                 ])
         } catch {
             await model.shutdown()
@@ -84,7 +86,8 @@ struct ServiceBench: AsyncParsableCommand {
                     executable: executable,
                     environment: [
                         "DATABASE_URL": url, "LLM_BASE_URL": model.baseURL, "LLM_MODEL": "scripted", "WORKER_SLOTS": "0",
-                        "DB_POOL_SIZE": "\(dbPoolSize)", "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin",
+                        "DB_POOL_SIZE": "\(dbPoolSize)", "LLM_STREAM": "\(llmStream)",
+                        "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin",
                     ])
             } catch {
                 child.stop()

@@ -103,4 +103,37 @@ struct MigratorTests {
         let count = try connection.query("SELECT count(*) AS n FROM schema_migrations").first?.decode("n", as: Int.self)
         #expect((count ?? 0) >= 1)
     }
+
+    @Test("tasks stored before the event stream existed get the events their rows tell, numbered from 1")
+    func eventBackfill() async throws {
+        let url = try await TestDatabase.empty()
+        let pool = PostgresPool(configuration: .init(conninfo: url, size: 1))
+        let all = try Migrator(directory: TestDatabase.sqlDirectory).migrations
+        try await Migrator(migrations: all.filter { $0.version < 8 }).migrate(pool)
+        try await pool.withConnection { connection in
+            try connection.execute("""
+                SET agentd.scope = 'system';
+                INSERT INTO sessions (user_id, session_id) VALUES ('u1', 's1');
+                INSERT INTO tasks (user_id, session_id, task_id, query, state, result) VALUES ('u1', 's1', 'done', 'q', 'completed', '{"messages": []}');
+                INSERT INTO messages (user_id, session_id, task_id, position, type, content) VALUES
+                    ('u1', 's1', 'done', 0, 'human', 'q'), ('u1', 's1', 'done', 1, 'ai', ''), ('u1', 's1', 'done', 2, 'tool', 'ok'),
+                    ('u1', 's1', 'done', 3, 'ai', 'answer');
+                INSERT INTO tasks (user_id, session_id, task_id, query, state, interrupt_data) VALUES ('u1', 's1', 'asks', 'q', 'interrupted', '{"x": 1}');
+                INSERT INTO tasks (user_id, session_id, task_id, query) VALUES ('u1', 's1', 'waits', 'q');
+                """)
+        }
+        try await Migrator(migrations: all).migrate(pool)
+        let rows = try await pool.query("""
+            SELECT t.task_id, t.events, string_agg(e.type || ':' || e.seq, ' ' ORDER BY e.seq) AS events_told
+            FROM tasks t JOIN task_events e USING (tenant_id, user_id, session_id, task_id)
+            GROUP BY t.task_id, t.events ORDER BY t.task_id
+            """).rows
+        let told = try rows.map { [try $0.decode("task_id", as: String.self), "\(try $0.decode("events", as: Int.self))", try $0.decode("events_told", as: String.self)] }
+        #expect(told == [
+            ["asks", "2", "task.queued:1 interrupt:2"],
+            ["done", "5", "task.queued:1 message:2 tool.result:3 message:4 task.completed:5"],
+            ["waits", "1", "task.queued:1"],
+        ])
+        await pool.shutdown()
+    }
 }
