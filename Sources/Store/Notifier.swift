@@ -39,7 +39,8 @@ public final class Notifier: Service {
     /// A task that paused or ended, and how.
     public struct Settled: Sendable {
         public var key: TaskKey
-        public var state: TaskState
+        /// Nil from a process of an earlier version, whose payload named the task only.
+        public var state: TaskState?
     }
 
     /// `handler` runs with the task that settled, or with nil after a reconnect: any task may have.
@@ -120,10 +121,11 @@ public final class Notifier: Service {
     }
 
     static func settled(payload: String) -> Settled? {
-        guard case .array(let ids)? = try? JSONValue(parsing: Array(payload.utf8)), ids.count == 5,
+        guard case .array(let ids)? = try? JSONValue(parsing: Array(payload.utf8)), ids.count == 4 || ids.count == 5,
             let tenant = ids[0].stringValue, let user = ids[1].stringValue, let session = ids[2].stringValue,
-            let task = ids[3].stringValue, let state = ids[4].stringValue.flatMap(TaskState.init(rawValue:))
+            let task = ids[3].stringValue
         else { return nil }
+        let state = ids.count == 5 ? ids[4].stringValue.flatMap(TaskState.init(rawValue:)) : nil
         return Settled(key: TaskKey(tenantID: tenant, userID: user, sessionID: session, taskID: task), state: state)
     }
 }
