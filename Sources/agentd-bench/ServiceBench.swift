@@ -65,15 +65,18 @@ struct ServiceBench: AsyncParsableCommand {
         let executable =
             agentd.map { URL(fileURLWithPath: $0) }
             ?? URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("agentd")
-        let child: AgentdProcess
-        do {
-            child = try await AgentdProcess(
+        let launch = { (slots: Int) in
+            try await AgentdProcess(
                 executable: executable,
                 environment: [
-                    "DATABASE_URL": url, "LLM_BASE_URL": model.baseURL, "LLM_MODEL": "scripted", "WORKER_SLOTS": "\(workerSlots)",
+                    "DATABASE_URL": url, "LLM_BASE_URL": model.baseURL, "LLM_MODEL": "scripted", "WORKER_SLOTS": "\(slots)",
                     "DB_POOL_SIZE": "\(dbPoolSize)", "LLM_STREAM": "\(llmStream)",
-                        "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin",
+                    "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin",
                 ])
+        }
+        let child: AgentdProcess
+        do {
+            child = try await launch(workerSlots)
         } catch {
             await model.shutdown()
             throw error
@@ -82,13 +85,7 @@ struct ServiceBench: AsyncParsableCommand {
         var front: AgentdProcess?
         if only.split(separator: ",").contains(where: { $0.trimmingCharacters(in: .whitespaces) == "8" }) {
             do {
-                front = try await AgentdProcess(
-                    executable: executable,
-                    environment: [
-                        "DATABASE_URL": url, "LLM_BASE_URL": model.baseURL, "LLM_MODEL": "scripted", "WORKER_SLOTS": "0",
-                        "DB_POOL_SIZE": "\(dbPoolSize)", "LLM_STREAM": "\(llmStream)",
-                        "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin",
-                    ])
+                front = try await launch(0)
             } catch {
                 child.stop()
                 await model.shutdown()
