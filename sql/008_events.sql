@@ -77,13 +77,14 @@ WHERE tasks.tenant_id = stored.tenant_id AND tasks.user_id = stored.user_id
 
 -- The agentd processes that serve, for the model's text as it is written (message.delta): it is
 -- never stored, so a stream on one process asks the process that runs the task (tasks.lease_owner)
--- for it, at url, with that process's secret. Written when a process starts listening, removed
--- when it stops; a row left by a crashed process only costs a refused connection.
+-- for it, at url, with that process's secret. Written when a process starts listening and again
+-- every hour (seen_at), removed when it stops; a row left by a crashed process only costs a
+-- refused connection, and goes after a day.
 CREATE TABLE agentd_peers (
-    owner      text        PRIMARY KEY,
-    url        text        NOT NULL,
-    secret     text        NOT NULL,
-    started_at timestamptz NOT NULL DEFAULT now()
+    owner   text        PRIMARY KEY,
+    url     text        NOT NULL,
+    secret  text        NOT NULL,
+    seen_at timestamptz NOT NULL DEFAULT now()
 );
 GRANT SELECT, INSERT, UPDATE, DELETE ON agentd_peers TO agentd_service;
 

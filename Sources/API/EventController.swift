@@ -125,6 +125,8 @@ public struct EventController: Sendable {
                         }
                     }
                     let out = text.place(current.events, key: key)
+                    // A stream that starts after a message (Last-Event-ID) must not repeat its text.
+                    text.stored(through: current.lastPosition)
                     if !out.isEmpty { try await writer.write(ByteBuffer(string: out)) }
                     last = current.events.last?.seq ?? last
                     (latest, state, page) = (current.latest, current.state, nil)
@@ -252,6 +254,14 @@ struct LiveText {
             out += EventController.frame(event, key: key)
         }
         return out + flush(key: key)
+    }
+
+    /// The turn's messages up to `position` are stored: their text is stale.
+    mutating func stored(through position: Int) {
+        guard position > sentPosition else { return }
+        sentPosition = position
+        pending.removeAll { $0.position <= position }
+        done = done.filter { $0 > position }
     }
 
     mutating func flush(key: TaskKey) -> String {

@@ -32,6 +32,8 @@ public final class PeerRelay: Sendable {
         var runner: String
         var holders: Int
         var reader: Task<Void, Never>?
+        /// Which reader `reader` is: one that ends clears only its own entry.
+        var readerID = 0
     }
 
     private struct State {
@@ -39,6 +41,7 @@ public final class PeerRelay: Sendable {
         var peers: [String: PeerDirectory.Peer] = [:]
         /// Runners that could not be reached lately, not tried again for a few seconds.
         var unreachable: [String: ContinuousClock.Instant] = [:]
+        var nextReaderID = 0
     }
 
     private let state = Mutex(State())
@@ -68,35 +71,32 @@ public final class PeerRelay: Sendable {
     /// `release`. Nothing to do when this process runs it.
     public func acquire(_ key: TaskKey, runner: String) {
         guard runner != owner else { return }
-        let start = state.withLock { state -> Bool in
-            if var upstream = state.upstreams[key], upstream.runner == runner {
-                upstream.holders += 1
-                state.upstreams[key] = upstream
-                return upstream.reader == nil
+        state.withLock { state in
+            if state.upstreams[key]?.runner == runner {
+                state.upstreams[key]?.holders += 1
+            } else {
+                // Another runner now (the task moved): the old relay ends.
+                state.upstreams[key]?.reader?.cancel()
+                let holders = (state.upstreams[key]?.holders ?? 0) + 1
+                state.upstreams[key] = Upstream(runner: runner, holders: holders)
             }
-            // Another runner now (the task moved): the old relay ends.
-            state.upstreams[key]?.reader?.cancel()
-            let holders = (state.upstreams[key]?.holders ?? 0) + 1
-            state.upstreams[key] = Upstream(runner: runner, holders: holders, reader: nil)
-            return true
+            startReadingIfIdle(key, in: &state)
         }
-        if start { startReading(key, runner: runner) }
     }
 
     /// The stream still sees `runner` running the task: if the relay from it ended (the run
     /// paused and started again there), it starts again.
     public func refresh(_ key: TaskKey, runner: String) {
         guard runner != owner else { return }
-        let start = state.withLock { state -> Bool in
-            guard let upstream = state.upstreams[key], upstream.runner == runner else { return false }
-            return upstream.reader == nil
+        state.withLock { state in
+            guard state.upstreams[key]?.runner == runner else { return }
+            startReadingIfIdle(key, in: &state)
         }
-        if start { startReading(key, runner: runner) }
     }
 
     public func release(_ key: TaskKey, runner: String) {
         guard runner != owner else { return }
-        let stop = state.withLock { state -> Task<Void, Never>? in
+        let stop = state.withLock { state -> Task<Void, Never>?? in
             guard var upstream = state.upstreams[key] else { return nil }
             upstream.holders -= 1
             guard upstream.holders <= 0 else {
@@ -104,26 +104,30 @@ public final class PeerRelay: Sendable {
                 return nil
             }
             state.upstreams[key] = nil
-            return upstream.reader
+            return .some(upstream.reader)
         }
+        guard let stop else { return }
         stop?.cancel()
+        // Nobody here watches it any more: its text so far is of no use to a later stream.
+        watch.runEnded(key)
     }
 
-    private func startReading(_ key: TaskKey, runner: String) {
-        let reader = Task {
+    /// Starts a reader for `key` unless one runs. Under the lock, so that a reader that ends at
+    /// once cannot finish before it is recorded.
+    private func startReadingIfIdle(_ key: TaskKey, in state: inout State) {
+        guard let upstream = state.upstreams[key], upstream.reader == nil else { return }
+        state.nextReaderID += 1
+        let id = state.nextReaderID
+        let runner = upstream.runner
+        state.upstreams[key]?.readerID = id
+        state.upstreams[key]?.reader = Task {
             await self.read(key, runner: runner)
             // Done (the task left that process, or it could not be reached): a later page that
             // still shows it running there asks again.
             self.state.withLock { state in
-                if state.upstreams[key]?.runner == runner { state.upstreams[key]?.reader = nil }
+                if state.upstreams[key]?.readerID == id { state.upstreams[key]?.reader = nil }
             }
         }
-        let kept = state.withLock { state -> Bool in
-            guard state.upstreams[key]?.runner == runner, state.upstreams[key]?.reader == nil else { return false }
-            state.upstreams[key]?.reader = reader
-            return true
-        }
-        if !kept { reader.cancel() }
     }
 
     private func read(_ key: TaskKey, runner: String) async {
@@ -205,8 +209,11 @@ public final class PeerRelay: Sendable {
         let stream = ResponseBody { writer in
             defer { subscription.cancel() }
             try await writer.write(ByteBuffer(string: ": relaying\n\n"))
-            while !subscription.isClosed, isRunningHere(key) {
-                let wake = await subscription.next(timeout: .seconds(1))
+            var running = true
+            while running, !subscription.isClosed {
+                // Checked before the wait, written after it: what came before the run ended goes out too.
+                running = isRunningHere(key)
+                let wake = await subscription.next(timeout: running ? .seconds(1) : .zero)
                 var out = wake.deltas.map(Self.frame).joined()
                 if wake.changed { out += String(decoding: Self.changedLine, as: UTF8.self) + "\n\n" }
                 if !out.isEmpty { try await writer.write(ByteBuffer(string: out)) }

@@ -67,11 +67,21 @@ public final class TaskWatch: Sendable {
         return value
     }
 
-    /// A standing registration for a task's changes, for a reader that reads, waits, and reads again.
-    public struct Subscription: Sendable {
+    /// A standing registration for a task's changes, for a reader that reads, waits, and reads
+    /// again. It ends with `cancel`, or when the last reference goes: a response whose body never
+    /// runs (a HEAD request, a client gone before the body) must not leave its waiter behind.
+    public final class Subscription: Sendable {
         let watch: TaskWatch
         public let key: TaskKey
         let id: Int
+
+        init(watch: TaskWatch, key: TaskKey, id: Int) {
+            self.watch = watch
+            self.key = key
+            self.id = id
+        }
+
+        deinit { watch.forget(key, id: id) }
 
         /// Waits until the task may have changed or text arrived since the last wake (or since
         /// `subscribe`), or until `timeout`. A change during the reader's read is not lost: it

@@ -7,6 +7,7 @@ import Logging
 import ModelClient
 import Postgres
 import ServiceLifecycle
+import Synchronization
 import Store
 import TaskDispatch
 import UnixSignals
@@ -99,6 +100,8 @@ public enum AgentdServer {
         // Peers authenticate with this process's own secret, not with API keys.
         let peers = PeerDirectory(pool: pool)
         let secret = PeerRelay.makeSecret()
+        // Says again every hour that this process serves (`PeerDirectory.refreshInterval`).
+        let registration = Mutex<Task<Void, Never>?>(nil)
         let relay = PeerRelay(
             owner: owner, secret: secret, watch: watch, directory: peers, httpClient: peerClient, logger: logger,
             isRunningHere: { dispatcher.isRunning($0) })
@@ -128,11 +131,19 @@ public enum AgentdServer {
             ],
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? configuration.port
+                let url = configuration.peerURL(port: port)
                 do {
-                    try await peers.register(owner: owner, url: configuration.peerURL(port: port), secret: secret)
+                    try await peers.register(owner: owner, url: url, secret: secret)
                 } catch {
                     logger.warning("could not register for peers; other processes' event streams get no text of this one's tasks",
                                    metadata: ["error": "\(String(reflecting: error))"])
+                }
+                registration.withLock {
+                    $0 = Task {
+                        while (try? await Task.sleep(for: PeerDirectory.refreshInterval)) != nil {
+                            try? await peers.register(owner: owner, url: url, secret: secret)
+                        }
+                    }
                 }
                 await onServerRunning(port)
             },
@@ -144,9 +155,11 @@ public enum AgentdServer {
         do {
             try await group.run()
         } catch {
+            registration.withLock { $0?.cancel() }
             try? await peers.unregister(owner: owner)
             throw error
         }
+        registration.withLock { $0?.cancel() }
         try? await peers.unregister(owner: owner)
     }
 

@@ -59,6 +59,14 @@ struct ChatStream {
         return ModelReply(message: .ai(content, toolCalls: toolCalls), usage: usage, model: model ?? fallbackModel)
     }
 
+    /// Where a tool-call piece without `index` goes: a new call when it brings an id the last
+    /// call does not have, else the last call (as servers that send one call per chunk do).
+    private func unindexed(_ piece: JSONValue, _ position: Int) -> Int {
+        guard let last = calls.keys.max() else { return position }
+        if let id = piece["id"]?.stringValue, !id.isEmpty, let lastID = calls[last]?.id, !lastID.isEmpty, id != lastID { return last + 1 }
+        return last
+    }
+
     /// One event (its `data:` lines joined) at a blank line; its text delta, if any.
     private mutating func dispatch() throws -> String? {
         guard !data.isEmpty else { return nil }
@@ -87,7 +95,7 @@ struct ChatStream {
         guard let delta = choice["delta"] else { return nil }
         if case .array(let pieces)? = delta["tool_calls"] {
             for (position, piece) in pieces.enumerated() {
-                let index = piece["index"]?.numberValue.flatMap { $0.isFinite && $0 >= 0 && $0 < 1000 ? Int($0) : nil } ?? position
+                let index = piece["index"]?.numberValue.flatMap { $0.isFinite && $0 >= 0 && $0 < 1000 ? Int($0) : nil } ?? unindexed(piece, position)
                 var call = calls[index] ?? (id: "", name: "", arguments: "")
                 if let id = piece["id"]?.stringValue, !id.isEmpty { call.id = id }
                 if let name = piece["function"]?["name"]?.stringValue { call.name += name }

@@ -14,14 +14,18 @@ public struct PeerDirectory: Sendable {
         public var secret: String
     }
 
-    /// This process (`owner`, as `tasks.lease_owner` names it) serves at `url`. Rows of
-    /// processes gone for a week without saying so are removed at the same time.
+    /// How often a serving process says again that it serves: rows not refreshed for a day are
+    /// of processes gone without saying so.
+    public static let refreshInterval: Duration = .seconds(3600)
+
+    /// This process (`owner`, as `tasks.lease_owner` names it) serves at `url`; at start and
+    /// every `refreshInterval`. Rows of processes gone for a day are removed at the same time.
     public func register(owner: String, url: String, secret: String) async throws {
         try await pool.system { connection in
             try connection.query("""
-                WITH gone AS (DELETE FROM agentd_peers WHERE started_at < now() - interval '7 days' AND owner <> \(owner))
+                WITH gone AS (DELETE FROM agentd_peers WHERE seen_at < now() - interval '1 day' AND owner <> \(owner))
                 INSERT INTO agentd_peers (owner, url, secret) VALUES (\(owner), \(url), \(secret))
-                ON CONFLICT (owner) DO UPDATE SET url = excluded.url, secret = excluded.secret, started_at = now()
+                ON CONFLICT (owner) DO UPDATE SET url = excluded.url, secret = excluded.secret, seen_at = now()
                 """)
         }
     }

@@ -70,6 +70,9 @@ public struct EventStore: Sendable {
         public var runner: String?
         /// The task's latest seq.
         public var latest: Int
+        /// The position of the turn's last stored message (-1 for none): text of it or of an
+        /// earlier one is stale.
+        public var lastPosition: Int
         /// At most `limit` events, in order.
         public var events: [TaskEvent]
     }
@@ -80,7 +83,9 @@ public struct EventStore: Sendable {
         let last = after + max(1, limit)
         let rows = try await pool.tenant(key.tenantID) { connection in
             try connection.query("""
-                SELECT t.state, CASE WHEN t.state = 'running' THEN t.lease_owner END AS runner, t.events AS latest, e.seq, e.type AS event_type, e.data, extract(epoch FROM e.created_at) AS created,
+                SELECT t.state, CASE WHEN t.state = 'running' THEN t.lease_owner END AS runner, t.events AS latest,
+                       (SELECT coalesce(max(l.position), -1) FROM messages l WHERE \(unsafeSQL: TaskKey.sameTask("l", "t"))) AS last_position,
+                       e.seq, e.type AS event_type, e.data, extract(epoch FROM e.created_at) AS created,
                        m.type, m.content, m.tool_calls, m.name, m.tool_call_id, e.position,
                        CASE WHEN e.type = 'task.completed' THEN t.result END AS result
                 FROM tasks t
@@ -113,6 +118,7 @@ public struct EventStore: Sendable {
         return Page(
             state: TaskState(rawValue: try first.decode("state", as: String.self)) ?? .error,
             runner: try first.decode("runner", as: String?.self), latest: try first.decode("latest"),
+            lastPosition: try first.decode("last_position"),
             events: events)
     }
 

@@ -123,11 +123,14 @@ public struct TaskJournal: AgentJournal {
     }
 
     /// Commits a tool's result message with its `tool_calls` row. The row's key makes a second
-    /// result for the same call impossible: a duplicate run is reported as `LeaseLost`.
+    /// result for the same call impossible: a duplicate run is reported as `LeaseLost`. When the
+    /// task was cancelled while the tool ran, the same statement records the result for the
+    /// audit only (`cancelledTaskAudit`) and the run stops with `LeaseLost`.
     public func appendToolResult(position: Int, record: ToolCallRecord) async throws {
         let args = try StoreCoding.json(record.arguments)
         // The lease CTE checks for an earlier result itself: it also numbers the event, and a
-        // number taken for an event that is then not written would leave a gap.
+        // number taken for an event that is then not written would leave a gap. Two runs racing
+        // past that check (both saw no result) meet the key: the statement fails whole.
         let firstResult: PostgresQuery = """
             NOT EXISTS (SELECT 1 FROM tool_calls WHERE \(fragment: key.matchesTask()) AND tool_call_id = \(record.call.id))
             """
@@ -137,7 +140,6 @@ public struct TaskJournal: AgentJournal {
                 SELECT \(fragment: key.taskValues), \(record.call.id), \(record.call.name),
                        \(args), \(record.output), \(record.status.rawValue), \(record.decision?.rawValue), \(record.durationMilliseconds)
                 FROM lease
-                ON CONFLICT DO NOTHING
                 RETURNING 1
             ), message AS (
                 INSERT INTO messages (\(unsafeSQL: TaskKey.taskColumns), position, type, content, name, tool_call_id)
@@ -146,8 +148,8 @@ public struct TaskJournal: AgentJournal {
                 RETURNING 1
             ), logged AS (
                 \(fragment: EventRecord.append([try .with(.toolResult, ["status": .string(record.status.rawValue)], position: position)], from: "lease"))
-            )
-            SELECT (SELECT count(*) FROM message) AS written, (SELECT count(*) FROM logged) AS logged
+            ), audit AS (\(fragment: cancelledTaskAudit(record, args: args, provided: "NOT EXISTS (SELECT 1 FROM lease)")) RETURNING 1)
+            SELECT (SELECT count(*) FROM message) AS written, (SELECT count(*) FROM logged) AS logged, (SELECT count(*) FROM audit) AS audited
             """)
     }
 
@@ -155,17 +157,20 @@ public struct TaskJournal: AgentJournal {
     /// when a client cancelled the task. It is not a step: the turn and the event stream ended with
     /// the cancellation, and the model is not called again.
     public func recordToolCallOfCancelledTask(_ record: ToolCallRecord) async throws {
-        let args = try StoreCoding.json(record.arguments)
-        try await pool.tenant(key.tenantID) { connection in
-            try connection.query("""
-                INSERT INTO tool_calls (\(unsafeSQL: TaskKey.taskColumns), tool_call_id, tool_name, args, output, status, decision, duration_ms)
-                SELECT \(fragment: key.taskValues), \(record.call.id), \(record.call.name),
-                       \(args), \(record.output), \(record.status.rawValue), \(record.decision?.rawValue), \(record.durationMilliseconds)
-                FROM tasks
-                WHERE \(fragment: key.matchesTask()) AND state = 'cancelled' AND lease_owner = \(owner)
-                ON CONFLICT DO NOTHING
-                """)
-        }
+        let insert = cancelledTaskAudit(record, args: try StoreCoding.json(record.arguments))
+        try await pool.tenant(key.tenantID) { try $0.query(insert) }
+    }
+
+    /// The `tool_calls` row of a tool that ran for this worker while its task was cancelled.
+    private func cancelledTaskAudit(_ record: ToolCallRecord, args: PostgresJSON, provided condition: PostgresQuery = "TRUE") -> PostgresQuery {
+        """
+        INSERT INTO tool_calls (\(unsafeSQL: TaskKey.taskColumns), tool_call_id, tool_name, args, output, status, decision, duration_ms)
+        SELECT \(fragment: key.taskValues), \(record.call.id), \(record.call.name),
+               \(args), \(record.output), \(record.status.rawValue), \(record.decision?.rawValue), \(record.durationMilliseconds)
+        FROM tasks
+        WHERE \(fragment: key.matchesTask()) AND state = 'cancelled' AND lease_owner = \(owner) AND \(fragment: condition)
+        ON CONFLICT DO NOTHING
+        """
     }
 
     /// Stops the task to wait for a human about `call`; the session is free meanwhile.
@@ -205,7 +210,13 @@ public struct TaskJournal: AgentJournal {
     /// Runs a step's statement, whose column `written` is 1 when it was written under this
     /// process's lease.
     private func commit(_ statement: PostgresQuery) async throws {
-        let written = try await pool.tenant(key.tenantID) { try $0.query(statement).first?.decode("written", as: Int.self) }
+        let written: Int?
+        do {
+            written = try await pool.tenant(key.tenantID) { try $0.query(statement).first?.decode("written", as: Int.self) }
+        } catch let error as StoreError where error.underlying.isUniqueViolation {
+            // Another run of this task wrote the same step first (it took the task over).
+            throw LeaseLost(key: key)
+        }
         guard written == 1 else { throw LeaseLost(key: key) }
         onStep(key)
     }

@@ -76,7 +76,7 @@ public struct TaskStore: Sendable {
             // The session is touched only when the task goes in (`touched` reads `task`): a
             // concurrent duplicate that loses the task insert leaves it alone.
             let outcome = try connection.query("""
-                WITH room AS (\(fragment: Self.room(apiKeyID: apiKeyID, maxInFlight: maxInFlight))), busy AS (
+                WITH room AS (\(fragment: Self.room(apiKeyID: apiKeyID, maxInFlight: maxInFlight, sparing: ifBusy == .interrupt ? key : nil))), busy AS (
                     SELECT task_id FROM tasks
                     WHERE \(fragment: key.matchesSession()) AND state IN \(unsafeSQL: Self.unfinished)
                     ORDER BY seq
@@ -260,11 +260,15 @@ public struct TaskStore: Sendable {
         state: "'cancelled'")
 
     /// The CTE `room`: one row, `ok` when the key may queue one more task (always, without a limit).
-    static func room(apiKeyID: String?, maxInFlight: Int?) -> PostgresQuery {
-        """
-        SELECT \(maxInFlight)::int IS NULL
-               OR (SELECT count(*) FROM tasks WHERE api_key_id = \(apiKeyID) AND state IN ('queued', 'running')) < \(maxInFlight) AS ok
-        """
+    /// - Parameter sparing: a session whose tasks the same statement cancels (`if_busy=interrupt`):
+    ///   they do not count.
+    static func room(apiKeyID: String?, maxInFlight: Int?, sparing session: TaskKey? = nil) -> PostgresQuery {
+        let counted: PostgresQuery = session.map { "NOT (\(fragment: $0.matchesSession()))" } ?? "TRUE"
+        return """
+            SELECT \(maxInFlight)::int IS NULL
+                   OR (SELECT count(*) FROM tasks
+                       WHERE api_key_id = \(apiKeyID) AND state IN ('queued', 'running') AND \(fragment: counted)) < \(maxInFlight) AS ok
+            """
     }
 
     /// Advisory lock space of the in-flight limit (the two-key form; the migrator uses the other).

@@ -49,6 +49,13 @@ public final class Dispatcher: Service {
     /// The tasks this process runs, so that a client's cancel reaches their runs.
     private let runs = Mutex<[TaskKey: Running]>([:])
 
+    /// Tasks cancelled lately, by when this process heard it. A cancel can commit just after a
+    /// claim of this process did, and its notification arrive before the claimed run is in
+    /// `runs`: the run, once there, is stopped at once. A cancelled task is never claimed again,
+    /// so any cancel heard of it is about that run.
+    private let cancelled = Mutex<[TaskKey: ContinuousClock.Instant]>([:])
+    static let cancelMemory: Duration = .seconds(60)
+
     public init(configuration: Configuration, queue: TaskQueue, runner: TaskRunner, notifier: Notifier, logger: Logger) {
         self.configuration = configuration
         self.queue = queue
@@ -65,7 +72,18 @@ public final class Dispatcher: Service {
         notifier.onNewWork { wake.yield() }
         // A cancel's statement notifies as every settling statement does, whichever process ran it.
         notifier.onSettled { settled in
-            guard let settled, settled.state == .cancelled else { return }
+            guard let settled else {
+                // A reconnect: cancels of running tasks may have been missed; the leases say which
+                // are still ours. (Nothing to check at the first connect: nothing runs yet.)
+                if !self.runs.withLock(\.isEmpty) { Task { await self.checkLeases(wake) } }
+                return
+            }
+            guard settled.state == .cancelled else { return }
+            self.cancelled.withLock { cancelled in
+                let now = ContinuousClock.now
+                cancelled = cancelled.filter { now - $0.value < Self.cancelMemory }
+                cancelled[settled.key] = now
+            }
             self.cancelRun(settled.key)
         }
         wake.yield()  // whatever is queued already
@@ -91,6 +109,9 @@ public final class Dispatcher: Service {
                         inFlight.add(1, ordering: .relaxed)
                         let cancel = CancelSignal()
                         runs.withLock { $0[task.key] = Running(cancel: cancel, claimedAt: claimedAt) }
+                        if cancelled.withLock({ $0[task.key] }).map({ ContinuousClock.now - $0 < Self.cancelMemory }) == true {
+                            cancel.fire()
+                        }
                         group.addTask {
                             let settled = await self.runner.run(task, stopping: { self.stopping.load(ordering: .relaxed) }, cancel: cancel)
                             // Only its own entry: a resumed task may already run again under a new one.
@@ -138,23 +159,28 @@ public final class Dispatcher: Service {
     private func maintain(_ wake: AsyncStream<Void>.Continuation) async {
         let interval = configuration.lease / 3
         while await sleepUnlessStopping(interval) {
-            do {
-                let letGo = Array(abandoned.withLock { $0 })
-                let asked = ContinuousClock.now
-                let renewed = try await queue.renewLeases(excluding: letGo)
-                // A run whose task was not renewed, though claimed before the renewal was asked, no
-                // longer holds it: cancelled (its notification lost in a reconnect), deleted or reaped.
-                let lost = runs.withLock { runs in runs.filter { $0.value.claimedAt < asked && !renewed.contains($0.key) }.map(\.key) }
-                for key in lost { cancelRun(key) }
-                let released = try await queue.releaseAbandoned(letGo)
-                if released > 0 {
-                    logger.info("released abandoned tasks back to the queue", metadata: ["tasks": "\(released)"])
-                    wake.yield()
-                }
-                abandoned.withLock { $0.subtract(letGo) }
-            } catch {
-                logger.warning("lease maintenance failed", metadata: ["error": "\(String(reflecting: error))"])
+            await checkLeases(wake)
+        }
+    }
+
+    /// Renews the leases, stops the runs that no longer hold theirs, and releases abandoned tasks.
+    private func checkLeases(_ wake: AsyncStream<Void>.Continuation) async {
+        do {
+            let letGo = Array(abandoned.withLock { $0 })
+            let asked = ContinuousClock.now
+            let renewed = try await queue.renewLeases(excluding: letGo)
+            // A run whose task was not renewed, though claimed before the renewal was asked, no
+            // longer holds it: cancelled (its notification lost in a reconnect), deleted or reaped.
+            let lost = runs.withLock { runs in runs.filter { $0.value.claimedAt < asked && !renewed.contains($0.key) }.map(\.key) }
+            for key in lost { cancelRun(key) }
+            let released = try await queue.releaseAbandoned(letGo)
+            if released > 0 {
+                logger.info("released abandoned tasks back to the queue", metadata: ["tasks": "\(released)"])
+                wake.yield()
             }
+            abandoned.withLock { $0.subtract(letGo) }
+        } catch {
+            logger.warning("lease maintenance failed", metadata: ["error": "\(String(reflecting: error))"])
         }
     }
 

@@ -1,6 +1,7 @@
 import AgentKit
 import Foundation
 import Postgres
+import Store
 import Testing
 import TestSupport
 
@@ -180,5 +181,25 @@ struct CancelTests {
         let rejected = try await service.post(
             "/agent/invoke", ["user_id": "u1", "session_id": "s1", "task_id": "t3", "query": "x", "if_busy": "reject"])
         #expect(rejected.status == 409)
+    }
+
+    @Test("if_busy=interrupt frees the room of the tasks it cancels: a key limited to one task in flight may replace it")
+    func interruptWithinTheLimit() async throws {
+        let service = try await ServiceHarness.start(configure: { $0.workerSlots = 0 })
+        defer { Task { await service.stop() } }
+        let pool = PostgresPool(configuration: .init(conninfo: service.databaseURL, size: 1, connectionSettings: .init(role: "agentd_service")))
+        let key = try await KeyStore(pool: pool).create(
+            tenantID: "A", userID: nil, isAdmin: false, name: nil, requestsPerSecond: nil, maxTasksInFlight: 1
+        ).key
+        await pool.shutdown()
+        func invoke(_ task: String, _ policy: String) async throws -> ServiceHarness.Reply {
+            let body: JSONValue = ["user_id": "u1", "session_id": "s1", "task_id": .string(task), "query": "q", "if_busy": .string(policy)]
+            return try await service.send(.POST, "/agent/invoke", body: body.jsonText, authorization: "Bearer \(key)")
+        }
+        #expect(try await invoke("t1", "enqueue").status == 200)
+        #expect(try await invoke("t2", "enqueue").status == 429)
+        #expect(try await invoke("t3", "interrupt").status == 200)
+        #expect(try service.scalar("SELECT count(*) FROM tasks WHERE task_id = 't1' AND state = 'cancelled'") == 1)
+        #expect(try service.scalar("SELECT count(*) FROM tasks WHERE task_id = 't3' AND state = 'queued'") == 1)
     }
 }

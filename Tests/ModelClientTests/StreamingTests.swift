@@ -70,6 +70,22 @@ struct StreamingTests {
         }
     }
 
+    @Test("tool calls without an index are told apart by their ids")
+    func unindexedCalls() async throws {
+        try await withModel { model, server in
+            func chunk(_ delta: String) -> String { #"data: {"choices":[{"index":0,"delta":"# + delta + #","finish_reason":null}]}"# + "\n\n" }
+            server.enqueue(.rawStream(
+                chunk(#"{"tool_calls":[{"id":"a","function":{"name":"multiply","arguments":"{\"a\":"}}]}"#)
+                    + chunk(#"{"tool_calls":[{"function":{"arguments":"2,\"b\":3}"}}]}"#)
+                    + chunk(#"{"tool_calls":[{"id":"b","function":{"name":"book_hotel","arguments":"{\"hotel_name\":\"如家\"}"}}]}"#)
+                    + #"data: {"choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}"# + "\n\n" + "data: [DONE]\n\n"))
+            let reply = try await model.complete(request)
+            #expect(reply.message.toolCalls == [
+                ToolCall(id: "a", name: "multiply", args: ["a": 2, "b": 3]), ToolCall(id: "b", name: "book_hotel", args: ["hotel_name": "如家"]),
+            ])
+        }
+    }
+
     @Test("malformed and truncated streams are clear model errors, never a crash", arguments: [
         ("data: {not json\n\n", "not a JSON object"),
         ("data: [1, 2]\n\n", "not a JSON object"),
