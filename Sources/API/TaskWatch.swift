@@ -20,6 +20,9 @@ public final class TaskWatch: Sendable {
         var changed = false
         var deltas: [MessageDelta] = []
         var deltaBytes = 0
+        /// The message whose text overflowed this waiter: the rest of it is dropped too, so the
+        /// preview stops rather than skipping a piece.
+        var dropping: Int?
         /// Woken by every step (event streams), not only when the task pauses or ends (status waits).
         let wantsSteps: Bool
         let wantsDeltas: Bool
@@ -34,7 +37,7 @@ public final class TaskWatch: Sendable {
         /// By task (`TaskKey` compares ids exactly: look-alike ids name two tasks).
         var waiters: [TaskKey: [Int: Waiter]] = [:]
         /// The text of each model call in progress so far, for a stream that joins in the middle.
-        var partial: [TaskKey: (position: Int, text: String, done: Bool)] = [:]
+        var partial: [TaskKey: (position: Int, text: String, done: Bool, full: Bool)] = [:]
         var nextID = 0
     }
 
@@ -142,17 +145,33 @@ public final class TaskWatch: Sendable {
         case .restart, .done: size = 0
         }
         state.withLock { state in
-            if state.partial[key]?.position != delta.position { state.partial[key] = (delta.position, "", false) }
+            if state.partial[key]?.position != delta.position { state.partial[key] = (delta.position, "", false, false) }
             // In place: a copy of the text so far per piece would be quadratic in a long reply.
             switch delta.delta {
-            case .restart: state.partial[key]?.text = ""
+            case .restart:
+                state.partial[key]?.text = ""
+                state.partial[key]?.full = false
             case .done: state.partial[key]?.done = true
             case .text(let text):
-                if (state.partial[key]?.text.utf8.count ?? 0) + size <= Self.maxDeltaBytes { state.partial[key]?.text += text }
+                // Past the cap the text so far stops growing (a later, smaller piece would leave a hole).
+                guard state.partial[key]?.full != true else { break }
+                if (state.partial[key]?.text.utf8.count ?? 0) + size <= Self.maxDeltaBytes {
+                    state.partial[key]?.text += text
+                } else {
+                    state.partial[key]?.full = true
+                }
             }
         }
         wake(key) { waiter in
-            guard waiter.wantsDeltas, waiter.deltaBytes + size <= Self.maxDeltaBytes else { return }
+            guard waiter.wantsDeltas else { return }
+            if let dropping = waiter.dropping {
+                guard dropping != delta.position else { return }
+                waiter.dropping = nil
+            }
+            guard waiter.deltaBytes + size <= Self.maxDeltaBytes else {
+                waiter.dropping = delta.position
+                return
+            }
             waiter.deltas.append(delta)
             waiter.deltaBytes += size
         }

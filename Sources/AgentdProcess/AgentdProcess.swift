@@ -42,6 +42,16 @@ public final class AgentdProcess: @unchecked Sendable {
         self.logURL = logURL
     }
 
+    /// A child still running when its owner lets go of it (a test that failed before `stop`) is
+    /// killed: it must not outlive the test run, polling a database that is gone.
+    deinit {
+        if process.isRunning {
+            Foundation.kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+        try? FileManager.default.removeItem(at: logURL)
+    }
+
     static func read(_ url: URL) -> String { (try? String(contentsOf: url, encoding: .utf8)) ?? "" }
 
     /// Sends `signal` and waits for the process to exit; returns its exit status.
