@@ -108,8 +108,9 @@ public final class PeerRelay: Sendable {
         }
         guard let stop else { return }
         stop?.cancel()
-        // Nobody here watches it any more: its text so far is of no use to a later stream.
-        watch.runEnded(key)
+        // Nobody here watches it any more: its text so far is of no use to a later stream (unless
+        // the task now runs here: that text is this process's own).
+        if !isRunningHere(key) { watch.runEnded(key) }
     }
 
     /// Starts a reader for `key` unless one runs. Under the lock, so that a reader that ends at
@@ -154,6 +155,8 @@ public final class PeerRelay: Sendable {
                         continue
                     }
                     defer { line.removeAll(keepingCapacity: true) }
+                    // Released meanwhile: a cancelled reader writes nothing more.
+                    if Task.isCancelled { return }
                     if line == Self.changedLine {
                         watch.changed(key)
                     } else if line.starts(with: Array("data: ".utf8)), let delta = Self.delta(from: line.dropFirst(6)) {

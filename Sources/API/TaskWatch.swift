@@ -113,6 +113,8 @@ public final class TaskWatch: Sendable {
                 if !partial.text.isEmpty { waiter.deltas = [MessageDelta(position: partial.position, delta: .text(partial.text))] }
                 if partial.done { waiter.deltas.append(MessageDelta(position: partial.position, delta: .done)) }
                 waiter.deltaBytes = partial.text.utf8.count
+                // Past the cap already: the rest of that message is not sent either.
+                if partial.full { waiter.dropping = partial.position }
             }
             state.waiters[key, default: [:]][state.nextID] = waiter
             return state.nextID
@@ -164,6 +166,12 @@ public final class TaskWatch: Sendable {
         }
         wake(key) { waiter in
             guard waiter.wantsDeltas else { return }
+            // Only text is dropped: a restart (which starts the text over) and the end always pass.
+            guard case .text = delta.delta else {
+                if delta.delta == .restart { waiter.dropping = nil }
+                waiter.deltas.append(delta)
+                return
+            }
             if let dropping = waiter.dropping {
                 guard dropping != delta.position else { return }
                 waiter.dropping = nil

@@ -122,7 +122,14 @@ public struct AgentRun: Sendable {
                     try? await journal.recordToolCallOfCancelledTask(record)
                     throw Cancelled()
                 }
-                try await commit(record, to: &turn)
+                do {
+                    try await commit(record, to: &turn)
+                } catch {
+                    // A cancel that committed while the tool ran, heard too late: the audit record
+                    // still gets written (the journal writes it only for a task cancelled under this run).
+                    try? await journal.recordToolCallOfCancelledTask(record)
+                    throw error
+                }
 
             case .answerTool(let call, let content, let decision):
                 try await commit(

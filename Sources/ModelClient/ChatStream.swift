@@ -60,10 +60,14 @@ struct ChatStream {
     }
 
     /// Where a tool-call piece without `index` goes: a new call when it brings an id the last
-    /// call does not have, else the last call (as servers that send one call per chunk do).
+    /// call does not have, or a name when the last call has one already; else the last call
+    /// (its arguments continue, as servers that send one call per chunk do).
     private func unindexed(_ piece: JSONValue, _ position: Int) -> Int {
-        guard let last = calls.keys.max() else { return position }
-        if let id = piece["id"]?.stringValue, !id.isEmpty, let lastID = calls[last]?.id, !lastID.isEmpty, id != lastID { return last + 1 }
+        guard let last = calls.keys.max(), let current = calls[last] else { return position }
+        if let id = piece["id"]?.stringValue, !id.isEmpty {
+            return current.id.isEmpty || current.id == id ? last : last + 1
+        }
+        if let name = piece["function"]?["name"]?.stringValue, !name.isEmpty, !current.name.isEmpty { return last + 1 }
         return last
     }
 

@@ -41,6 +41,9 @@ public final class Notifier: Service {
         public var key: TaskKey
         /// Nil from a process of an earlier version, whose payload named the task only.
         public var state: TaskState?
+        /// The task's row (`tasks.seq`), when the statement names it (a cancel does): ids may be
+        /// reused after a delete, a row never is.
+        public var seq: Int64?
     }
 
     /// `handler` runs with the task that settled, or with nil after a reconnect: any task may have.
@@ -92,11 +95,13 @@ public final class Notifier: Service {
     /// character) and the state, built here for every statement that settles a task, and read back
     /// by `settled(payload:)` as JSON, so its exact text (spacing, escapes) does not matter.
     static func notifySettled(
-        tenant: PostgresQuery, user: PostgresQuery, session: PostgresQuery, task: PostgresQuery, state: PostgresQuery
+        tenant: PostgresQuery, user: PostgresQuery, session: PostgresQuery, task: PostgresQuery, state: PostgresQuery,
+        seq: PostgresQuery = "NULL::bigint"
     ) -> PostgresQuery {
         """
         pg_notify(\(Channel.settled.rawValue),
-                  json_build_array(\(fragment: tenant), \(fragment: user), \(fragment: session), \(fragment: task), \(fragment: state))::text)
+                  json_build_array(\(fragment: tenant), \(fragment: user), \(fragment: session), \(fragment: task), \(fragment: state),
+                                   \(fragment: seq))::text)
         """
     }
 
@@ -121,11 +126,12 @@ public final class Notifier: Service {
     }
 
     static func settled(payload: String) -> Settled? {
-        guard case .array(let ids)? = try? JSONValue(parsing: Array(payload.utf8)), ids.count == 4 || ids.count == 5,
+        guard case .array(let ids)? = try? JSONValue(parsing: Array(payload.utf8)), (4...6).contains(ids.count),
             let tenant = ids[0].stringValue, let user = ids[1].stringValue, let session = ids[2].stringValue,
             let task = ids[3].stringValue
         else { return nil }
-        let state = ids.count == 5 ? ids[4].stringValue.flatMap(TaskState.init(rawValue:)) : nil
-        return Settled(key: TaskKey(tenantID: tenant, userID: user, sessionID: session, taskID: task), state: state)
+        let state = ids.count >= 5 ? ids[4].stringValue.flatMap(TaskState.init(rawValue:)) : nil
+        let seq = ids.count == 6 ? ids[5].numberValue.flatMap { $0.isFinite && abs($0) < 9e15 ? Int64($0) : nil } : nil
+        return Settled(key: TaskKey(tenantID: tenant, userID: user, sessionID: session, taskID: task), state: state, seq: seq)
     }
 }

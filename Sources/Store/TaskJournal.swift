@@ -213,8 +213,8 @@ public struct TaskJournal: AgentJournal {
         let written: Int?
         do {
             written = try await pool.tenant(key.tenantID) { try $0.query(statement).first?.decode("written", as: Int.self) }
-        } catch let error as StoreError where error.underlying.isUniqueViolation {
-            // Another run of this task wrote the same step first (it took the task over).
+        } catch let error as StoreError where error.underlying.isUniqueViolation && error.underlying.constraint == "tool_calls_pkey" {
+            // Another run of this task recorded the same tool call first (it took the task over).
             throw LeaseLost(key: key)
         }
         guard written == 1 else { throw LeaseLost(key: key) }

@@ -89,7 +89,7 @@ public struct TaskStore: Sendable {
                 ), cancelled AS (
                     \(fragment: ifBusy == .interrupt
                         ? Self.cancelling(key.matchesSession(), by: cancelledBy, provided: "EXISTS (SELECT 1 FROM admitted)")
-                        : "SELECT NULL::text AS tenant_id, NULL::text AS user_id, NULL::text AS session_id, NULL::text AS task_id, 0 AS events, NULL::text AS message WHERE false")
+                        : "SELECT NULL::text AS tenant_id, NULL::text AS user_id, NULL::text AS session_id, NULL::text AS task_id, 0 AS events, NULL::text AS message, 0::bigint AS seq WHERE false")
                 ), cancellations AS (\(fragment: Self.cancellationEvents(by: cancelledBy, from: "cancelled"))),
                 session AS (
                     INSERT INTO sessions (tenant_id, user_id, session_id)
@@ -244,7 +244,7 @@ public struct TaskStore: Sendable {
             result = NULL, interrupt_data = NULL, lease_expires_at = NULL, finished_at = clock_timestamp(), updated_at = now(),
             events = tasks.events + 1
         WHERE \(fragment: matching) AND state IN \(unsafeSQL: unfinished) AND \(fragment: condition)
-        RETURNING \(unsafeSQL: EventRecord.returning), tasks.message
+        RETURNING \(unsafeSQL: EventRecord.returning), tasks.message, tasks.seq
         """
     }
 
@@ -257,7 +257,7 @@ public struct TaskStore: Sendable {
     /// For each row of the CTE `cancelled`: wakes the task's readers and stops its worker.
     static let notifyCancelled = Notifier.notifySettled(
         tenant: "cancelled.tenant_id", user: "cancelled.user_id", session: "cancelled.session_id", task: "cancelled.task_id",
-        state: "'cancelled'")
+        state: "'cancelled'", seq: "cancelled.seq")
 
     /// The CTE `room`: one row, `ok` when the key may queue one more task (always, without a limit).
     /// - Parameter sparing: a session whose tasks the same statement cancels (`if_busy=interrupt`):

@@ -44,16 +44,18 @@ public final class Dispatcher: Service {
     private struct Running {
         var cancel: CancelSignal
         var claimedAt: ContinuousClock.Instant
+        /// The task's row: a cancel names it, so that it never reaches a later task of the same ids.
+        var seq: Int64
     }
 
     /// The tasks this process runs, so that a client's cancel reaches their runs.
     private let runs = Mutex<[TaskKey: Running]>([:])
 
-    /// Tasks cancelled lately, by when this process heard it. A cancel can commit just after a
-    /// claim of this process did, and its notification arrive before the claimed run is in
-    /// `runs`: the run, once there, is stopped at once. A cancelled task is never claimed again,
-    /// so any cancel heard of it is about that run.
-    private let cancelled = Mutex<[TaskKey: ContinuousClock.Instant]>([:])
+    /// Task rows (`tasks.seq`) cancelled lately, by when this process heard it. A cancel can
+    /// commit just after a claim of this process did, and its notification arrive before the
+    /// claimed run is in `runs`: the run, once there, is stopped at once. A cancelled row is
+    /// never claimed again (a task submitted again under the same ids after a delete is a new row).
+    private let cancelled = Mutex<[Int64: ContinuousClock.Instant]>([:])
     static let cancelMemory: Duration = .seconds(60)
 
     public init(configuration: Configuration, queue: TaskQueue, runner: TaskRunner, notifier: Notifier, logger: Logger) {
@@ -79,12 +81,14 @@ public final class Dispatcher: Service {
                 return
             }
             guard settled.state == .cancelled else { return }
-            self.cancelled.withLock { cancelled in
-                let now = ContinuousClock.now
-                cancelled = cancelled.filter { now - $0.value < Self.cancelMemory }
-                cancelled[settled.key] = now
+            if let seq = settled.seq {
+                self.cancelled.withLock { cancelled in
+                    let now = ContinuousClock.now
+                    cancelled = cancelled.filter { now - $0.value < Self.cancelMemory }
+                    cancelled[seq] = now
+                }
             }
-            self.cancelRun(settled.key)
+            self.cancelRun(settled.key, seq: settled.seq)
         }
         wake.yield()  // whatever is queued already
         await withGracefulShutdownHandler {
@@ -108,8 +112,8 @@ public final class Dispatcher: Service {
                     for task in claimed {
                         inFlight.add(1, ordering: .relaxed)
                         let cancel = CancelSignal()
-                        runs.withLock { $0[task.key] = Running(cancel: cancel, claimedAt: claimedAt) }
-                        if cancelled.withLock({ $0[task.key] }).map({ ContinuousClock.now - $0 < Self.cancelMemory }) == true {
+                        runs.withLock { $0[task.key] = Running(cancel: cancel, claimedAt: claimedAt, seq: task.seq) }
+                        if cancelled.withLock({ $0[task.seq] }).map({ ContinuousClock.now - $0 < Self.cancelMemory }) == true {
                             cancel.fire()
                         }
                         group.addTask {
@@ -189,9 +193,9 @@ public final class Dispatcher: Service {
         runs.withLock { $0[key] != nil }
     }
 
-    /// Stops the run of `key` if this process runs it (`CancelSignal`).
-    private func cancelRun(_ key: TaskKey) {
-        guard let cancel = runs.withLock({ $0[key]?.cancel }) else { return }
+    /// Stops the run of `key` if this process runs it (`CancelSignal`); of that row only, when `seq` names one.
+    private func cancelRun(_ key: TaskKey, seq: Int64? = nil) {
+        guard let cancel = runs.withLock({ runs in runs[key].flatMap { seq == nil || $0.seq == seq ? $0.cancel : nil } }) else { return }
         logger.debug("cancelling the run of a cancelled task", metadata: ["task": "\(key)"])
         cancel.fire()
     }

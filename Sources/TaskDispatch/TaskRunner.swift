@@ -62,7 +62,9 @@ public struct TaskRunner: Sendable {
             return false
         } catch is AgentRun.Cancelled {
             logger.info("stopped: a client cancelled the task")
-            return true
+            // Released like an abandoned task: a no-op for a task that is cancelled (the release
+            // takes only a running task under this lease), and the task runs again if it is not.
+            return false
         } catch is LeaseLost {
             logger.info("stopped: the task's lease is gone (taken over or deleted)")
             return true

@@ -202,4 +202,20 @@ struct CancelTests {
         #expect(try service.scalar("SELECT count(*) FROM tasks WHERE task_id = 't1' AND state = 'cancelled'") == 1)
         #expect(try service.scalar("SELECT count(*) FROM tasks WHERE task_id = 't3' AND state = 'queued'") == 1)
     }
+
+    @Test("a task submitted again under the ids of a cancelled and deleted one runs: the cancel named the old row")
+    func cancelledIdsReused() async throws {
+        let service = try await ServiceHarness.start(model: { request in
+            request.messages.last?.content == "slow" ? .delayed(.seconds(30), .text("too late")) : .text("quick")
+        })
+        defer { Task { await service.stop() } }
+        _ = try await service.invoke("u1", "s1", "t1", "slow")
+        for _ in 0..<300 where service.model.requestCount == 0 { try await Task.sleep(for: .milliseconds(20)) }
+        #expect(try await service.cancel("u1", "s1", "t1").status == 200)
+        #expect(try await service.delete("/agent/task/u1/s1/t1").status == 200)
+        _ = try await service.invoke("u1", "s1", "t1", "fast")
+        let again = try await service.settle("u1", "s1", "t1", timeout: .seconds(20))
+        #expect(again["status"] == "completed")
+        #expect(again.body.resultMessages.last?["content"] == "quick")
+    }
 }

@@ -83,6 +83,12 @@ struct StreamingTests {
             #expect(reply.message.toolCalls == [
                 ToolCall(id: "a", name: "multiply", args: ["a": 2, "b": 3]), ToolCall(id: "b", name: "book_hotel", args: ["hotel_name": "如家"]),
             ])
+            // Neither index nor id: a second name starts a second call.
+            server.enqueue(.rawStream(
+                chunk(#"{"tool_calls":[{"function":{"name":"multiply","arguments":"{}"}},{"function":{"name":"book_hotel","arguments":"{}"}}]}"#)
+                    + #"data: {"choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}"# + "\n\n" + "data: [DONE]\n\n"))
+            let named = try await model.complete(request)
+            #expect(named.message.toolCalls.map(\.name) == ["multiply", "book_hotel"])
         }
     }
 
