@@ -202,7 +202,8 @@ public struct EventController: Sendable {
         var fields: [String: JSONValue] = ["position": .number(Double(delta.position))]
         switch delta.delta {
         case .text(let text): fields["content"] = .string(text)
-        case .restart, .done: (fields["content"], fields["restart"]) = ("", true)
+        case .restart: (fields["content"], fields["restart"]) = ("", true)
+        case .done: fields["content"] = ""  // not sent: `LiveText` keeps the end marker to itself
         }
         return TaskEvent(seq: nil, kind: .messageDelta, createdAt: Date().timeIntervalSince1970, fields: fields)
     }

@@ -19,12 +19,6 @@ public struct TaskEvent: Sendable, Equatable {
         case cancelled = "task.cancelled"
         /// Text as the model writes it (`content`); never stored, always followed by a `message`.
         case messageDelta = "message.delta"
-
-        /// After one of these the task no longer changes by itself: a plain stream ends there.
-        public var pausesOrEnds: Bool { self == .interrupt || endsTask }
-
-        /// The task is over for good.
-        public var endsTask: Bool { self == .completed || self == .error || self == .cancelled }
     }
 
     /// Nil for live-only events.

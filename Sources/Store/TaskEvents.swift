@@ -10,11 +10,12 @@ struct EventRecord {
     /// The type's fields, a jsonb expression.
     var data: PostgresQuery = "'{}'::jsonb"
 
-    /// An event whose fields are constant: bound as one jsonb parameter.
-    static func with(_ kind: TaskEvent.Kind, _ fields: [String: JSONValue], position: Int? = nil) throws -> EventRecord {
+    /// An event whose fields are known before the statement: bound as one jsonb parameter, written
+    /// by the hand-written serializer (Foundation's encoder would be on every invoke and step).
+    static func with(_ kind: TaskEvent.Kind, _ fields: [String: JSONValue], position: Int? = nil) -> EventRecord {
         EventRecord(
             kind: kind, position: position.map { "\($0)::integer" } ?? "NULL::integer",
-            data: "\(try StoreCoding.json(JSONValue.object(fields)))::jsonb")
+            data: "\(JSONValue.object(fields).jsonText)::jsonb")
     }
 
     static func message(at position: Int) -> EventRecord {
@@ -22,31 +23,31 @@ struct EventRecord {
     }
 
     /// The event of a task that ends in `state` (`task.completed` reads its result from the task row).
-    static func ended(_ state: TaskState, message: String?) throws -> EventRecord {
+    static func ended(_ state: TaskState, message: String?) -> EventRecord {
         switch state {
         case .completed: return EventRecord(kind: .completed)
-        case .cancelled: return try .with(.cancelled, ["message": message.map(JSONValue.string) ?? .null])
-        default: return try .with(.error, ["message": message.map(JSONValue.string) ?? .null])
+        case .cancelled: return .with(.cancelled, ["message": message.map(JSONValue.string) ?? .null])
+        default: return .with(.error, ["message": message.map(JSONValue.string) ?? .null])
         }
     }
 
-    /// A CTE body that stores `events` for each task row of the CTE `source`, whose rows carry the
-    /// key columns and `events`, the task's event count once these are counted: they take the
-    /// numbers `events - n + 1 … events`. The UPDATE that returned the count locked the task's
-    /// row, so no other statement takes the same numbers.
-    static func append(_ events: [EventRecord], from source: String) -> PostgresQuery {
-        var selects: PostgresQuery?
-        for (index, event) in events.enumerated() {
-            let select: PostgresQuery = """
-                SELECT s.tenant_id, s.user_id, s.session_id, s.task_id, s.events - \(events.count - 1 - index),
-                       \(event.kind.rawValue), \(fragment: event.position), \(fragment: event.data)
-                FROM \(unsafeSQL: source) s
-                """
-            selects = selects.map { "\(fragment: $0) UNION ALL \(fragment: select)" } ?? select
+    /// A CTE body that stores `first` and `more` for each task row of the CTE `source`, whose
+    /// rows carry the key columns and `events`, the task's event count once these are counted:
+    /// they take the numbers `events - n + 1 … events`. The UPDATE that returned the count locked
+    /// the task's row, so no other statement takes the same numbers.
+    static func append(_ first: EventRecord, _ more: EventRecord..., from source: String) -> PostgresQuery {
+        let events = [first] + more
+        let selects = events.enumerated().map { index, event -> PostgresQuery in
+            """
+            SELECT s.tenant_id, s.user_id, s.session_id, s.task_id, s.events - \(events.count - 1 - index),
+                   \(event.kind.rawValue), \(fragment: event.position), \(fragment: event.data)
+            FROM \(unsafeSQL: source) s
+            """
         }
+        let union = selects.dropFirst().reduce(selects[0]) { "\(fragment: $0) UNION ALL \(fragment: $1)" }
         return """
             INSERT INTO task_events (\(unsafeSQL: TaskKey.taskColumns), seq, type, position, data)
-            \(fragment: selects ?? "SELECT NULL, NULL, NULL, NULL, NULL::integer, NULL, NULL::integer, NULL::jsonb WHERE false")
+            \(fragment: union)
             RETURNING 1
             """
     }

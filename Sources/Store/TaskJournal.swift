@@ -77,7 +77,7 @@ public struct TaskJournal: AgentJournal {
     public func appendModelReply(position: Int, message: ChatMessage, call: ModelCallRecord) async throws {
         try await commit("""
             WITH lease AS (\(fragment: renewLease(events: 1))), \(fragment: try modelReplyWrites(position: position, message: message, call: call)),
-                 logged AS (\(fragment: EventRecord.append([.message(at: position)], from: "lease")))
+                 logged AS (\(fragment: EventRecord.append(.message(at: position), from: "lease")))
             SELECT (SELECT count(*) FROM message) AS written, (SELECT count(*) FROM usage) AS recorded, (SELECT count(*) FROM logged) AS logged
             """)
     }
@@ -88,7 +88,7 @@ public struct TaskJournal: AgentJournal {
         try await commit("""
             WITH task AS (\(fragment: try endTask(state: .completed, result: result, message: nil, events: 2))), lease AS (SELECT 1 FROM task),
                  \(fragment: try modelReplyWrites(position: position, message: message, call: call)),
-                 logged AS (\(fragment: EventRecord.append([.message(at: position), try .ended(.completed, message: nil)], from: "task")))
+                 logged AS (\(fragment: EventRecord.append(.message(at: position), .ended(.completed, message: nil), from: "task")))
             SELECT (SELECT count(*) FROM message) AS written, (SELECT count(*) FROM logged) AS logged,
                    \(fragment: wakeSessionQueue) AS woke, \(fragment: settledNotice(.completed)) AS settled
             """)
@@ -147,7 +147,7 @@ public struct TaskJournal: AgentJournal {
                 FROM call
                 RETURNING 1
             ), logged AS (
-                \(fragment: EventRecord.append([try .with(.toolResult, ["status": .string(record.status.rawValue)], position: position)], from: "lease"))
+                \(fragment: EventRecord.append(.with(.toolResult, ["status": .string(record.status.rawValue)], position: position), from: "lease"))
             ), audit AS (\(fragment: cancelledTaskAudit(record, args: args, provided: "NOT EXISTS (SELECT 1 FROM lease)")) RETURNING 1)
             SELECT (SELECT count(*) FROM message) AS written, (SELECT count(*) FROM logged) AS logged, (SELECT count(*) FROM audit) AS audited
             """)
@@ -184,7 +184,7 @@ public struct TaskJournal: AgentJournal {
                 WHERE \(fragment: key.matchesTask()) AND state = 'running' AND lease_owner = \(owner)
                 RETURNING \(unsafeSQL: EventRecord.returning)
             ), logged AS (
-                \(fragment: EventRecord.append([EventRecord(kind: .interrupt, data: "jsonb_build_object('interrupt_data', \(payload)::jsonb)")], from: "task"))
+                \(fragment: EventRecord.append(EventRecord(kind: .interrupt, data: "jsonb_build_object('interrupt_data', \(payload)::jsonb)"), from: "task"))
             ), asked AS (
                 INSERT INTO interrupts (\(unsafeSQL: TaskKey.taskColumns), tool_call_id, tool_name, tool_args, interrupt_data)
                 SELECT \(fragment: key.taskValues), \(call.id), \(call.name), \(args), \(payload)
@@ -201,7 +201,7 @@ public struct TaskJournal: AgentJournal {
     public func finish(state: TaskState, result: JSONValue?, message: String?) async throws {
         try await commit("""
             WITH task AS (\(fragment: try endTask(state: state, result: result, message: message, events: 1))),
-                 logged AS (\(fragment: EventRecord.append([try .ended(state, message: message)], from: "task")))
+                 logged AS (\(fragment: EventRecord.append(.ended(state, message: message), from: "task")))
             SELECT (SELECT count(*) FROM task) AS written, (SELECT count(*) FROM logged) AS logged,
                    \(fragment: settledNotice(state)) AS settled, \(fragment: wakeSessionQueue) AS woke
             """)

@@ -100,7 +100,7 @@ public struct TaskQueue: Sendable {
                         WHERE \(unsafeSQL: TaskKey.sameTask("tasks", "candidate"))
                         RETURNING \(unsafeSQL: EventRecord.returning), tasks.seq, tasks.query, tasks.system_message, tasks.attempts
                     ), logged AS (
-                        \(fragment: EventRecord.append([EventRecord(kind: .running, data: "jsonb_build_object('attempt', s.attempts)")], from: "claimed"))
+                        \(fragment: EventRecord.append(EventRecord(kind: .running, data: "jsonb_build_object('attempt', s.attempts)"), from: "claimed"))
                     )
                     SELECT tenant_id, user_id, session_id, task_id, seq, query, system_message, attempts FROM claimed
                     """).rows.map { row in
@@ -170,7 +170,7 @@ public struct TaskQueue: Sendable {
                     queued_at = clock_timestamp(), updated_at = now(), events = tasks.events + 1
                 WHERE lease_owner = \(owner) AND state = 'running' AND (\(fragment: filter))
                 RETURNING \(unsafeSQL: EventRecord.returning)
-            ), logged AS (\(fragment: EventRecord.append([try .with(.queued, ["reason": "handed_back"])], from: "released")))
+            ), logged AS (\(fragment: EventRecord.append(.with(.queued, ["reason": "handed_back"]), from: "released")))
             SELECT count(*) AS released,
                    (SELECT count(\(fragment: Notifier.notifyNewWork)) FROM (SELECT 1 FROM released LIMIT 1) AS any_released) AS notified
             FROM released
@@ -207,8 +207,8 @@ public struct TaskQueue: Sendable {
                 WHERE \(unsafeSQL: TaskKey.sameTask("tasks", "expired"))
                 RETURNING tasks.state, tasks.message, \(unsafeSQL: EventRecord.returning)
             ), requeued AS (SELECT * FROM reaped WHERE state = 'queued'), failed AS (SELECT * FROM reaped WHERE state = 'error'),
-            logged AS (\(fragment: EventRecord.append([try .with(.queued, ["reason": "lease_expired"])], from: "requeued"))),
-            logged_failure AS (\(fragment: EventRecord.append([EventRecord(kind: .error, data: "jsonb_build_object('message', s.message)")], from: "failed")))
+            logged AS (\(fragment: EventRecord.append(.with(.queued, ["reason": "lease_expired"]), from: "requeued"))),
+            logged_failure AS (\(fragment: EventRecord.append(EventRecord(kind: .error, data: "jsonb_build_object('message', s.message)"), from: "failed")))
             SELECT count(*) FILTER (WHERE state = 'queued') AS requeued, count(*) FILTER (WHERE state = 'error') AS failed,
                    -- Re-queued tasks are new work; a task ended here frees its session for the next.
                    (SELECT count(\(fragment: Notifier.notifyNewWork)) FROM (SELECT 1 FROM reaped LIMIT 1) AS any_reaped) AS notified,

@@ -72,24 +72,26 @@ public struct TaskStore: Sendable {
         // reject and interrupt decide on the session's other tasks: two invokes deciding at once
         // would both see the session free, so they take turns on the session.
         try await serialized(key, apiKeyID: apiKeyID, maxInFlight: maxInFlight, perSession: ifBusy != .enqueue) { connection in
-            let free: PostgresQuery = ifBusy == .reject ? "NOT EXISTS (SELECT 1 FROM busy)" : "TRUE"
+            let (rejects, interrupts) = (ifBusy == .reject, ifBusy == .interrupt)
+            // One statement text for every policy: the policy's parts are gated by bound flags,
+            // which PostgreSQL checks once before it scans (enqueue probes no session for busy tasks).
             // The session is touched only when the task goes in (`touched` reads `task`): a
             // concurrent duplicate that loses the task insert leaves it alone.
             let outcome = try connection.query("""
-                WITH room AS (\(fragment: Self.room(apiKeyID: apiKeyID, maxInFlight: maxInFlight, sparing: ifBusy == .interrupt ? key : nil))), busy AS (
+                WITH room AS (\(fragment: Self.room(
+                    apiKeyID: apiKeyID, maxInFlight: maxInFlight, sparing: "\(interrupts) AND \(fragment: key.matchesSession())"))),
+                busy AS (
                     SELECT task_id FROM tasks
-                    WHERE \(fragment: key.matchesSession()) AND state IN \(unsafeSQL: Self.unfinished)
+                    WHERE \(rejects || interrupts) AND \(fragment: key.matchesSession()) AND state IN \(unsafeSQL: Self.unfinished)
                     ORDER BY seq
                     LIMIT 1
                 ), admitted AS (
                     SELECT 1 FROM room
-                    WHERE room.ok AND \(fragment: free)
+                    WHERE room.ok AND NOT (\(rejects) AND EXISTS (SELECT 1 FROM busy))
                       AND NOT EXISTS (SELECT 1 FROM tasks
                                       WHERE \(fragment: key.matchesTask()))
                 ), cancelled AS (
-                    \(fragment: ifBusy == .interrupt
-                        ? Self.cancelling(key.matchesSession(), by: cancelledBy, provided: "EXISTS (SELECT 1 FROM admitted)")
-                        : "SELECT NULL::text AS tenant_id, NULL::text AS user_id, NULL::text AS session_id, NULL::text AS task_id, 0 AS events, NULL::text AS message, 0::bigint AS seq WHERE false")
+                    \(fragment: Self.cancelling(key.matchesSession(), by: cancelledBy, provided: "\(interrupts) AND EXISTS (SELECT 1 FROM admitted)"))
                 ), cancellations AS (\(fragment: Self.cancellationEvents(by: cancelledBy, from: "cancelled"))),
                 session AS (
                     INSERT INTO sessions (tenant_id, user_id, session_id)
@@ -103,7 +105,7 @@ public struct TaskStore: Sendable {
                     FROM admitted
                     ON CONFLICT DO NOTHING
                     RETURNING \(unsafeSQL: EventRecord.returning)
-                ), logged AS (\(fragment: EventRecord.append([try .with(.queued, ["reason": "invoked"])], from: "task"))),
+                ), logged AS (\(fragment: EventRecord.append(.with(.queued, ["reason": "invoked"]), from: "task"))),
                 touched AS (
                     UPDATE sessions SET updated_at = now()
                     WHERE \(fragment: key.matchesSession()) AND EXISTS (SELECT 1 FROM task)
@@ -161,7 +163,7 @@ public struct TaskStore: Sendable {
                                      api_key_id = \(apiKeyID), events = tasks.events + 2
                     WHERE \(fragment: key.matchesTask()) AND state = 'interrupted' AND (SELECT ok FROM room)
                     RETURNING interrupt_data ->> 'tool_call_id' AS tool_call_id, \(unsafeSQL: EventRecord.returning)
-                ), logged AS (\(fragment: EventRecord.append([decisionEvent, try .with(.queued, ["reason": "resumed"])], from: "task"))),
+                ), logged AS (\(fragment: EventRecord.append(decisionEvent, .with(.queued, ["reason": "resumed"]), from: "task"))),
                 decided AS (
                     UPDATE interrupts SET decision = \(decision.kind.rawValue), decision_args = \(args), decided_at = now()
                     FROM task
@@ -251,7 +253,7 @@ public struct TaskStore: Sendable {
     /// A CTE body storing the `task.cancelled` event of each row of `source` (from `cancelling`).
     static func cancellationEvents(by who: String, from source: String) -> PostgresQuery {
         EventRecord.append(
-            [EventRecord(kind: .cancelled, data: "jsonb_build_object('message', s.message, 'cancelled_by', \(who)::text)")], from: source)
+            EventRecord(kind: .cancelled, data: "jsonb_build_object('message', s.message, 'cancelled_by', \(who)::text)"), from: source)
     }
 
     /// For each row of the CTE `cancelled`: wakes the task's readers and stops its worker.
@@ -260,15 +262,14 @@ public struct TaskStore: Sendable {
         state: "'cancelled'", seq: "cancelled.seq")
 
     /// The CTE `room`: one row, `ok` when the key may queue one more task (always, without a limit).
-    /// - Parameter sparing: a session whose tasks the same statement cancels (`if_busy=interrupt`):
-    ///   they do not count.
-    static func room(apiKeyID: String?, maxInFlight: Int?, sparing session: TaskKey? = nil) -> PostgresQuery {
-        let counted: PostgresQuery = session.map { "NOT (\(fragment: $0.matchesSession()))" } ?? "TRUE"
-        return """
-            SELECT \(maxInFlight)::int IS NULL
-                   OR (SELECT count(*) FROM tasks
-                       WHERE api_key_id = \(apiKeyID) AND state IN ('queued', 'running') AND \(fragment: counted)) < \(maxInFlight) AS ok
-            """
+    /// - Parameter sparing: a condition on the tasks the same statement cancels
+    ///   (`if_busy=interrupt`): they do not count.
+    static func room(apiKeyID: String?, maxInFlight: Int?, sparing: PostgresQuery = "FALSE") -> PostgresQuery {
+        """
+        SELECT \(maxInFlight)::int IS NULL
+               OR (SELECT count(*) FROM tasks
+                   WHERE api_key_id = \(apiKeyID) AND state IN ('queued', 'running') AND NOT (\(fragment: sparing))) < \(maxInFlight) AS ok
+        """
     }
 
     /// Advisory lock space of the in-flight limit (the two-key form; the migrator uses the other).
