@@ -9,7 +9,7 @@ DEV_DATABASE_URL := postgres://postgres@127.0.0.1:$(DEV_PG_PORT)/agentd
 # invalidate) the debug build.
 RELEASE := -c release --scratch-path .build-release
 
-.PHONY: all build run test deps db db-stop clean bench bench-smoke bench-memory fuzz chaos
+.PHONY: all build run test deps db db-stop clean bench bench-smoke bench-memory fuzz chaos mcp-example
 
 all: build
 
@@ -25,10 +25,11 @@ run: build
 	@if [ -z "$$DATABASE_URL" ]; then $(MAKE) --no-print-directory db; fi
 	DATABASE_URL="$${DATABASE_URL:-$(DEV_DATABASE_URL)}" exec "$$($(SWIFT) build --show-bin-path)/agentd" serve
 
-# Builds first so that the cluster is up only while tests run.
+# Builds first so that the cluster is up only while tests run. The MCP tests start a real MCP
+# server: the Python MCP SDK from PyPI, in .data/mcp-venv (scripts/mcp-venv.sh).
 test: deps
 	$(SWIFT) build --build-tests
-	scripts/with-test-db.sh $(SWIFT) test --skip-build
+	MCP_PYTHON="$$(scripts/mcp-venv.sh)" scripts/with-test-db.sh $(SWIFT) test --skip-build
 
 # The service under load (BENCHMARKS.md): release build, a throwaway cluster with production's
 # durability (fsync and synchronous_commit on) and pg_stat_statements, the scripted model server,
@@ -71,6 +72,12 @@ chaos: deps
 	$(SWIFT) build --build-tests
 	CHAOS_TASKS=$(CHAOS_TASKS) scripts/with-test-db.sh $(SWIFT) test --skip-build --filter 'ProcessDeathTests|DatabaseRestartTests' \
 		| scripts/chaos-table.sh
+
+# The README's MCP walkthrough: examples/maps_server.py (FastMCP, from PyPI into .data/mcp-venv)
+# on 127.0.0.1:$(MCP_EXAMPLE_PORT)/mcp.
+MCP_EXAMPLE_PORT ?= 8765
+mcp-example:
+	"$$(scripts/mcp-venv.sh)" examples/maps_server.py --port $(MCP_EXAMPLE_PORT)
 
 # A persistent development cluster under .data/ on port $(DEV_PG_PORT), with database agentd.
 db: deps

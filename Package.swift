@@ -31,6 +31,13 @@ let package = Package(
         .target(name: "AgentKit"),
         // ChatModel over any OpenAI-compatible /chat/completions endpoint.
         .target(name: "ModelClient", dependencies: ["AgentKit", asyncHTTPClient, logging]),
+        // Tools of remote MCP servers (streamable HTTP), and outbound HTTP under the SSRF rules.
+        .target(
+            name: "MCPClient",
+            dependencies: [
+                "AgentKit", asyncHTTPClient, logging, serviceLifecycle, .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]),
         // Repositories, the Notifier (LISTEN), migrations: every SQL statement of the service lives here.
         .target(name: "Store", dependencies: ["Postgres", "AgentKit", logging, serviceLifecycle, .product(name: "Crypto", package: "swift-crypto")]),
         // Claimer, worker slots, leases, reaper; runs an AgentRun per claimed task. No driver: Store's errors only.
@@ -40,7 +47,7 @@ let package = Package(
         // Configuration and wiring: one function builds the whole service for main and the tests.
         .target(
             name: "AgentdApp",
-            dependencies: ["API", "TaskDispatch", "Store", "ModelClient", "AgentKit", "Postgres", hummingbird, asyncHTTPClient, logging, serviceLifecycle, unixSignals]
+            dependencies: ["API", "TaskDispatch", "Store", "ModelClient", "MCPClient", "AgentKit", "Postgres", hummingbird, asyncHTTPClient, logging, serviceLifecycle, unixSignals]
         ),
         .executableTarget(
             name: "agentd",
@@ -62,10 +69,11 @@ let package = Package(
         ),
         // Helpers shared by the test targets: throwaway databases; re-exports the scripted model server.
         .target(
-            name: "TestSupport", dependencies: ["Postgres", "Store", "AgentKit", "ScriptedModel", hummingbird, logging, serviceLifecycle],
+            name: "TestSupport", dependencies: ["Postgres", "Store", "AgentKit", "ScriptedModel", hummingbird, logging, serviceLifecycle, asyncHTTPClient],
             path: "Tests/TestSupport"),
         .testTarget(name: "AgentKitTests", dependencies: ["AgentKit"]),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "Store", "TestSupport"]),
+        .testTarget(name: "MCPClientTests", dependencies: ["MCPClient", "AgentKit", "TestSupport", asyncHTTPClient, logging]),
         .testTarget(name: "ModelClientTests", dependencies: ["ModelClient", "AgentKit", "TestSupport", asyncHTTPClient]),
         .testTarget(
             name: "AgentdTests",

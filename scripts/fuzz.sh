@@ -34,7 +34,12 @@ trap cleanup EXIT
 
 port=$("$root/scripts/pg.sh" free-port)
 # The offline model: the fuzz run is about the HTTP surface, not about a model's answers.
-env -u LLM_BASE_URL HOST=127.0.0.1 PORT="$port" LOG_LEVEL=error "$agentd" serve >"$work/agentd.log" 2>&1 &
+# Agents it stores may only name 127.0.0.1 as an MCP server (every other host is refused, at
+# configuration and at call time), so generated URLs never send traffic off this machine; a
+# throwaway secrets key lets header values be stored.
+env -u LLM_BASE_URL HOST=127.0.0.1 PORT="$port" LOG_LEVEL=error OUTBOUND_ALLOWED_HOSTS=127.0.0.1 \
+    AGENTD_SECRETS_KEY="$(python3 -c 'import base64, os; print(base64.b64encode(os.urandom(32)).decode())')" \
+    "$agentd" serve >"$work/agentd.log" 2>&1 &
 server=$!
 for _ in $(seq 1 100); do
     curl -fsS "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break

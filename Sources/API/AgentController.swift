@@ -49,6 +49,8 @@ public struct AgentController: Sendable {
         var system_message: String?
         /// An extension: what to do when the session has unfinished tasks (`TaskStore.BusyPolicy`).
         var if_busy: String?
+        /// An extension: the tenant's agent to run (`PUT /agents/{agent_id}`); absent: `default`.
+        var agent_id: String?
     }
 
     struct CancelRequest: Decodable {
@@ -84,12 +86,14 @@ public struct AgentController: Sendable {
             }
             return policy
         }
+        let agent = try body.agent_id.map { try Validate.id($0, field: "agent_id") }
         let outcome = try await tasks.submit(
-            key, query: query, systemMessage: system, apiKeyID: context.keyID, maxInFlight: context.maxTasksInFlight,
+            key, query: query, systemMessage: system, agentID: agent, apiKeyID: context.keyID, maxInFlight: context.maxTasksInFlight,
             ifBusy: policy ?? .enqueue, cancelledBy: "task \(key.taskID) (if_busy=interrupt, \(Self.caller(context)))")
         switch outcome {
         case .queued, .duplicate: return ids(key)
         case .limited: throw Self.inFlightLimit(context)
+        case .unknownAgent: throw APIError.unprocessable("agent_id: this tenant has no agent \(agent ?? TaskStore.defaultAgent)")
         case .busy(let unfinished):
             throw APIError.conflict("session \(key.sessionID) has an unfinished task, \(unfinished) (if_busy=reject)")
         }
@@ -211,6 +215,9 @@ public struct AgentController: Sendable {
             status["message"] = task.message.map(JSONValue.string) ?? .null
             status["last_query"] = .string(task.query)
             status["last_updated"] = .number(task.updatedAt)
+            // Extensions: which agent, and which version of it, the task runs (0: the environment's).
+            status["agent_id"] = .string(task.agentID)
+            status["agent_version"] = .number(Double(task.agentVersion))
             if [.interrupted, .completed, .error, .cancelled].contains(task.state) {
                 status["last_response"] = [
                     "session_id": .string(key.sessionID), "task_id": .string(key.taskID), "status": .string(value),

@@ -81,10 +81,10 @@ enum Validate {
     }
 
     /// Path segments arrive percent-encoded.
-    static func pathID(_ context: some RequestContext, _ name: String) throws -> String {
+    static func pathID(_ context: some RequestContext, _ name: String, creating: Bool = false) throws -> String {
         guard let raw = context.parameters.get(name) else { throw APIError.notFound("missing \(name) in the path") }
         guard let decoded = raw.removingPercentEncoding else { throw APIError.badRequest("\(name) is not valid percent-encoding") }
-        return try id(decoded, field: name)
+        return try id(decoded, field: name, creating: creating)
     }
 
     static func text(_ value: String, field: String, allowEmpty: Bool = false) throws -> String {

@@ -76,7 +76,8 @@ public struct AgentRun: Sendable {
                 turn: turn, decisions: context.decisions, tools: tools, modelCalls: modelCalls, maxSteps: settings.maxSteps)
             switch step {
             case .callModel:
-                let request = ModelRequest(messages: AgentPlanner.prompt(system: system, history: history, turn: turn), tools: tools.specs)
+                let request = ModelRequest(
+                    messages: AgentPlanner.prompt(system: system, history: history, turn: turn), tools: tools.specs, model: settings.model)
                 let started = clock.now
                 let reply: ModelReply
                 do {
@@ -94,7 +95,7 @@ public struct AgentRun: Sendable {
                     // Server text is stored (llm_calls, the task's message): it must be storable too.
                     let reason = ((error as? ModelError)?.message ?? "\(error)").withoutNUL
                     try? await journal.recordFailedModelCall(
-                        ModelCallRecord(model: model.name, usage: nil, latencyMilliseconds: (clock.now - started).milliseconds, error: reason))
+                        ModelCallRecord(model: settings.model ?? model.name, usage: nil, latencyMilliseconds: (clock.now - started).milliseconds, error: reason))
                     return try await fail("model call failed: \(reason)")
                 }
                 let message = Self.withUniqueCallIDs(reply.message.storable, turn: turn)
@@ -113,10 +114,11 @@ public struct AgentRun: Sendable {
 
             case .runTool(let call, let arguments, let decision):
                 let started = clock.now
-                let (output, status) = try await runTool(call, arguments: arguments)
+                let (output, status, outcome) = try await runTool(call, arguments: arguments)
                 let record = ToolCallRecord(
                     call: call, arguments: arguments, output: output.withoutNUL, status: status, decision: decision,
-                    durationMilliseconds: (clock.now - started).milliseconds)
+                    durationMilliseconds: (clock.now - started).milliseconds, serverLabel: tools.tools[call.name]?.serverLabel,
+                    outcome: outcome)
                 if cancel.isFired {
                     // The task was cancelled while the tool ran: what it did is recorded, and nothing follows.
                     try? await journal.recordToolCallOfCancelledTask(record)
@@ -135,11 +137,11 @@ public struct AgentRun: Sendable {
                 try await commit(
                     ToolCallRecord(
                         call: call, arguments: call.args, output: content, status: decision == .reject ? .rejected : .responded,
-                        decision: decision, durationMilliseconds: 0),
+                        decision: decision, durationMilliseconds: 0, serverLabel: tools.tools[call.name]?.serverLabel),
                     to: &turn)
 
             case .interrupt(let call):
-                try await journal.interrupt(call: call, data: ApprovalRequest.interruptData(for: call))
+                try await journal.interrupt(call: call, data: ApprovalRequest.interruptData(for: call, origin: tools.tools[call.name]?.origin))
                 return .interrupted(call)
 
             case .finish:
@@ -155,16 +157,31 @@ public struct AgentRun: Sendable {
     /// The tool's output, or the error the model should see: as LangGraph's ToolNode does, a
     /// failing tool answers with its error, so the model may correct itself.
     /// A tool that throws `CancellationError` stops the run as cancellation does: nothing is committed.
-    private func runTool(_ call: ToolCall, arguments: [String: JSONValue]) async throws -> (String, ToolCallRecord.Status) {
+    /// A tool that runs at most once has its start committed first; one found started by an
+    /// earlier run (which crashed before its result) is not run again.
+    private func runTool(_ call: ToolCall, arguments: [String: JSONValue]) async throws -> (String, ToolCallRecord.Status, String?) {
         guard let tool = tools.tools[call.name] else {
-            return ("Error: \(call.name) is not a valid tool, try one of [\(tools.specs.map(\.name).joined(separator: ", "))].", .failed)
+            if let label = call.name.components(separatedBy: MCPServerConfig.separator).first, call.name.contains(MCPServerConfig.separator),
+                let reason = tools.unavailable[label]
+            {
+                return ("Error: the MCP server \(label) is unavailable: \(reason)", .failed, "unreachable")
+            }
+            return ("Error: \(call.name) is not a valid tool, try one of [\(tools.specs.map(\.name).joined(separator: ", "))].", .failed, nil)
+        }
+        if tool.runsAtMostOnce, try await !journal.beginToolCall(call, arguments: arguments, serverLabel: tool.serverLabel) {
+            return (
+                "Error: this call was started before the service restarted and its outcome is unknown; it is not run again.",
+                .failed, "unknown"
+            )
         }
         do {
-            return (try await tool.run(arguments: arguments, context: ToolContext(key: key, toolCallID: call.id)), .ok)
+            let output = try await tool.call(arguments: arguments, context: ToolContext(key: key, toolCallID: call.id))
+            return (output.text, .ok, output.outcome)
         } catch is CancellationError {
             throw CancellationError()
         } catch {
-            return ("Error: \((error as? ToolError)?.message ?? "\(error)")\n Please fix your mistakes.", .failed)
+            let failure = error as? ToolError
+            return ("Error: \(failure?.message ?? "\(error)")\n Please fix your mistakes.", .failed, failure?.outcome)
         }
     }
 
@@ -207,6 +224,9 @@ public protocol AgentJournal: Sendable {
     /// The final answer and the task's completion with `result`, in one commit.
     func completeWithModelReply(position: Int, message: ChatMessage, call: ModelCallRecord, result: JSONValue) async throws
     func recordFailedModelCall(_ call: ModelCallRecord) async throws
+    /// Commits that a call of a tool that runs at most once is about to run. False when an
+    /// earlier run of the task already started it (and never recorded its result).
+    func beginToolCall(_ call: ToolCall, arguments: [String: JSONValue], serverLabel: String?) async throws -> Bool
     func appendToolResult(position: Int, record: ToolCallRecord) async throws
     /// The result of a tool that was running when the task was cancelled: recorded for the audit
     /// (tool calls), not as a step.
@@ -221,8 +241,10 @@ public protocol MemoryRecall: Sendable {
     func recalledMemories(tenantID: String, userID: String, query: String, limit: Int) async throws -> [String]
 }
 
-/// Limits of the agent loop.
+/// Limits of the agent loop, and the model it asks.
 public struct AgentSettings: Sendable {
+    /// The model name to ask for; nil: the model client's own.
+    public var model: String?
     /// Model calls a task may make before it ends in `error`.
     public var maxSteps: Int
     /// Messages of earlier turns the model sees.
@@ -230,7 +252,8 @@ public struct AgentSettings: Sendable {
     /// Long-term memories recalled into the system message.
     public var memoryRecallLimit: Int
 
-    public init(maxSteps: Int = 10, historyMessages: Int = 20, memoryRecallLimit: Int = 5) {
+    public init(maxSteps: Int = 10, historyMessages: Int = 20, memoryRecallLimit: Int = 5, model: String? = nil) {
+        self.model = model
         self.maxSteps = maxSteps
         self.historyMessages = historyMessages
         self.memoryRecallLimit = memoryRecallLimit
@@ -277,11 +300,17 @@ public struct ToolCallRecord: Sendable {
     public var status: Status
     public var decision: HumanDecision.Kind?
     public var durationMilliseconds: Double
+    /// The MCP server's label, for a remote tool.
+    public var serverLabel: String?
+    /// How the call went beyond `status`: `unreachable`, `timeout`, `truncated`, … (nil: nothing more to say).
+    public var outcome: String?
 
     public init(
         call: ToolCall, arguments: [String: JSONValue], output: String, status: Status, decision: HumanDecision.Kind?,
-        durationMilliseconds: Double
+        durationMilliseconds: Double, serverLabel: String? = nil, outcome: String? = nil
     ) {
+        self.serverLabel = serverLabel
+        self.outcome = outcome
         self.call = call
         self.arguments = arguments
         self.output = output

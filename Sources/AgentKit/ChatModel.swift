@@ -16,10 +16,13 @@ public struct ModelRequest: Sendable {
     /// The conversation, starting with the system message.
     public var messages: [ChatMessage]
     public var tools: [ToolSpec]
+    /// The model to ask for (an agent's `model`); nil: the client's configured one.
+    public var model: String?
 
-    public init(messages: [ChatMessage], tools: [ToolSpec]) {
+    public init(messages: [ChatMessage], tools: [ToolSpec], model: String? = nil) {
         self.messages = messages
         self.tools = tools
+        self.model = model
     }
 }
 

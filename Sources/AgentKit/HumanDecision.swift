@@ -54,13 +54,15 @@ public struct HumanDecision: Sendable, Hashable {
 
 /// LangGraph's HumanInterrupt for a tool call that waits for approval.
 public enum ApprovalRequest {
-    public static func interruptData(for call: ToolCall) -> JSONValue {
+    /// - Parameter origin: where the tool runs (an MCP server), named in the description.
+    public static func interruptData(for call: ToolCall, origin: String? = nil) -> JSONValue {
         let args = JSONValue.object(call.args)
+        let source = origin.map { " (\($0))" } ?? ""
         return [
             "action_request": ["action": .string(call.name), "args": args],
             "config": ["allow_accept": true, "allow_edit": true, "allow_respond": true, "allow_ignore": true],
             "description": .string(
-                "工具 \(call.name) 需要人工审批 (tool call needs approval)。参数 (args): \(args.jsonText)。"
+                "工具 \(call.name)\(source) 需要人工审批 (tool call needs approval)。参数 (args): \(args.jsonText)。"
                     + "请选择: accept 同意执行, edit 修改参数后执行, reject 拒绝, response 直接回复。"),
             "interrupt_type": "tool_approval",
             "tool_call_id": .string(call.id),

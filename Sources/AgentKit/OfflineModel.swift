@@ -2,8 +2,9 @@ import Foundation
 
 /// A deterministic stand-in model for running without any model server (`LLM_BASE_URL` unset).
 /// It recognises the original's two demo requests in Chinese and English — booking a hotel and
-/// multiplying two numbers — and questions about what it remembers; calls the matching tool, and turns the tool's result into an
-/// answer; anything else gets a plain reply saying it is the offline model.
+/// multiplying two numbers — questions about what it remembers, and `call <tool> <JSON arguments>`
+/// for any offered tool; calls the matching tool, and turns the tool's result into an answer;
+/// anything else gets a plain reply saying it is the offline model.
 public struct OfflineModel: ChatModel {
     public let name = "agentd-offline"
 
@@ -23,6 +24,12 @@ public struct OfflineModel: ChatModel {
         }
         let query = messages[queryIndex].content
         let callID = "call_offline_\(queryIndex)_\(turn.count)"
+        if let (name, args) = Self.explicitCall(in: query) {
+            guard tools.contains(name) else {
+                return .ai("没有这个工具 (no such tool): \(name). Tools offered: \(tools.sorted().joined(separator: ", ")).")
+            }
+            return .ai("", toolCalls: [ToolCall(id: callID, name: name, args: args)])
+        }
         if tools.contains("book_hotel"), let hotel = Self.hotel(in: query) {
             return .ai("", toolCalls: [ToolCall(id: callID, name: "book_hotel", args: ["hotel_name": .string(hotel)])])
         }
@@ -54,6 +61,20 @@ public struct OfflineModel: ChatModel {
         case "recall_memory": return "我记得这些 (what I remember):\n\(result.content)"
         default: return result.content
         }
+    }
+
+    /// "call maps__lookup {"city": "Paris"}": any offered tool, by name, with a JSON object of
+    /// arguments (none: `{}`), so that `make run` can show an MCP server's tools with no model.
+    static func explicitCall(in query: String) -> (String, [String: JSONValue])? {
+        let trimmed = query.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard trimmed.lowercased().hasPrefix("call ") else { return nil }
+        let rest = trimmed.dropFirst(5).drop(while: { $0 == " " })
+        let name = String(rest.prefix { !$0.isWhitespace && $0 != "{" })
+        guard !name.isEmpty else { return nil }
+        let argumentText = rest.dropFirst(name.count).trimmingCharacters(in: .whitespacesAndNewlines)
+        if argumentText.isEmpty { return (name, [:]) }
+        guard case .object(let args)? = try? JSONValue(parsing: Array(argumentText.utf8)) else { return nil }
+        return (name, args)
     }
 
     /// "你还记得我喜欢什么座位吗", "what do you remember about my diet".

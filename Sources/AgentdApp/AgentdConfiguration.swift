@@ -1,6 +1,7 @@
 import AgentKit
 import Foundation
 import Logging
+import Store
 
 /// Everything `agentd serve` reads from the environment, with the defaults the README lists.
 public struct AgentdConfiguration: Sendable {
@@ -40,6 +41,12 @@ public struct AgentdConfiguration: Sendable {
     /// bound to loopback answers without keys (as the original did); with one, keys are required.
     public var authRequired: Bool
     public var logLevel: Logger.Level
+    /// `OUTBOUND_ALLOWED_HOSTS`: the hosts the service may call for a tenant (MCP servers).
+    public var outboundAllowedHosts: [String] = ["*"]
+    /// `AGENTD_SECRETS_KEY`: seals MCP header values at rest; nil: such values are refused.
+    public var secretsKey: String?
+    /// How long a listed MCP tool set is used before it is listed again.
+    public var mcpToolsTTL: Duration = .seconds(300)
 
     public static let defaultDatabaseURL = "postgres://postgres@127.0.0.1:5432/agentd"
 
@@ -152,6 +159,18 @@ public struct AgentdConfiguration: Sendable {
             default: throw Invalid(description: "AUTH=\(auth) must be auto or required")
             }
         }
+        if let hosts = environment["OUTBOUND_ALLOWED_HOSTS"] {
+            outboundAllowedHosts = hosts.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        }
+        if let key = value("AGENTD_SECRETS_KEY") {
+            do {
+                _ = try SecretBox(encoded: key)
+            } catch {
+                throw Invalid(description: "\(error)")
+            }
+            secretsKey = key
+        }
+        if let ttl = try seconds("MCP_TOOLS_TTL_S", 0...86_400) { mcpToolsTTL = ttl }
         if let level = value("LOG_LEVEL") {
             guard let parsed = Logger.Level(rawValue: level.lowercased()) else {
                 throw Invalid(description: "LOG_LEVEL=\(level) must be one of trace, debug, info, notice, warning, error, critical")
@@ -179,6 +198,8 @@ public struct AgentdConfiguration: Sendable {
     public func toolRegistry(adding tools: [any Tool]) -> ToolRegistry {
         ToolRegistry(tools: [BookHotelTool(), MultiplyTool()] + tools, approvalRequired: approvalTools)
     }
+
+    public var outboundPolicy: OutboundPolicy { OutboundPolicy(allowedHosts: outboundAllowedHosts) }
 }
 
 extension AgentdConfiguration {
@@ -216,6 +237,9 @@ extension AgentdConfiguration {
         Variable(name: "`SHUTDOWN_GRACE_S`", defaultValue: "`10`", meaning: "on SIGTERM/SIGINT, how long running tasks may take to finish their current step"),
         Variable(name: "`AUTH`", defaultValue: "`auto`", meaning: "`auto`: open (no keys checked) while no API key exists and HOST is loopback; `required`: every request needs a key"),
         Variable(name: "`DB_ROLE`", defaultValue: "`agentd_service`", meaning: "role the service `SET ROLE`s to, so row-level security applies; empty for none"),
+        Variable(name: "`OUTBOUND_ALLOWED_HOSTS`", defaultValue: "`*`", meaning: "comma-separated hosts (names or addresses) the service may call for a tenant (MCP servers); `*` for any public host. Loopback, private and link-local addresses, in the URL or after resolving it, are refused unless the URL's host itself is listed"),
+        Variable(name: "`AGENTD_SECRETS_KEY`", defaultValue: "unset: header values are refused", meaning: "32 random bytes, base64 (`openssl rand -base64 32`) or hex: seals MCP servers' header values (AES-256-GCM) in the database"),
+        Variable(name: "`MCP_TOOLS_TTL_S`", defaultValue: "`300`", meaning: "how long an MCP server's tool list is used before it is listed again (sooner when the server says it changed)"),
         Variable(name: "`LOG_LEVEL`", defaultValue: "`info`", meaning: "trace, debug, info, notice, warning, error, critical"),
         Variable(name: "`AGENTD_SQL_DIR`", defaultValue: "`sql/` found from the working directory or the binary", meaning: "migrations folder"),
     ]

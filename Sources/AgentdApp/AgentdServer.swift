@@ -4,6 +4,7 @@ import AsyncHTTPClient
 import Foundation
 import Hummingbird
 import Logging
+import MCPClient
 import ModelClient
 import Postgres
 import ServiceLifecycle
@@ -38,23 +39,29 @@ public enum AgentdServer {
         peerConfiguration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 4096
         peerConfiguration.timeout.connect = .seconds(2)
         let peerClient = HTTPClient(eventLoopGroupProvider: .singleton, configuration: peerConfiguration)
+        // Tenants' MCP servers, under OUTBOUND_ALLOWED_HOSTS; a service of the group, closed here too
+        // when the group never ran.
+        let toolbox = MCPToolbox(policy: configuration.outboundPolicy, ttl: configuration.mcpToolsTTL, logger: logger)
         do {
             try await serve(
-                configuration, pool: pool, httpClient: httpClient, peerClient: peerClient, model: model, logger: logger,
+                configuration, pool: pool, httpClient: httpClient, peerClient: peerClient, toolbox: toolbox, model: model, logger: logger,
                 signals: gracefulShutdownSignals, onServerRunning: onServerRunning)
         } catch {
+            await toolbox.close()
             await pool.shutdown()
             try? await httpClient.shutdown()
             try? await peerClient.shutdown()
             throw error
         }
+        await toolbox.close()
         await pool.shutdown()
         try await httpClient.shutdown()
         try await peerClient.shutdown()
     }
 
     private static func serve(
-        _ configuration: AgentdConfiguration, pool: PostgresPool, httpClient: HTTPClient, peerClient: HTTPClient, model: (any ChatModel)?,
+        _ configuration: AgentdConfiguration, pool: PostgresPool, httpClient: HTTPClient, peerClient: HTTPClient, toolbox: MCPToolbox,
+        model: (any ChatModel)?,
         logger: Logger,
         signals: [UnixSignal], onServerRunning: @escaping @Sendable (Int) async -> Void
     ) async throws {
@@ -65,12 +72,19 @@ public enum AgentdServer {
         // This process's own steps wake its event streams at once; `EventPoller` covers the others'.
         let queue = TaskQueue(pool: pool, owner: owner, lease: configuration.lease, onStep: { watch.changed($0) })
         let memories = MemoryStore(pool: pool)
+        let secrets = try configuration.secretsKey.map { try SecretBox(encoded: $0) }
+        if secrets == nil { logger.notice("AGENTD_SECRETS_KEY is not set: agents whose MCP servers have header values are refused") }
+        let agents = AgentStore(pool: pool, secrets: secrets)
+        let catalog = AgentCatalog(
+            store: agents,
+            environment: ResolvedAgent(
+                tools: configuration.toolRegistry(adding: [RecallMemoryTool(memories: memories, limit: configuration.memoryRecallLimit)]),
+                settings: AgentSettings(
+                    maxSteps: configuration.maxSteps, historyMessages: configuration.historyMessages,
+                    memoryRecallLimit: configuration.memoryRecallLimit)),
+            remote: toolbox)
         let runner = TaskRunner(
-            queue: queue, memories: memories, model: chatModel,
-            tools: configuration.toolRegistry(adding: [RecallMemoryTool(memories: memories, limit: configuration.memoryRecallLimit)]),
-            settings: AgentSettings(
-                maxSteps: configuration.maxSteps, historyMessages: configuration.historyMessages,
-                memoryRecallLimit: configuration.memoryRecallLimit),
+            queue: queue, memories: memories, model: chatModel, agents: catalog,
             logger: logger, onDelta: { watch.delta($0, $1) }, onRunEnded: { watch.runEnded($0) })
         guard let notifier = Notifier(conninfo: configuration.databaseURL, logger: logger) else {
             throw RefusedToStart(description: "cannot create the notifier's wake-up pipe")
@@ -112,6 +126,8 @@ public enum AgentdServer {
         let data = router.group(context: TenantRequestContext.self)
         data.addRoutes(AgentController(tasks: TaskStore(pool: pool), sessions: SessionStore(pool: pool), memories: memories, watch: watch).endpoints)
         data.addRoutes(MemoryController(memories: memories).endpoints)
+        data.addRoutes(
+            AgentsController(agents: agents, builtinTools: catalog.builtinToolNames, outbound: configuration.outboundPolicy).endpoints)
         let events = EventStore(pool: pool)
         let poller = EventPoller(interval: EventPoller.defaultInterval, watch: watch, logger: logger) { try await events.latest($0) }
         data.addRoutes(
@@ -122,9 +138,10 @@ public enum AgentdServer {
             server: .http1(configuration: .init(idleTimeout: .milliseconds(Int64(configuration.httpIdleTimeout.milliseconds)))),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "agentd"),
             // Started in this order, stopped in reverse: the notifier before the dispatcher that
-            // it wakes, and both before the HTTP server.
+            // it wakes, and both before the HTTP server; the MCP sessions close after the last
+            // task has stopped.
             services: [
-                notifier, dispatcher,
+                toolbox, notifier, dispatcher,
                 LeaseReaper(
                     queue: queue, interval: configuration.lease / 3,
                     maxAttempts: configuration.maxAttempts, logger: logger),

@@ -83,7 +83,7 @@ public struct OpenAICompatibleModel: ChatModel {
                 deltas(.restart)
                 wrote = false
             }
-            let outcome = await send(body, streaming: streaming) { text in
+            let outcome = await send(body, model: request.model ?? configuration.model, streaming: streaming) { text in
                 wrote = true
                 deltas(.text(text))
             }
@@ -126,7 +126,7 @@ public struct OpenAICompatibleModel: ChatModel {
 
     /// One attempt. A streamed reply hands its text to `onText` as chunks arrive; a server that
     /// answers a streamed call with a plain completion is read as one.
-    private func send(_ body: ByteBuffer, streaming: Bool, onText: (String) -> Void) async -> Result<ModelReply, Failure> {
+    private func send(_ body: ByteBuffer, model: String, streaming: Bool, onText: (String) -> Void) async -> Result<ModelReply, Failure> {
         var request = HTTPClientRequest(url: endpoint)
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/json")
@@ -157,10 +157,10 @@ public struct OpenAICompatibleModel: ChatModel {
                     }
                     for text in try stream.feed(chunk.readableBytesView) { onText(text) }
                 }
-                return .success(try stream.finish(fallbackModel: configuration.model))
+                return .success(try stream.finish(fallbackModel: model))
             }
             let bytes = try await response.body.collect(upTo: Self.maxResponseBytes)
-            return .success(try Self.parseReply(Data(bytes.readableBytesView), fallbackModel: configuration.model, logger: logger))
+            return .success(try Self.parseReply(Data(bytes.readableBytesView), fallbackModel: model, logger: logger))
         } catch let error as ChatStream.Malformed {
             return .failure(Failure(reason: error.message, retryable: false))
         } catch is ChatStream.Truncated {
@@ -188,7 +188,7 @@ public struct OpenAICompatibleModel: ChatModel {
 
     static func requestBody(_ request: ModelRequest, configuration: Configuration, stream: Bool = false) -> JSONValue {
         var body: [String: JSONValue] = [
-            "model": .string(configuration.model),
+            "model": .string(request.model ?? configuration.model),
             "messages": .array(request.messages.map(wireMessage)),
         ]
         if stream {

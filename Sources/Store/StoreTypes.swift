@@ -11,6 +11,9 @@ public struct TaskSnapshot: Sendable {
     public var interruptData: JSONValue?
     /// Unix seconds of the last change.
     public var updatedAt: Double
+    /// The agent the task runs, and its version (0: the environment's configuration).
+    public var agentID: String
+    public var agentVersion: Int
 }
 
 /// A client error the HTTP layer turns into 4xx; the Store raises it where only SQL can tell.

@@ -123,23 +123,22 @@ public struct TaskJournal: AgentJournal {
     }
 
     /// Commits a tool's result message with its `tool_calls` row. The row's key makes a second
-    /// result for the same call impossible: a duplicate run is reported as `LeaseLost`. When the
-    /// task was cancelled while the tool ran, the same statement records the result for the
-    /// audit only (`cancelledTaskAudit`) and the run stops with `LeaseLost`.
+    /// result for the same call impossible: a duplicate run is reported as `LeaseLost` (a row
+    /// that only says the call started, `beginToolCall`, takes the result). When the task was
+    /// cancelled while the tool ran, the same statement records the result for the audit only
+    /// (`cancelledTaskAudit`) and the run stops with `LeaseLost`.
     public func appendToolResult(position: Int, record: ToolCallRecord) async throws {
         let args = try StoreCoding.json(record.arguments)
         // The lease CTE checks for an earlier result itself: it also numbers the event, and a
         // number taken for an event that is then not written would leave a gap. Two runs racing
         // past that check (both saw no result) meet the key: the statement fails whole.
         let firstResult: PostgresQuery = """
-            NOT EXISTS (SELECT 1 FROM tool_calls WHERE \(fragment: key.matchesTask()) AND tool_call_id = \(record.call.id))
+            NOT EXISTS (SELECT 1 FROM tool_calls
+                        WHERE \(fragment: key.matchesTask()) AND tool_call_id = \(record.call.id) AND status <> 'started')
             """
         try await commit("""
             WITH lease AS (\(fragment: renewLease(events: 1, provided: firstResult))), call AS (
-                INSERT INTO tool_calls (\(unsafeSQL: TaskKey.taskColumns), tool_call_id, tool_name, args, output, status, decision, duration_ms)
-                SELECT \(fragment: key.taskValues), \(record.call.id), \(record.call.name),
-                       \(args), \(record.output), \(record.status.rawValue), \(record.decision?.rawValue), \(record.durationMilliseconds)
-                FROM lease
+                \(fragment: toolCallRow(record, args: args, from: "lease"))
                 RETURNING 1
             ), message AS (
                 INSERT INTO messages (\(unsafeSQL: TaskKey.taskColumns), position, type, content, name, tool_call_id)
@@ -153,9 +152,32 @@ public struct TaskJournal: AgentJournal {
             """)
     }
 
-    /// Records, for the audit in `tool_calls` only, the result of a tool that was already running
-    /// when a client cancelled the task. It is not a step: the turn and the event stream ended with
-    /// the cancellation, and the model is not called again.
+    /// Commits that a tool call that must never run twice is starting (a `tool_calls` row with
+    /// status `started`), under the lease. False when an earlier run of the task started it:
+    /// that run may have done what the call does, so it is not run again.
+    public func beginToolCall(_ call: ToolCall, arguments: [String: JSONValue], serverLabel: String?) async throws -> Bool {
+        let args = try StoreCoding.json(arguments)
+        let row = try await pool.tenant(key.tenantID) { [key, owner] connection in
+            try connection.query("""
+                WITH lease AS (
+                    SELECT 1 FROM tasks WHERE \(fragment: key.matchesTask()) AND state = 'running' AND lease_owner = \(owner)
+                ), started AS (
+                    INSERT INTO tool_calls (\(unsafeSQL: TaskKey.taskColumns), tool_call_id, tool_name, args, output, status, server_label)
+                    SELECT \(fragment: key.taskValues), \(call.id), \(call.name), \(args), '', 'started', \(serverLabel)
+                    FROM lease
+                    ON CONFLICT DO NOTHING
+                    RETURNING 1
+                )
+                SELECT (SELECT count(*) FROM lease) AS leased, (SELECT count(*) FROM started) AS started
+                """).first
+        }
+        guard try row?.decode("leased", as: Int.self) == 1 else { throw LeaseLost(key: key) }
+        return try row?.decode("started", as: Int.self) == 1
+    }
+
+    /// The result of a tool that was running when a client cancelled the task: recorded for the audit
+    /// in `tool_calls` only. It is not a step: the turn and the event stream ended with the
+    /// cancellation, and the model is not called again.
     public func recordToolCallOfCancelledTask(_ record: ToolCallRecord) async throws {
         let insert = cancelledTaskAudit(record, args: try StoreCoding.json(record.arguments))
         try await pool.tenant(key.tenantID) { try $0.query(insert) }
@@ -164,12 +186,29 @@ public struct TaskJournal: AgentJournal {
     /// The `tool_calls` row of a tool that ran for this worker while its task was cancelled.
     private func cancelledTaskAudit(_ record: ToolCallRecord, args: PostgresJSON, provided condition: PostgresQuery = "TRUE") -> PostgresQuery {
         """
-        INSERT INTO tool_calls (\(unsafeSQL: TaskKey.taskColumns), tool_call_id, tool_name, args, output, status, decision, duration_ms)
+        WITH cancelled AS (
+            SELECT 1 FROM tasks
+            WHERE \(fragment: key.matchesTask()) AND state = 'cancelled' AND lease_owner = \(owner) AND \(fragment: condition)
+        )
+        \(fragment: toolCallRow(record, args: args, from: "cancelled"))
+        """
+    }
+
+    /// Inserts the call's `tool_calls` row once for each row of CTE `source`, filling in a row that
+    /// only says the call started; a finished row stays as it is (the statement inserts nothing).
+    private func toolCallRow(_ record: ToolCallRecord, args: PostgresJSON, from source: String) -> PostgresQuery {
+        """
+        INSERT INTO tool_calls AS c (\(unsafeSQL: TaskKey.taskColumns), tool_call_id, tool_name, args, output, status, decision, duration_ms,
+                                     server_label, outcome)
         SELECT \(fragment: key.taskValues), \(record.call.id), \(record.call.name),
-               \(args), \(record.output), \(record.status.rawValue), \(record.decision?.rawValue), \(record.durationMilliseconds)
-        FROM tasks
-        WHERE \(fragment: key.matchesTask()) AND state = 'cancelled' AND lease_owner = \(owner) AND \(fragment: condition)
-        ON CONFLICT DO NOTHING
+               \(args), \(record.output), \(record.status.rawValue), \(record.decision?.rawValue), \(record.durationMilliseconds),
+               \(record.serverLabel), \(record.outcome)
+        FROM \(unsafeSQL: source)
+        ON CONFLICT (tenant_id, user_id, session_id, task_id, tool_call_id) DO UPDATE
+            SET tool_name = excluded.tool_name, args = excluded.args, output = excluded.output, status = excluded.status,
+                decision = excluded.decision, duration_ms = excluded.duration_ms, server_label = excluded.server_label,
+                outcome = excluded.outcome
+            WHERE c.status = 'started'
         """
     }
 

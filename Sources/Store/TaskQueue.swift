@@ -9,6 +9,9 @@ public struct ClaimedTask: Sendable {
     public var query: String
     public var systemMessage: String?
     public var attempt: Int
+    /// The agent and version the task runs (0: the environment's configuration).
+    public var agentID: String = "default"
+    public var agentVersion: Int = 0
 }
 
 /// A claim that its worker let go of without settling the task; see `releaseAbandoned`.
@@ -98,18 +101,22 @@ public struct TaskQueue: Sendable {
                             events = tasks.events + 1
                         FROM candidate
                         WHERE \(unsafeSQL: TaskKey.sameTask("tasks", "candidate"))
-                        RETURNING \(unsafeSQL: EventRecord.returning), tasks.seq, tasks.query, tasks.system_message, tasks.attempts
+                        RETURNING \(unsafeSQL: EventRecord.returning), tasks.seq, tasks.query, tasks.system_message, tasks.attempts,
+                                  tasks.agent_id, tasks.agent_version
                     ), logged AS (
-                        \(fragment: EventRecord.append(EventRecord(kind: .running, data: "jsonb_build_object('attempt', s.attempts)"), from: "claimed"))
+                        \(fragment: EventRecord.append(EventRecord(
+                            kind: .running,
+                            data: "jsonb_build_object('attempt', s.attempts, 'agent_id', s.agent_id, 'agent_version', s.agent_version)"), from: "claimed"))
                     )
-                    SELECT tenant_id, user_id, session_id, task_id, seq, query, system_message, attempts FROM claimed
+                    SELECT tenant_id, user_id, session_id, task_id, seq, query, system_message, attempts, agent_id, agent_version FROM claimed
                     """).rows.map { row in
                     ClaimedTask(
                         key: TaskKey(
                             tenantID: try row.decode("tenant_id"), userID: try row.decode("user_id"),
                             sessionID: try row.decode("session_id"), taskID: try row.decode("task_id")),
                         seq: try row.decode("seq"), query: try row.decode("query"),
-                        systemMessage: try row.decode("system_message", as: String?.self), attempt: try row.decode("attempts"))
+                        systemMessage: try row.decode("system_message", as: String?.self), attempt: try row.decode("attempts"),
+                        agentID: try row.decode("agent_id"), agentVersion: try row.decode("agent_version"))
                 }.sorted { $0.seq < $1.seq }
             }
             for task in claimed { onStep(task.key) }

@@ -13,6 +13,8 @@ public struct TaskStore: Sendable {
         case limited
         /// `BusyPolicy.reject` and the session has this unfinished task.
         case busy(taskID: String)
+        /// The tenant has no agent of that name.
+        case unknownAgent
     }
 
     /// What an invoke does when its session has unfinished tasks (queued, running or waiting
@@ -57,6 +59,13 @@ public struct TaskStore: Sendable {
         snapshots = Batched(concurrentReads: max(1, pool.configuration.size / 2)) { keys in try await Self.snapshots(keys, pool: pool) }
     }
 
+    /// The agent of a task whose invoke names none.
+    public static let defaultAgent = "default"
+
+    /// `task.queued` of an invoke names the agent and version the task runs (CTE `task`'s row).
+    static let invokedEvent = EventRecord(
+        kind: .queued, data: "jsonb_build_object('reason', 'invoked', 'agent_id', s.agent_id, 'agent_version', s.agent_version)")
+
     /// The states a cancel stops: every task that has not ended.
     static let unfinished = "('queued', 'running', 'interrupted')"
 
@@ -64,14 +73,19 @@ public struct TaskStore: Sendable {
     /// in one statement. The same ids with the same query and system message are a duplicate;
     /// with another, a `StoreConflict`. A refused submission (duplicate, conflict, limit, busy)
     /// writes nothing: not even the session or its `updated_at`, which decides the active session.
-    /// - Parameter cancelledBy: who cancels the session's unfinished tasks under `.interrupt`.
+    /// The task runs the agent's version current at this statement (`AgentStore`); the agent
+    /// `default` that the tenant did not store is the environment's configuration, version 0.
+    /// - Parameters:
+    ///   - agentID: nil for `default`.
+    ///   - cancelledBy: who cancels the session's unfinished tasks under `.interrupt`.
     public func submit(
-        _ key: TaskKey, query: String, systemMessage: String?, apiKeyID: String? = nil, maxInFlight: Int? = nil,
+        _ key: TaskKey, query: String, systemMessage: String?, agentID: String? = nil, apiKeyID: String? = nil, maxInFlight: Int? = nil,
         ifBusy: BusyPolicy = .enqueue, cancelledBy: String = "a newer task"
     ) async throws -> SubmitOutcome {
+        let agent = agentID ?? Self.defaultAgent
         // reject and interrupt decide on the session's other tasks: two invokes deciding at once
         // would both see the session free, so they take turns on the session.
-        try await serialized(key, apiKeyID: apiKeyID, maxInFlight: maxInFlight, perSession: ifBusy != .enqueue) { connection in
+        return try await serialized(key, apiKeyID: apiKeyID, maxInFlight: maxInFlight, perSession: ifBusy != .enqueue) { connection in
             let (rejects, interrupts) = (ifBusy == .reject, ifBusy == .interrupt)
             // One statement text for every policy: the policy's parts are gated by bound flags,
             // which PostgreSQL checks once before it scans (enqueue probes no session for busy tasks).
@@ -80,14 +94,18 @@ public struct TaskStore: Sendable {
             let outcome = try connection.query("""
                 WITH room AS (\(fragment: Self.room(
                     apiKeyID: apiKeyID, maxInFlight: maxInFlight, sparing: "\(interrupts) AND \(fragment: key.matchesSession())"))),
-                busy AS (
+                agent AS (
+                    SELECT coalesce(
+                        (SELECT version FROM agents WHERE tenant_id = \(key.tenantID) AND agent_id = \(agent) AND deleted_at IS NULL),
+                        CASE WHEN \(agent)::text = \(Self.defaultAgent)::text THEN 0 END) AS version
+                ), busy AS (
                     SELECT task_id FROM tasks
                     WHERE \(rejects || interrupts) AND \(fragment: key.matchesSession()) AND state IN \(unsafeSQL: Self.unfinished)
                     ORDER BY seq
                     LIMIT 1
                 ), admitted AS (
                     SELECT 1 FROM room
-                    WHERE room.ok AND NOT (\(rejects) AND EXISTS (SELECT 1 FROM busy))
+                    WHERE room.ok AND (SELECT version FROM agent) IS NOT NULL AND NOT (\(rejects) AND EXISTS (SELECT 1 FROM busy))
                       AND NOT EXISTS (SELECT 1 FROM tasks
                                       WHERE \(fragment: key.matchesTask()))
                 ), cancelled AS (
@@ -99,13 +117,14 @@ public struct TaskStore: Sendable {
                     ON CONFLICT (tenant_id, user_id, session_id) DO NOTHING
                     RETURNING 1
                 ), task AS (
-                    INSERT INTO tasks (\(unsafeSQL: TaskKey.taskColumns), query, system_message, message, queued_at, api_key_id, events)
+                    INSERT INTO tasks (\(unsafeSQL: TaskKey.taskColumns), query, system_message, message, queued_at, api_key_id, events,
+                                       agent_id, agent_version)
                     SELECT \(fragment: key.taskValues), \(query), \(systemMessage), 'queued',
-                           clock_timestamp(), \(apiKeyID), 1
+                           clock_timestamp(), \(apiKeyID), 1, \(agent), (SELECT version FROM agent)
                     FROM admitted
                     ON CONFLICT DO NOTHING
-                    RETURNING \(unsafeSQL: EventRecord.returning)
-                ), logged AS (\(fragment: EventRecord.append(.with(.queued, ["reason": "invoked"]), from: "task"))),
+                    RETURNING \(unsafeSQL: EventRecord.returning), tasks.agent_id, tasks.agent_version
+                ), logged AS (\(fragment: EventRecord.append(Self.invokedEvent, from: "task"))),
                 touched AS (
                     UPDATE sessions SET updated_at = now()
                     WHERE \(fragment: key.matchesSession()) AND EXISTS (SELECT 1 FROM task)
@@ -120,11 +139,12 @@ public struct TaskStore: Sendable {
                        (SELECT count(\(fragment: Notifier.notifyNewWork)) FROM query_message) AS notified,
                        (SELECT count(*) FROM session) + (SELECT count(*) FROM touched) + (SELECT count(*) FROM logged) AS written,
                        (SELECT count(*) FROM cancellations) + (SELECT count(\(fragment: Self.notifyCancelled)) FROM cancelled) AS cancelled,
-                       (SELECT ok FROM room) AS room, (SELECT task_id FROM busy) AS busy
+                       (SELECT ok FROM room) AS room, (SELECT task_id FROM busy) AS busy,
+                       (SELECT version FROM agent) IS NOT NULL AS agent_known
                 """).first
             if try outcome?.decode("inserted", as: Int.self) == 1 { return .queued }
             if let existing = try connection.query("""
-                SELECT query, system_message FROM tasks
+                SELECT query, system_message, agent_id FROM tasks
                 WHERE \(fragment: key.matchesTask())
                 """).first {
                 // Exact text, as ids are compared (`Identifier`): another normal form is another query.
@@ -138,8 +158,13 @@ public struct TaskStore: Sendable {
                 guard Identifier.same(try existing.decode("query", as: String.self), query), sameSystem else {
                     throw StoreConflict("task_id \(key.taskID) already exists in this session with a different query")
                 }
+                let storedAgent = try existing.decode("agent_id", as: String.self)
+                guard Identifier.same(storedAgent, agent) else {
+                    throw StoreConflict("task_id \(key.taskID) already exists in this session for another agent (\(storedAgent))")
+                }
                 return .duplicate
             }
+            if try outcome?.decode("agent_known", as: Bool.self) == false { return .unknownAgent }
             if try outcome?.decode("room", as: Bool.self) == false { return .limited }
             if ifBusy == .reject, let busy = try outcome?.decode("busy", as: String?.self) { return .busy(taskID: busy) }
             throw StoreConflict("task \(key.taskID) was deleted while it was being submitted")
@@ -335,7 +360,7 @@ public struct TaskStore: Sendable {
             let tenant = tenant.text
             let rows = try await pool.tenant(tenant) { connection in
                 try connection.query("""
-                    SELECT k.user_id, k.session_id, k.task_id, t.state, t.message, t.query, t.result, t.interrupt_data,
+                    SELECT k.user_id, k.session_id, k.task_id, t.state, t.message, t.query, t.result, t.interrupt_data, t.agent_id, t.agent_version,
                            extract(epoch FROM t.updated_at) AS updated,
                            t.task_id IS NULL
                              AND EXISTS (SELECT 1 FROM sessions s
@@ -359,7 +384,8 @@ public struct TaskStore: Sendable {
                             query: try row.decode("query", as: String.self),
                             result: try row.decode("result", as: PostgresJSON?.self).map { try JSONValue(parsing: $0.bytes) },
                             interruptData: try row.decode("interrupt_data", as: PostgresJSON?.self).map { try JSONValue(parsing: $0.bytes) },
-                            updatedAt: try row.decode("updated", as: Double.self)))
+                            updatedAt: try row.decode("updated", as: Double.self),
+                            agentID: try row.decode("agent_id", as: String.self), agentVersion: try row.decode("agent_version", as: Int.self)))
                 } else {
                     found[key] = try row.decode("idle", as: Bool.self) ? .idleSession : .notFound
                 }

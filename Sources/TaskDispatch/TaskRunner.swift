@@ -9,8 +9,8 @@ public struct TaskRunner: Sendable {
     let queue: TaskQueue
     let memories: MemoryStore
     let model: any ChatModel
-    let tools: ToolRegistry
-    let settings: AgentSettings
+    /// The agent each task runs: its tools, limits and model.
+    let agents: AgentCatalog
     let logger: Logger
     /// The model's text for each task as it is written (to this process's event streams and peers).
     let onDelta: @Sendable (TaskKey, MessageDelta) -> Void
@@ -18,15 +18,14 @@ public struct TaskRunner: Sendable {
     let onRunEnded: @Sendable (TaskKey) -> Void
 
     public init(
-        queue: TaskQueue, memories: MemoryStore, model: any ChatModel, tools: ToolRegistry, settings: AgentSettings, logger: Logger,
+        queue: TaskQueue, memories: MemoryStore, model: any ChatModel, agents: AgentCatalog, logger: Logger,
         onDelta: @escaping @Sendable (TaskKey, MessageDelta) -> Void = { _, _ in },
         onRunEnded: @escaping @Sendable (TaskKey) -> Void = { _ in }
     ) {
         self.queue = queue
         self.memories = memories
         self.model = model
-        self.tools = tools
-        self.settings = settings
+        self.agents = agents
         self.logger = logger
         self.onDelta = onDelta
         self.onRunEnded = onRunEnded
@@ -43,11 +42,22 @@ public struct TaskRunner: Sendable {
     ) async -> Bool {
         var logger = self.logger
         logger[metadataKey: "task"] = "\(task.key)"
+        logger[metadataKey: "agent"] = "\(task.agentID)@\(task.agentVersion)"
         defer { onRunEnded(task.key) }
         let journal = queue.journal(for: task)
+        let agent: ResolvedAgent
+        do {
+            agent = try await agents.resolve(tenantID: task.key.tenantID, agentID: task.agentID, version: task.agentVersion)
+        } catch let unavailable as AgentUnavailable {
+            logger.warning("task failed: its agent cannot be run", metadata: ["reason": "\(unavailable)"])
+            return (try? await journal.finish(state: .error, result: nil, message: unavailable.description)) != nil
+        } catch {
+            logger.warning("could not read the task's agent; the task goes back to the queue", metadata: ["error": "\(String(reflecting: error))"])
+            return false
+        }
         let run = AgentRun(
-            key: task.key, query: task.query, systemMessage: task.systemMessage, journal: journal,
-            memory: memories, model: model, tools: tools, settings: settings)
+            key: task.key, query: task.query, systemMessage: task.systemMessage ?? agent.systemMessage, journal: journal,
+            memory: memories, model: model, tools: agent.tools, settings: agent.settings)
         do {
             let onDelta = self.onDelta
             let key = task.key

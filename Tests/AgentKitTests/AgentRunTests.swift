@@ -52,6 +52,16 @@ private actor MemoryJournal: AgentJournal {
         commits += 1
     }
 
+    /// Calls of tools that run at most once, committed as started.
+    var started: [String] = []
+
+    func beginToolCall(_ call: ToolCall, arguments: [String: JSONValue], serverLabel: String?) -> Bool {
+        commits += 1
+        guard !started.contains(call.id) else { return false }
+        started.append(call.id)
+        return true
+    }
+
     /// Tool results recorded after a cancel: audit only, never in the turn.
     var auditedAfterCancel: [ToolCallRecord] = []
 
@@ -303,5 +313,50 @@ struct AgentRunCancelTests {
         await #expect(throws: AgentRun.Cancelled.self) { try await run.run(cancel: cancel) }
         #expect(model.requests.isEmpty)
         #expect(await journal.commits == 0)
+    }
+    @Test("a tool that must run at most once commits its start first, and is never run again by a later run")
+    func atMostOnce() async throws {
+        let counter = Counter()
+        let tools = ToolRegistry(tools: [OnceTool(counter: counter)], approvalRequired: [])
+        let call = ToolCall(id: "c7", name: "once", args: [:])
+        func run(_ journal: MemoryJournal, _ model: ScriptedChat) async throws -> AgentRun.Outcome {
+            try await AgentRun(
+                key: key, query: "q", systemMessage: nil, journal: journal, memory: FixedMemories(), model: model, tools: tools,
+                settings: AgentSettings(model: "agent-model")
+            ).run()
+        }
+        let journal = MemoryJournal(query: "q")
+        let model = ScriptedChat([.success(.ai("", toolCalls: [call])), .success(.ai("done"))])
+        #expect(try await run(journal, model) == .completed)
+        #expect(counter.value == 1)
+        #expect(await journal.started == ["c7"])
+        #expect(await journal.toolRecords.first?.outcome == nil)
+        #expect(model.requests.first?.model == "agent-model")
+
+        // A run that crashed after the start and before the result: the next run does not call it.
+        let crashed = MemoryJournal(query: "q")
+        _ = await crashed.beginToolCall(call, arguments: [:], serverLabel: nil)
+        try await crashed.appendModelReply(position: 1, message: .ai("", toolCalls: [call]), call: ModelCallRecord(model: "m", usage: nil, latencyMilliseconds: 0, error: nil))
+        #expect(try await run(crashed, ScriptedChat([.success(.ai("done"))])) == .completed)
+        #expect(counter.value == 1)
+        #expect(await crashed.toolRecords.first?.status == .failed)
+        #expect(await crashed.toolRecords.first?.outcome == "unknown")
+        #expect(await crashed.toolRecords.first?.output.contains("not run again") == true)
+    }
+}
+
+private final class Counter: Sendable {
+    private let count = Mutex(0)
+    var value: Int { count.withLock { $0 } }
+    func increment() { count.withLock { $0 += 1 } }
+}
+
+private struct OnceTool: Tool {
+    let counter: Counter
+    let spec = ToolSpec(name: "once", description: "does something once", parameters: ["type": "object"])
+    var runsAtMostOnce: Bool { true }
+    func run(arguments: [String: JSONValue], context: ToolContext) async throws -> String {
+        counter.increment()
+        return "did it"
     }
 }

@@ -41,7 +41,7 @@ final class ServiceHarness: Sendable {
     /// - Parameter database: another service's database, to run a second process on it.
     static func start(
         model handler: @escaping @Sendable (ScriptedModelServer.Request) async -> ScriptedModelServer.Reply = { _ in .text("scripted answer") },
-        database: String? = nil, configure: (inout AgentdConfiguration) -> Void = { _ in }
+        database: String? = nil, logs: LogCapture? = nil, configure: (inout AgentdConfiguration) -> Void = { _ in }
     ) async throws -> ServiceHarness {
         let databaseURL: String
         if let database { databaseURL = database } else { databaseURL = try await TestDatabase.migrated() }
@@ -52,6 +52,7 @@ final class ServiceHarness: Sendable {
         configure(&configuration)
         var logger = Logger(label: "agentd.test")
         logger.logLevel = ProcessInfo.processInfo.environment["TEST_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .warning
+        if let logs { logger = logs.logger(label: "agentd.test") }
         let (ports, portContinuation) = AsyncStream<Int>.makeStream()
         let frozen = configuration
         let group = ServiceGroup(

@@ -7,7 +7,7 @@ import TestSupport
 struct ShutdownTests {
     @Test("a stopping process hands its running task back to the queue, and another process finishes it")
     func handBack() async throws {
-        let first = try await ServiceHarness.start(model: { _ in .delayed(.seconds(8), .text("too slow")) }) {
+        let first = try await ServiceHarness.start(model: { _ in .delayed(.seconds(20), .text("too slow")) }) {
             $0.shutdownGrace = .milliseconds(300)
         }
         _ = try await first.invoke("u1", "s1", "t1", "hello")
@@ -21,7 +21,8 @@ struct ShutdownTests {
         while try first.scalar("SELECT count(*) FROM tasks WHERE state = 'queued'") == 0, clock.now - started < .seconds(20) {
             try await Task.sleep(for: .milliseconds(20))
         }
-        #expect(clock.now - started < .seconds(5))
+        // Well under the model's 20 s, with room for a loaded machine (the whole suite on two cores).
+        #expect(clock.now - started < .seconds(10))
         await stopping.value
         #expect(try first.scalar("SELECT count(*) FROM tasks WHERE state = 'queued' AND lease_owner IS NULL AND attempts = 1") == 1)
         #expect(try first.scalar("SELECT count(*) FROM messages") == 1)

@@ -1,0 +1,116 @@
+import AgentKit
+import AsyncHTTPClient
+import Foundation
+
+/// A real MCP server for the tests: `Tests/Fixtures/mcp_test_server.py` (the Python MCP SDK's
+/// FastMCP over streamable HTTP) as a child process on a free 127.0.0.1 port. `make test` puts
+/// the SDK in a virtual environment and names its python in `MCP_PYTHON`.
+public final class MCPTestServer: @unchecked Sendable {
+    // Touched by the owning test only.
+    private let process = Process()
+    private let output: URL
+    public let port: Int
+
+    public struct LaunchError: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    /// `http://127.0.0.1:<port>/mcp`
+    public var url: String { "http://127.0.0.1:\(port)/mcp" }
+    public func url(path: String) -> String { "http://127.0.0.1:\(port)\(path)" }
+
+    /// - Parameter arguments: the script's flags (`--json`, `--page-size N`, `--require-auth T`, `--redirect-to URL`).
+    public init(arguments: [String] = []) async throws {
+        guard let python = ProcessInfo.processInfo.environment["MCP_PYTHON"], !python.isEmpty else {
+            throw LaunchError(description: "MCP_PYTHON is not set: run the tests with `make test`, which installs the MCP SDK")
+        }
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Fixtures/mcp_test_server.py")
+        process.executableURL = URL(fileURLWithPath: python)
+        process.arguments = [script.path, "--parent-pid", "\(ProcessInfo.processInfo.processIdentifier)"] + arguments
+        output = FileManager.default.temporaryDirectory.appendingPathComponent("mcp-\(UUID().uuidString).log")
+        _ = FileManager.default.createFile(atPath: output.path, contents: nil)
+        let log = try FileHandle(forWritingTo: output)
+        process.standardOutput = log
+        process.standardError = log
+        try process.run()
+        try log.close()
+        let clock = ContinuousClock()
+        let deadline = clock.now + .seconds(30)
+        var found: Int?
+        let output = self.output
+        func printed() -> String { (try? String(contentsOf: output, encoding: .utf8)) ?? "" }
+        while found == nil, clock.now < deadline, process.isRunning {
+            found = printed().firstMatch(of: /PORT (\d+)/).flatMap { Int($0.1) }
+            // Listening is printed before the app's lifespan has started its session manager.
+            if found != nil, !printed().contains("session manager started") { found = nil }
+            if found == nil { try await Task.sleep(for: .milliseconds(25)) }
+        }
+        guard let found else {
+            if process.isRunning { process.terminate() }
+            throw LaunchError(description: "the MCP test server did not start: \(printed().suffix(1500))")
+        }
+        port = found
+    }
+
+    /// One server per set of arguments for the whole test run, for the tests that only read from
+    /// it (each counts its own calls by argument, `stats()["calls"]["book:<place>"]`). Starting a
+    /// Python MCP server costs about a second of CPU; the suite would otherwise start twenty.
+    public static func shared(_ arguments: [String] = []) async throws -> MCPTestServer {
+        try await Shared.instance.server(arguments)
+    }
+
+    private actor Shared {
+        static let instance = Shared()
+        var servers: [[String]: Task<MCPTestServer, any Error>] = [:]
+
+        func server(_ arguments: [String]) async throws -> MCPTestServer {
+            if let running = servers[arguments] { return try await running.value }
+            let starting = Task { try await MCPTestServer(arguments: arguments) }
+            servers[arguments] = starting
+            return try await starting.value
+        }
+    }
+
+    /// A 127.0.0.1 port nobody listens on (bound and closed at once): an unreachable server.
+    public static func unusedPort() -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
+        }
+        _ = withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    private func log_() -> String { (try? String(contentsOf: output, encoding: .utf8)) ?? "" }
+
+    /// `GET /stats`: `{"calls": {tool: count}, "authorizations": [header of each MCP request]}`.
+    public func stats() async throws -> JSONValue {
+        let response = try await HTTPClient.shared.execute(HTTPClientRequest(url: url(path: "/stats")), timeout: .seconds(5))
+        let body = try await response.body.collect(upTo: 1 << 20)
+        return try JSONValue(parsing: body.readableBytesView)
+    }
+
+    /// What the server printed (its warnings, tracebacks).
+    public var log: String { log_() }
+
+    deinit {
+        stop()
+    }
+
+    public func stop() {
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+        try? FileManager.default.removeItem(at: output)
+    }
+}
