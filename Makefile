@@ -39,18 +39,18 @@ BENCH_PG_OPTIONS ?= -c shared_preload_libraries=pg_stat_statements -c pg_stat_st
 bench: deps
 	$(SWIFT) build $(RELEASE) --product agentd
 	$(SWIFT) build $(RELEASE) --product agentd-bench
-	THROWAWAY_PG_OPTIONS="$(BENCH_PG_OPTIONS)" scripts/with-test-db.sh \
+	MCP_PYTHON="$$(scripts/mcp-venv.sh)" THROWAWAY_PG_OPTIONS="$(BENCH_PG_OPTIONS)" scripts/with-test-db.sh \
 		"$$($(SWIFT) build $(RELEASE) --show-bin-path)/agentd-bench" service $(BENCH_FLAGS)
 
 # Every phase of `make bench` for a second or a few dozen tasks, on the debug build: proves the
 # bench still runs (CI), measures nothing.
 SMOKE_FLAGS := --ceiling-seconds 1 --clients 4 --seconds 1 --dispatch-rate 50 --dispatch-seconds 1 --approvals 8 \
 	--approval-clients 2 --inflight 40 --inflight-model-seconds 0.5 --read-seconds 1 --read-connections 4 --cost-tasks 40 \
-	--live-streams 4 --live-rounds 1 --live-chunks 5
+	--live-streams 4 --live-rounds 1 --live-chunks 5 --mcp-calls 6 --mcp-clients 2
 bench-smoke: deps
 	$(SWIFT) build --product agentd
 	$(SWIFT) build --product agentd-bench
-	THROWAWAY_PG_OPTIONS="$(BENCH_PG_OPTIONS)" scripts/with-test-db.sh \
+	MCP_PYTHON="$$(scripts/mcp-venv.sh)" THROWAWAY_PG_OPTIONS="$(BENCH_PG_OPTIONS)" scripts/with-test-db.sh \
 		"$$($(SWIFT) build --show-bin-path)/agentd-bench" service $(SMOKE_FLAGS)
 
 # Long-term memory: recall@5 and MRR on bench/memory/recall-set.json, then recall latency over

@@ -69,7 +69,8 @@ let package = Package(
         ),
         // Helpers shared by the test targets: throwaway databases; re-exports the scripted model server.
         .target(
-            name: "TestSupport", dependencies: ["Postgres", "Store", "AgentKit", "ScriptedModel", hummingbird, logging, serviceLifecycle, asyncHTTPClient],
+            name: "TestSupport",
+            dependencies: ["Postgres", "Store", "AgentKit", "ScriptedModel", "AgentdProcess", hummingbird, logging, serviceLifecycle, asyncHTTPClient],
             path: "Tests/TestSupport"),
         .testTarget(name: "AgentKitTests", dependencies: ["AgentKit"]),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "Store", "TestSupport"]),

@@ -68,7 +68,7 @@ public struct AgentDefinition: Sendable, Equatable {
             guard servers.count <= maxMCPServers else { throw Invalid("mcp_servers", "at most \(maxMCPServers) servers") }
             var labels: [String] = []
             for (index, server) in servers.enumerated() {
-                let config = try MCPServerConfig.parse(server, field: "mcp_servers[\(index)]")
+                let config = try MCPServerConfig.parse(server, field: "mcp_servers[\(index)]", stored: builtinTools == nil)
                 if labels.contains(where: { $0.lowercased() == config.label.lowercased() }) {
                     throw Invalid("mcp_servers[\(index)].label", "\(config.label) is used by another server of this agent")
                 }
@@ -147,7 +147,8 @@ public struct MCPServerConfig: Sendable, Equatable {
         "mcp-protocol-version", "last-event-id", "upgrade", "te", "trailer", "keep-alive", "proxy-connection",
     ]
 
-    static func parse(_ json: JSONValue, field: String) throws(AgentDefinition.Invalid) -> MCPServerConfig {
+    /// - Parameter stored: read back from the database, where header values are sealed.
+    static func parse(_ json: JSONValue, field: String, stored: Bool) throws(AgentDefinition.Invalid) -> MCPServerConfig {
         typealias Invalid = AgentDefinition.Invalid
         guard case .object(let object) = json else { throw Invalid(field, "must be an object") }
         let known: Set<String> = ["label", "url", "headers", "allowed_tools", "require_approval", "timeout_s", "type"]
@@ -176,8 +177,11 @@ public struct MCPServerConfig: Sendable, Equatable {
                 else { throw Invalid(where_, "is not a valid HTTP header name") }
                 if reservedHeaders.contains(name.lowercased()) { throw Invalid(where_, "is set by agentd itself") }
                 guard case .string(let value)? = members[name] else { throw Invalid(where_, "must be a string") }
-                guard value.utf8.count <= 8192, !value.unicodeScalars.contains(where: { $0.value < 32 && $0 != "\t" || $0.value == 127 }) else {
-                    throw Invalid(where_, "must be at most 8 KiB without control characters")
+                // 4 KiB of value seals to under 8 KiB (`SecretBox`), which is what a stored definition may hold.
+                guard value.utf8.count <= (stored ? 8192 : 4096),
+                    !value.unicodeScalars.contains(where: { $0.value < 32 && $0 != "\t" || $0.value == 127 })
+                else {
+                    throw Invalid(where_, "must be at most 4 KiB without control characters")
                 }
                 if value == redactedValue {
                     throw Invalid(where_, "is \"***\", the redacted form: send the real value again (stored values are never shown)")
@@ -328,3 +332,4 @@ enum Field {
         }
     }
 }
+

@@ -9,6 +9,11 @@ public enum OutboundURL {
         }
         guard scheme == "http" || scheme == "https" else { return "must be an http or https URL (not \(scheme))" }
         guard let host = components.host, !host.isEmpty else { return "must name a host" }
+        // One spelling of the host for the check, the resolution and the connection: ASCII (an
+        // internationalised name in its xn-- form), read the same by every URL parser.
+        guard host.unicodeScalars.allSatisfy(\.isASCII), let parsed = URL(string: text)?.host,
+            unbracketed(parsed).lowercased() == unbracketed(host).lowercased()
+        else { return "must name its host in ASCII (an internationalised name as xn--…)" }
         if components.user != nil || components.password != nil {
             return "must not carry credentials: send them in headers, which are stored encrypted and never shown"
         }
@@ -19,9 +24,25 @@ public enum OutboundURL {
 
     /// The host of a URL that passed `problem`, lowercased, without IPv6 brackets.
     public static func host(of text: String) -> String? {
-        guard var host = URLComponents(string: text)?.host?.lowercased() else { return nil }
-        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        return host
+        URLComponents(string: text)?.host.map { unbracketed($0).lowercased() }
+    }
+
+    public static func unbracketed(_ host: String) -> String {
+        host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
+    }
+
+    /// Scheme, host and port (the scheme's default when none is written): where credentials may go.
+    public struct Origin: Equatable {
+        public var scheme: String
+        public var host: String
+        public var port: Int
+    }
+
+    public static func origin(of text: String) -> Origin? {
+        guard let components = URLComponents(string: text), let scheme = components.scheme?.lowercased(), let host = host(of: text) else {
+            return nil
+        }
+        return Origin(scheme: scheme, host: host, port: components.port ?? (scheme == "https" ? 443 : 80))
     }
 }
 
@@ -121,8 +142,9 @@ public struct IPAddress: Sendable, Hashable, CustomStringConvertible {
     var embeddedIPv4: IPAddress? {
         guard bytes.count == 16 else { return nil }
         let mapped: [UInt8] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff]
+        let translated: [UInt8] = [0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0]
         let nat64: [UInt8] = [0, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0]
-        if Array(bytes[0..<12]) == mapped || Array(bytes[0..<12]) == nat64 { return IPAddress(bytes: Array(bytes[12..<16])) }
+        if [mapped, translated, nat64].contains(Array(bytes[0..<12])) { return IPAddress(bytes: Array(bytes[12..<16])) }
         if bytes[0] == 0x20, bytes[1] == 0x02 { return IPAddress(bytes: Array(bytes[2..<6])) }
         if bytes[0..<12].allSatisfy({ $0 == 0 }), !(bytes[12..<15].allSatisfy { $0 == 0 }) { return IPAddress(bytes: Array(bytes[12..<16])) }
         return nil
@@ -146,6 +168,10 @@ public struct IPAddress: Sendable, Hashable, CustomStringConvertible {
             }
         }
         if b[0..<15].allSatisfy({ $0 == 0 }) { return b[15] == 1 ? "loopback" : "unspecified" }
+        if b[0] == 0x20, b[1] == 0x01, b[2] == 0x0d, b[3] == 0xb8 { return "documentation" }
+        // Teredo (2001::/32) hides an IPv4 address; NAT64 local use (64:ff9b:1::/48) maps anything.
+        if b[0] == 0x20, b[1] == 0x01, b[2] == 0, b[3] == 0 { return "tunnelled (Teredo)" }
+        if b[0] == 0, b[1] == 0x64, b[2] == 0xff, b[3] == 0x9b, b[4] == 0, b[5] == 1 { return "translated (NAT64 local use)" }
         if b[0] & 0xfe == 0xfc { return "private (unique local)" }
         if b[0] == 0xfe, b[1] & 0xc0 == 0x80 { return "link-local" }
         if b[0] == 0xfe, b[1] & 0xc0 == 0xc0 { return "site-local" }

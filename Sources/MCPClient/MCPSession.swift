@@ -57,7 +57,11 @@ actor MCPSession {
     /// How long a failed listing is the answer, for a server with no list at hand.
     static let failureMemory: Duration = .seconds(5)
     private var listener: Task<Void, Never>?
+    /// Set by `close`: the session was let go of (evicted, or the process stops). A task still
+    /// holding one of its tools may set it up again, without the GET stream.
     private var closed = false
+    /// One listing at a time: tasks that start together share it.
+    private var listing: Task<[MCPToolInfo], any Error>?
 
     /// Revisions this client speaks, newest first; the first is asked for.
     static let protocolVersions = ["2025-06-18", "2025-03-26"]
@@ -83,7 +87,15 @@ actor MCPSession {
         // A server that just failed is not asked again by every task that starts meanwhile.
         if tools == nil, let (failure, at) = lastFailure, ContinuousClock.now - at < Self.failureMemory { throw failure }
         do {
-            let fresh = try await listAll()
+            let fresh: [MCPToolInfo]
+            if let listing {
+                fresh = try await listing.value
+            } else {
+                let started = Task { try await self.listAll() }
+                listing = started
+                defer { listing = nil }
+                fresh = try await started.value
+            }
             tools = fresh
             listedAt = .now
             stale = false
@@ -138,13 +150,17 @@ actor MCPSession {
     /// Ends the session: stops listening and tells the server (DELETE), best effort.
     func close() async {
         closed = true
+        ready = false
         listener?.cancel()
         listener = nil
         guard let sessionID else { return }
         self.sessionID = nil
+        protocolVersion = nil
         var headers = baseHeaders()
         headers.replaceOrAdd(name: "Mcp-Session-Id", value: sessionID)
-        if let response = try? await http.execute(url: server.url, method: .DELETE, headers: headers, body: nil, deadline: .now() + .seconds(2)) {
+        if let response = try? await http.execute(
+            url: server.url, method: .DELETE, headers: headers, body: nil, deadline: .now() + .seconds(2), credentials: server.headers.map(\.name))
+        {
             _ = try? await response.body.collect(upTo: 64 << 10)
         }
     }
@@ -158,19 +174,23 @@ actor MCPSession {
         do {
             return try await send(method, params: params)
         } catch let expired as SessionExpired {
-            _ = expired
-            ready = false
-            sessionID = nil
+            // Only the session the 404 was about: another request may have set up a new one since.
+            if sessionID == expired.sessionID {
+                ready = false
+                sessionID = nil
+            }
             try await ensureReady()
             return try await send(method, params: params)
         }
     }
 
-    private struct SessionExpired: Error {}
+    /// The server no longer knows the session this request carried.
+    private struct SessionExpired: Error {
+        var sessionID: String
+    }
 
     private func ensureReady() async throws {
         if ready { return }
-        if closed { throw MCPFailure(outcome: .unreachable, message: "the session was closed") }
         if let initializing {
             try await initializing.value
             return
@@ -182,6 +202,9 @@ actor MCPSession {
     }
 
     private func initialize() async throws {
+        // A new session: nothing of the one before is sent again.
+        sessionID = nil
+        protocolVersion = nil
         let result = try await send(
             "initialize",
             params: [
@@ -191,7 +214,7 @@ actor MCPSession {
         guard let version = result["protocolVersion"]?.stringValue else {
             throw MCPFailure(outcome: .protocolError, message: "initialize answered without a protocolVersion")
         }
-        guard Self.protocolVersions.contains(version) || version > Self.protocolVersions[0] else {
+        guard Self.protocolVersions.contains(version) else {
             throw MCPFailure(
                 outcome: .protocolError,
                 message: "the server speaks MCP \(version); agentd speaks streamable HTTP, \(Self.protocolVersions.last ?? "") and later")
@@ -199,7 +222,7 @@ actor MCPSession {
         protocolVersion = version
         try await notify("notifications/initialized")
         ready = true
-        if listener == nil, result["capabilities"]?["tools"]?["listChanged"] == .bool(true) {
+        if listener == nil, !closed, result["capabilities"]?["tools"]?["listChanged"] == .bool(true) {
             listener = Task { await self.listen() }
         }
     }
@@ -219,16 +242,30 @@ actor MCPSession {
         headers.replaceOrAdd(name: "Content-Type", value: "application/json")
         if let sessionID { headers.replaceOrAdd(name: "Mcp-Session-Id", value: sessionID) }
         do {
-            return try await http.execute(url: server.url, method: .POST, headers: headers, body: ByteBuffer(string: message.jsonText), deadline: deadline)
+            return try await http.execute(
+                url: server.url, method: .POST, headers: headers, body: ByteBuffer(string: message.jsonText), deadline: deadline,
+                credentials: server.headers.map(\.name))
         } catch let refused as OutboundHTTP.Refused {
             throw MCPFailure(outcome: .refused, message: "refused by OUTBOUND_ALLOWED_HOSTS: \(refused.reason)")
         } catch let error as HTTPClientError where error == .deadlineExceeded || error == .readTimeout || error == .connectTimeout {
             throw MCPFailure(outcome: .timeout, message: "no answer within \(server.timeoutSeconds) s")
+        } catch let error as HTTPClientError where error == .cancelled {
+            throw CancellationError()
         } catch is CancellationError {
             throw CancellationError()
         } catch {
             throw MCPFailure(outcome: .unreachable, message: "cannot reach \(Self.hostAndPort(server.url)): \(error)")
         }
+    }
+
+    /// `text` with every configured header value masked: servers echo tokens in their errors,
+    /// and error text reaches the model, `tool_calls` and the event stream.
+    private func masked(_ text: some StringProtocol) -> String {
+        var text = String(text)
+        for header in server.headers where header.value.count >= 4 {
+            text = text.replacingOccurrences(of: header.value, with: MCPServerConfig.redactedValue)
+        }
+        return text
     }
 
     private func notify(_ method: String) async throws {
@@ -243,14 +280,15 @@ actor MCPSession {
     private func send(_ method: String, params: JSONValue, initializing: Bool = false) async throws -> JSONValue {
         let id = nextID
         nextID += 1
+        let carried = sessionID
         let response = try await post(["jsonrpc": "2.0", "id": .number(Double(id)), "method": .string(method), "params": params])
         let status = response.status.code
-        if status == 404, sessionID != nil, !initializing {
+        if status == 404, let carried, !initializing {
             _ = try? await response.body.collect(upTo: 64 << 10)
-            throw SessionExpired()
+            throw SessionExpired(sessionID: carried)
         }
         guard (200..<300).contains(status) else {
-            let body = (try? await response.body.collect(upTo: 64 << 10)).map { String(buffer: $0).prefix(300) } ?? ""
+            let body = (try? await response.body.collect(upTo: 64 << 10)).map { masked(String(buffer: $0).prefix(300)) } ?? ""
             throw MCPFailure(outcome: .protocolError, message: "\(method) answered HTTP \(status) \(response.status.reasonPhrase) \(body)")
         }
         if initializing, let session = response.headers.first(name: "Mcp-Session-Id"), !session.isEmpty {
@@ -276,8 +314,10 @@ actor MCPSession {
             throw MCPFailure(outcome: .unreachable, message: "\(method): the answer broke off: \(error)")
         }
         if let error = message["error"], error != .null {
-            let code = error["code"]?.numberValue.map { " \(Int($0))" } ?? ""
-            throw MCPFailure(outcome: .protocolError, message: "\(method) failed (JSON-RPC error\(code)): \(error["message"]?.stringValue ?? error.jsonText)")
+            // Any number may come back; only an integer in range is printed as one.
+            let code = error["code"]?.numberValue.flatMap { $0.rounded() == $0 && abs($0) < 1e15 ? " \(Int($0))" : nil } ?? ""
+            let text = masked((error["message"]?.stringValue ?? error.jsonText).prefix(1000))
+            throw MCPFailure(outcome: .protocolError, message: "\(method) failed (JSON-RPC error\(code)): \(text)")
         }
         guard let result = message["result"], result.objectValue != nil else {
             throw MCPFailure(outcome: .protocolError, message: "\(method) answered without a result object")
@@ -337,13 +377,16 @@ actor MCPSession {
     /// Holds the GET stream open while the session lives, marking the tools stale on
     /// `notifications/tools/list_changed`. A server without one (405) is left to the TTL.
     private func listen() async {
+        // Whatever ends it, a session set up again may listen anew.
+        defer { listener = nil }
         var failures = 0
         while !Task.isCancelled, !closed {
             var headers = baseHeaders()
             headers.replaceOrAdd(name: "Accept", value: "text/event-stream")
             if let sessionID { headers.replaceOrAdd(name: "Mcp-Session-Id", value: sessionID) }
             do {
-                let response = try await http.execute(url: server.url, method: .GET, headers: headers, body: nil, deadline: .now() + .hours(1))
+                let response = try await http.execute(
+                    url: server.url, method: .GET, headers: headers, body: nil, deadline: .now() + .hours(1), credentials: server.headers.map(\.name))
                 let type = response.headers.first(name: "Content-Type")?.lowercased() ?? ""
                 guard response.status.code == 200, type.hasPrefix("text/event-stream") else {
                     _ = try? await response.body.collect(upTo: 64 << 10)

@@ -23,12 +23,15 @@ public final class OutboundHTTP: Sendable {
     private let shared = Mutex<HTTPClient?>(nil)
     private let closed = Atomic<Bool>(false)
     /// For https: TLS needs the name (SNI, the certificate), so each judged (name, address) pair has
-    /// a client of its own whose DNS override pins the name to the address.
-    private let pinned = Mutex<[String: HTTPClient]>([:])
+    /// a client of its own whose DNS override pins the name to the address; the least recently
+    /// used beyond `maxPinnedClients` are retired, and shut down once nothing can still be using them.
+    private let pinned = Mutex<(clients: [String: (client: HTTPClient, used: ContinuousClock.Instant)], retired: [(HTTPClient, ContinuousClock.Instant)])>(([:], []))
     private let resolve: @Sendable (String) async throws -> [IPAddress]
 
     static let maxRedirects = 5
     static let maxPinnedClients = 64
+    /// Longer than any request can take (a tool call is at most 600 s; the GET stream reconnects).
+    static let retiredClientGrace: Duration = .seconds(900)
 
     public init(policy: OutboundPolicy, resolve: (@Sendable (String) async throws -> [IPAddress])? = nil) {
         self.policy = policy
@@ -50,9 +53,9 @@ public final class OutboundHTTP: Sendable {
     /// be shut down before it goes away.)
     public func shutdown() async {
         closed.store(true, ordering: .sequentiallyConsistent)
-        var clients = pinned.withLock { clients in
-            defer { clients.removeAll() }
-            return Array(clients.values)
+        var clients = pinned.withLock { state in
+            defer { state = ([:], []) }
+            return state.clients.values.map(\.client) + state.retired.map(\.0)
         }
         if let client = shared.withLock({ client in defer { client = nil }; return client }) { clients.append(client) }
         for client in clients { try? await client.shutdown() }
@@ -70,10 +73,13 @@ public final class OutboundHTTP: Sendable {
 
     /// Sends the request, following 307 and 308 redirects (each judged again). A refused hop
     /// throws `Refused` before anything is sent to it.
+    /// - Parameter credentials: names of headers that are the tenant's secrets: not sent on to
+    ///   another origin; and no redirect goes from https to http.
     public func execute(
-        url: String, method: HTTPMethod, headers: HTTPHeaders, body: ByteBuffer?, deadline: NIODeadline
+        url: String, method: HTTPMethod, headers: HTTPHeaders, body: ByteBuffer?, deadline: NIODeadline, credentials: [String] = []
     ) async throws -> HTTPClientResponse {
         var url = url
+        var headers = headers
         for _ in 0...Self.maxRedirects {
             let (client, target, host) = try await route(url)
             var request = HTTPClientRequest(url: target)
@@ -91,6 +97,9 @@ public final class OutboundHTTP: Sendable {
                 throw Refused(reason: "redirected to an invalid location")
             }
             if let problem = OutboundURL.problem(with: next) { throw Refused(reason: "redirected to a URL that \(problem)") }
+            let (from, to) = (OutboundURL.origin(of: url), OutboundURL.origin(of: next))
+            if from?.scheme == "https", to?.scheme != "https" { throw Refused(reason: "redirected from https to http") }
+            if from != to { for name in credentials { headers.remove(name: name) } }
             url = next
         }
         throw Refused(reason: "more than \(Self.maxRedirects) redirects")
@@ -113,30 +122,41 @@ public final class OutboundHTTP: Sendable {
             throw Refused(reason: "\(host) did not resolve to any address")
         }
         let literal = address.bytes.count == 16 ? "[\(address)]" : "\(address)"
-        if components.scheme?.lowercased() == "https" {
-            return (try pinnedClient(host: host, address: "\(address)"), url, nil)
-        }
         let port = components.port.map { ":\($0)" } ?? ""
-        let hostHeader = (host.contains(":") ? "[\(host)]" : host) + port
-        var target = "http://\(literal)\(port)\(components.percentEncodedPath.isEmpty ? "/" : components.percentEncodedPath)"
-        if let query = components.percentEncodedQuery { target += "?" + query }
-        return (try plainClient(), target, hostHeader)
+        var rest = components.percentEncodedPath.isEmpty ? "/" : components.percentEncodedPath
+        if let query = components.percentEncodedQuery { rest += "?" + query }
+        let named = host.contains(":") ? "[\(host)]" : host
+        if components.scheme?.lowercased() == "https" {
+            // Rebuilt with the host as judged, so that the client's DNS override, keyed by it, applies.
+            let target = "https://\(named)\(port)\(rest)"
+            guard URL(string: target)?.host.map({ OutboundURL.unbracketed($0) }) == host else { throw Refused(reason: "\(host) cannot be pinned") }
+            return (try pinnedClient(host: host, address: "\(address)"), target, nil)
+        }
+        return (try plainClient(), "http://\(literal)\(port)\(rest)", named + port)
     }
 
     private func pinnedClient(host: String, address: String) throws -> HTTPClient {
         let key = host + " " + address
-        let (client, evicted) = try pinned.withLock { clients -> (HTTPClient, [HTTPClient]) in
+        let now = ContinuousClock.now
+        let (client, expired) = try pinned.withLock { state -> (HTTPClient, [HTTPClient]) in
             guard !closed.load(ordering: .sequentiallyConsistent) else { throw Refused(reason: "the service is shutting down") }
-            if let client = clients[key] { return (client, []) }
-            var evicted: [HTTPClient] = []
-            while clients.count >= Self.maxPinnedClients, let victim = clients.keys.first {
-                if let old = clients.removeValue(forKey: victim) { evicted.append(old) }
+            if let entry = state.clients[key] {
+                state.clients[key] = (entry.client, now)
+                return (entry.client, [])
             }
+            while state.clients.count >= Self.maxPinnedClients,
+                let oldest = state.clients.min(by: { $0.value.used < $1.value.used })?.key,
+                let entry = state.clients.removeValue(forKey: oldest)
+            {
+                state.retired.append((entry.client, now))
+            }
+            let expired = state.retired.filter { now - $0.1 > Self.retiredClientGrace }.map(\.0)
+            state.retired.removeAll { now - $0.1 > Self.retiredClientGrace }
             let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: Self.configuration(dnsOverride: [host: address]))
-            clients[key] = client
-            return (client, evicted)
+            state.clients[key] = (client, now)
+            return (client, expired)
         }
-        for old in evicted { old.shutdown { _ in } }
+        for old in expired { old.shutdown { _ in } }
         return client
     }
 

@@ -35,7 +35,6 @@ public struct SecretBox: Sendable {
         keyID = SHA256.hash(data: bytes).prefix(4).map { String(format: "%02x", $0) }.joined()
     }
 
-    public static func isSealed(_ value: String) -> Bool { value.hasPrefix(prefix) }
 
     func seal(_ plaintext: String, context: String) throws -> String {
         let box = try AES.GCM.seal(Data(plaintext.utf8), using: key, authenticating: Data(context.utf8))

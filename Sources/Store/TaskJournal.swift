@@ -130,8 +130,8 @@ public struct TaskJournal: AgentJournal {
     public func appendToolResult(position: Int, record: ToolCallRecord) async throws {
         let args = try StoreCoding.json(record.arguments)
         // The lease CTE checks for an earlier result itself: it also numbers the event, and a
-        // number taken for an event that is then not written would leave a gap. Two runs racing
-        // past that check (both saw no result) meet the key: the statement fails whole.
+        // number taken for an event that is then not written would leave a gap. Two writers
+        // cannot race past it: the lease CTE locks the task row and only its holder passes.
         let firstResult: PostgresQuery = """
             NOT EXISTS (SELECT 1 FROM tool_calls
                         WHERE \(fragment: key.matchesTask()) AND tool_call_id = \(record.call.id) AND status <> 'started')

@@ -34,10 +34,11 @@ struct LoadClient: Sendable {
     }
 
     /// Ids in the bench are ASCII letters, digits and dashes, so they go into JSON and paths as they are.
-    func invoke(user: String, session: String, task: String, query: String) async throws {
+    func invoke(user: String, session: String, task: String, query: String, agent: String? = nil) async throws {
+        let agentField = agent.map { #","agent_id":"\#($0)""# } ?? ""
         let (status, body) = try await send(
             .POST, "/agent/invoke",
-            body: #"{"user_id":"\#(user)","session_id":"\#(session)","task_id":"\#(task)","query":"\#(query)"}"#)
+            body: #"{"user_id":"\#(user)","session_id":"\#(session)","task_id":"\#(task)","query":"\#(query)"\#(agentField)}"#)
         guard status == 200 else { throw Failure(description: "invoke answered \(status): \(String(buffer: body))") }
     }
 

@@ -36,7 +36,9 @@ struct ServiceBench: AsyncParsableCommand {
     @Option(help: "Tasks each live stream follows, one after the other.") var liveRounds = 4
     @Option(help: "Pieces of text the model writes per task in the live run.") var liveChunks = 50
     @Option(help: "Milliseconds between the pieces.") var liveChunkMilliseconds = 10
-    @Option(help: "Phases to run after the ceiling, comma-separated (2-8).") var only = "2,3,4,5,6,7,8"
+    @Option(help: "Tasks of each kind in the MCP run (one tool call each).") var mcpCalls = 400
+    @Option(help: "Clients of the MCP run.") var mcpClients = 8
+    @Option(help: "Phases to run after the ceiling, comma-separated (2-9).") var only = "2,3,4,5,6,7,8,9"
 
     func run() async throws {
         let levels = clients.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }.filter { $0 > 0 }
@@ -70,7 +72,7 @@ struct ServiceBench: AsyncParsableCommand {
                 executable: executable,
                 environment: [
                     "DATABASE_URL": url, "LLM_BASE_URL": model.baseURL, "LLM_MODEL": "scripted", "WORKER_SLOTS": "\(slots)",
-                    "DB_POOL_SIZE": "\(dbPoolSize)", "LLM_STREAM": "\(llmStream)",
+                    "DB_POOL_SIZE": "\(dbPoolSize)", "LLM_STREAM": "\(llmStream)", "OUTBOUND_ALLOWED_HOSTS": "127.0.0.1",
                     "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin",
                 ])
         }
@@ -129,6 +131,16 @@ final class ModelLatency: Sendable {
         case let last? where last.content.hasPrefix("live"):
             let (count, interval) = live.withLock { $0 }
             reply = count > 0 ? .clocked(count: count, interval: interval) : .text("The answer is 42.")
+        case let last? where last.content.hasPrefix("tool "):
+            // Phase 9: one call of the named tool.
+            let name = String(last.content.dropFirst(5))
+            let args: [String: JSONValue] =
+                switch name {
+                case "multiply": ["a": 6, "b": 7]
+                case "maps__geocode": ["city": "paris"]
+                default: ["restaurant": "Chez Paul", "time": "19:30"]
+                }
+            reply = .toolCalls([ToolCall(id: "call_tool", name: name, args: args)])
         case let last? where last.content.hasPrefix("hotel"):
             reply = .toolCalls([ToolCall(id: "call_hotel", name: "book_hotel", args: ["hotel_name": "如家酒店"])])
         default: reply = .text("The answer is 42.")

@@ -69,6 +69,8 @@ struct AgentDefinitionTests {
             refusedField(["mcp_servers": [["label": "maps", "url": "https://a.example/mcp", "headers": ["X-Key": "a\r\nInjected: 1"]]]])
                 == "mcp_servers[0].headers.X-Key")
         #expect(refusedField(["mcp_servers": [["label": "maps", "url": "https://a.example/mcp", "timeout_s": 0]]]) == "mcp_servers[0].timeout_s")
+        let long = JSONValue.string(String(repeating: "k", count: 4097))
+        #expect(refusedField(["mcp_servers": [["label": "maps", "url": "https://a.example/mcp", "headers": ["X-Key": long]]]]) == "mcp_servers[0].headers.X-Key")
         #expect(
             refusedField(["mcp_servers": [["label": "maps", "url": "https://a.example/mcp", "require_approval": "sometimes"]]])
                 == "mcp_servers[0].require_approval")
@@ -119,6 +121,15 @@ struct AgentDefinitionTests {
         #expect(listed.refusal(host: "127.0.0.2") != nil)
         #expect(listed.refusal(host: "maps.internal", resolvedTo: [IPAddress("10.0.0.5")].compactMap { $0 }) == nil)
         #expect(listed.refusal(host: "maps.example.com") != nil, "not listed, and no *")
+        for address in ["2001::1", "64:ff9b:1::1", "::ffff:0:127.0.0.1", "2001:db8::1"] {
+            #expect(open.refusal(host: address) != nil, "\(address)")
+        }
+        // One spelling of a host for every parser: ASCII only, case folded for the check.
+        #expect(OutboundURL.problem(with: "https://MAPS.Example.com/mcp") == nil)
+        #expect(OutboundURL.host(of: "https://MAPS.Example.com/mcp") == "maps.example.com")
+        #expect(OutboundURL.problem(with: "https://карты.example/mcp") != nil)
+        #expect(OutboundURL.origin(of: "https://a.example/x") == OutboundURL.origin(of: "https://A.example:443/y"))
+        #expect(OutboundURL.origin(of: "https://a.example/x") != OutboundURL.origin(of: "http://a.example/x"))
         #expect(IPAddress("1.2.3") == nil)
         #expect(IPAddress("01.2.3.4.5") == nil)
         #expect(IPAddress("::ffff:7f00:1")?.kind == "loopback")

@@ -3,7 +3,7 @@
 Tools: lookup (read-only), book (changes something; counted), slow, fails, big (100 KiB),
 whoami (the Authorization header it got), add_tool (adds `extra` and says the list changed).
 Routes beside /mcp: GET /stats (calls and headers seen), /redirect (307 to --redirect-to),
-/broken (200 text/html: not MCP). tools/list is paginated (--page-size). Prints
+/broken (200 text/html: not MCP), /hostile (an error that echoes the token), POST /forget (every session id answers 404 from then on). tools/list is paginated (--page-size). Prints
 "PORT <n>" once it listens on 127.0.0.1.
 """
 
@@ -26,6 +26,7 @@ parser.add_argument("--json", action="store_true", help="answer POSTs with appli
 parser.add_argument("--page-size", type=int, default=3)
 parser.add_argument("--require-auth", default="", help="answer 401 unless Authorization is 'Bearer <this>'")
 parser.add_argument("--redirect-to", default="")
+parser.add_argument("--quiet-changes", action="store_true", help="add_tool does not send notifications/tools/list_changed")
 parser.add_argument("--parent-pid", type=int, default=0, help="exit when this process is gone (the test run)")
 args = parser.parse_args()
 
@@ -89,7 +90,8 @@ async def add_tool(ctx: Context) -> str:
         return f"extra: {text}"
 
     mcp.add_tool(extra, name="extra", annotations=ToolAnnotations(readOnlyHint=True))
-    await ctx.session.send_tool_list_changed()
+    if not args.quiet_changes:
+        await ctx.session.send_tool_list_changed()
     return "added the tool extra"
 
 
@@ -112,6 +114,21 @@ async def stats(request: Request) -> Response:
 @mcp.custom_route("/redirect", methods=["GET", "POST", "DELETE"])
 async def redirect(request: Request) -> Response:
     return RedirectResponse(args.redirect_to, status_code=307)
+
+
+@mcp.custom_route("/forget", methods=["POST"])
+async def forget(request: Request) -> Response:
+    """Forgets every session, as a restarted server would: their ids answer 404 from now on."""
+    forgotten = len(mcp.session_manager._server_instances)
+    mcp.session_manager._server_instances.clear()
+    return JSONResponse({"forgotten": forgotten})
+
+
+@mcp.custom_route("/hostile", methods=["POST"])
+async def hostile(request: Request) -> Response:
+    """A JSON-RPC error with a code no integer holds, echoing the caller's Authorization header."""
+    echoed = request.headers.get("authorization", "")
+    return JSONResponse({"jsonrpc": "2.0", "id": 1, "error": {"code": 1e300, "message": f"{echoed} is not welcome"}})
 
 
 @mcp.custom_route("/broken", methods=["GET", "POST", "DELETE"])

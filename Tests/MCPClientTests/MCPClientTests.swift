@@ -88,6 +88,14 @@ struct MCPClientTests {
         #expect(broken.failureOutcome == "protocol_error")
         let refused = await toolbox.tools(of: MCPServerConfig(label: "local", url: "http://localhost:\(server.port)/mcp"), for: Self.scope)
         #expect(refused.failureOutcome == "refused", "localhost resolves to loopback, which is not listed by that name")
+        // An error whose code no integer holds, echoing the token: a protocol error, the token masked.
+        let hostile = await toolbox.tools(
+            of: MCPServerConfig(
+                label: "hostile", url: server.url(path: "/hostile"), headers: [MCPServerConfig.Header(name: "Authorization", value: "Bearer t0p-s3cret")]),
+            for: Self.scope)
+        #expect(hostile.failureOutcome == "protocol_error")
+        #expect(hostile.failureMessage.contains("*** is not welcome"))
+        #expect(!hostile.failureMessage.contains("t0p-s3cret"))
         await toolbox.close()
     }
 
@@ -112,6 +120,28 @@ struct MCPClientTests {
         await toolbox.close()
     }
 
+    @Test("without a notification the list is kept for the TTL, then listed again; a session the server forgot is set up anew")
+    func ttlAndExpiry() async throws {
+        let server = try await MCPTestServer(arguments: ["--quiet-changes"])
+        defer { server.stop() }
+        let toolbox = toolbox(ttl: .milliseconds(400))
+        let config = MCPServerConfig(label: "maps", url: server.url)
+        let first = try await list(toolbox, config)
+        #expect(try await call(first, "maps__add_tool").text == "added the tool extra")
+        #expect(!(try await list(toolbox, config)).tools.contains { $0.spec.name == "maps__extra" }, "within the TTL: the cached list")
+        try await Task.sleep(for: .milliseconds(500))
+        let later = try await list(toolbox, config)
+        #expect(later.tools.contains { $0.spec.name == "maps__extra" }, "after the TTL: listed again")
+
+        // The server forgets the session (a restart): the next request's 404 starts a new one, and the call goes through.
+        var forget = HTTPClientRequest(url: server.url(path: "/forget"))
+        forget.method = .POST
+        let forgotten = try await HTTPClient.shared.execute(forget, timeout: .seconds(5))
+        #expect(forgotten.status.code == 200)
+        #expect(try await call(later, "maps__lookup", ["city": "Rome"]).text == "weather in Rome: sunny, 21°C")
+        await toolbox.close()
+    }
+
     @Test("configured headers reach the server on every request")
     func headers() async throws {
         let server = try await MCPTestServer.shared(["--require-auth", "t0p-s3cret"])
@@ -133,8 +163,13 @@ struct MCPClientTests {
         let inward = try await MCPTestServer(arguments: ["--redirect-to", "http://127.0.0.2:\(target.port)/mcp"])
         defer { inward.stop() }
         let toolbox = toolbox()
-        let followed = try await list(toolbox, MCPServerConfig(label: "hop", url: follows.url(path: "/redirect")))
+        // The tenant's headers stop at the first origin: the target, another port, never sees them.
+        let probe = "Bearer redirect-probe-\(UUID().uuidString)"
+        let followed = try await list(
+            toolbox, MCPServerConfig(label: "hop", url: follows.url(path: "/redirect"), headers: [MCPServerConfig.Header(name: "Authorization", value: probe)]))
         #expect(followed.tools.contains { $0.spec.name == "hop__lookup" })
+        let seen = try await target.stats()["authorizations"]?.arrayItems ?? []
+        #expect(!seen.contains(.string(probe)))
         let refused = await toolbox.tools(of: MCPServerConfig(label: "internal", url: inward.url(path: "/redirect")), for: Self.scope)
         #expect(refused.failureOutcome == "refused")
         #expect(refused.failureMessage.contains("127.0.0.2"))
@@ -170,5 +205,10 @@ extension JSONValue {
     var arrayCount: Int? {
         if case .array(let items) = self { return items.count }
         return nil
+    }
+
+    var arrayItems: [JSONValue] {
+        if case .array(let items) = self { return items }
+        return []
     }
 }

@@ -1,4 +1,5 @@
 import AgentKit
+import AgentdProcess
 import AsyncHTTPClient
 import Foundation
 
@@ -72,23 +73,8 @@ public final class MCPTestServer: @unchecked Sendable {
         }
     }
 
-    /// A 127.0.0.1 port nobody listens on (bound and closed at once): an unreachable server.
-    public static func unusedPort() -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
-        }
-        _ = withUnsafeMutablePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
-        return Int(UInt16(bigEndian: address.sin_port))
-    }
+    /// A 127.0.0.1 port nobody listens on: an unreachable server.
+    public static func unusedPort() -> Int { (try? FreePort.find()) ?? 9 }
 
     private func log_() -> String { (try? String(contentsOf: output, encoding: .utf8)) ?? "" }
 
