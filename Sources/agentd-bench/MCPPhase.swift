@@ -8,6 +8,7 @@ import Postgres
 /// server's read-only `geocode`, and its `book_table`, whose start is committed before it is sent
 /// (at most once). Added latency per call is a task's latency less the built-in tool's.
 extension Phases {
+    /// Writing commits per task are WAL commit records, as in phase 7.
     func mcp() async throws {
         guard let python = ProcessInfo.processInfo.environment["MCP_PYTHON"], !python.isEmpty else {
             progress("MCP calls: MCP_PYTHON is not set (make bench sets it); skipped")
@@ -38,6 +39,7 @@ extension Phases {
             .PUT, "/agents/bench-mcp", body: #"{"mcp_servers": [{"label": "maps", "url": "\#(url)", "require_approval": "never"}]}"#)
         guard status == 200 else { throw LoadClient.Failure(description: "PUT /agents answered \(status): \(String(buffer: body))") }
 
+        let dataDirectory: String = try await db.query("SELECT /* agentd-bench */ current_setting('data_directory') AS dir").rows[0].decode("dir")
         var baseline: Double?
         for (kind, tool, query) in [
             ("built-in", "multiply", "tool multiply"), ("MCP read-only", "maps__geocode", "tool maps__geocode"),
@@ -46,7 +48,7 @@ extension Phases {
             let prefix = "p9-\(tool)"
             let total = bench.mcpCalls
             let clients = max(1, min(bench.mcpClients, total))
-            let commitsBefore = try await committed()
+            let walBefore: String = try await db.query("SELECT /* agentd-bench */ pg_current_wal_lsn()::text AS lsn").rows[0].decode("lsn")
             let latencies = try await eachClient(clients) { index in
                 var latencies: [Double] = []
                 let user = "\(prefix)-u\(index)"
@@ -59,7 +61,8 @@ extension Phases {
                 }
                 return latencies
             }
-            let commits = Double(try await committed() - commitsBefore) / Double(total)
+            let walAfter: String = try await db.query("SELECT /* agentd-bench */ pg_current_wal_lsn()::text AS lsn").rows[0].decode("lsn")
+            let commits = Double(try await Task.detached { try walCommits(dataDirectory: dataDirectory, from: walBefore, to: walAfter) }.value) / Double(total)
             let failed = try await db.query("""
                 SELECT /* agentd-bench */ count(*) AS n FROM tool_calls WHERE user_id LIKE \(prefix + "%") AND status <> 'ok'
                 """).rows[0].decode("n", as: Int.self)
@@ -79,12 +82,5 @@ extension Phases {
                 "9 MCP", "\(kind): task invoke → completed, client p50 / p99; commits per task",
                 "\(task.milliseconds(0.5)) / \(task.milliseconds(0.99)); \(String(format: "%.2f", commits))", ratio: String(added.dropFirst(2)))
         }
-    }
-
-    /// Transactions committed in the database so far (the bench's own reads among them, a few).
-    private func committed() async throws -> Int {
-        try await db.query("""
-            SELECT /* agentd-bench */ xact_commit::bigint AS n FROM pg_stat_database WHERE datname = current_database()
-            """).rows[0].decode("n")
     }
 }

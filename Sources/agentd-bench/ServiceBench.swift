@@ -36,8 +36,8 @@ struct ServiceBench: AsyncParsableCommand {
     @Option(help: "Tasks each live stream follows, one after the other.") var liveRounds = 4
     @Option(help: "Pieces of text the model writes per task in the live run.") var liveChunks = 50
     @Option(help: "Milliseconds between the pieces.") var liveChunkMilliseconds = 10
-    @Option(help: "Tasks of each kind in the MCP run (one tool call each).") var mcpCalls = 400
-    @Option(help: "Clients of the MCP run.") var mcpClients = 8
+    @Option(help: "Tasks of each kind in the MCP run (one tool call each).") var mcpCalls = 300
+    @Option(help: "Clients of the MCP run (1: each call's latency alone, no queueing at the server).") var mcpClients = 1
     @Option(help: "Phases to run after the ceiling, comma-separated (2-9).") var only = "2,3,4,5,6,7,8,9"
 
     func run() async throws {
