@@ -42,26 +42,43 @@ public struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             return try await next(request, context)
         } catch let error as APIError {
             return try error.response(from: request, context: context)
-        } catch let error as HTTPError {
-            return JSONBody.response(["detail": .string(error.body ?? error.status.reasonPhrase)], status: error.status, headers: error.headers)
-        } catch is NIOTooManyBytesError {
-            return JSONBody.response(["detail": .string("request body is larger than \(APILimits.maxBodyBytes) bytes")], status: .contentTooLarge)
-        } catch let error as HTTPParserError {
+        } catch {
+            let answer = ErrorAnswer(error, logger: logger, path: request.uri.path)
+            return JSONBody.response(["detail": .string(answer.detail)], status: answer.status, headers: answer.headers)
+        }
+    }
+}
+
+/// The status, detail and headers an error is answered with: one mapping for whole requests
+/// (`ErrorMiddleware`) and for the items of a batch.
+struct ErrorAnswer {
+    var status: HTTPResponse.Status
+    var detail: String
+    var headers: HTTPFields = [:]
+
+    init(_ error: any Error, logger: Logger?, path: String) {
+        switch error {
+        case let error as APIError:
+            (status, detail, headers) = (error.status, error.detail, error.headers)
+        case let error as HTTPError:
+            (status, detail, headers) = (error.status, error.body ?? error.status.reasonPhrase, error.headers)
+        case is NIOTooManyBytesError:
+            (status, detail) = (.contentTooLarge, "request body is larger than \(APILimits.maxBodyBytes) bytes")
+        case let error as HTTPParserError:
             // The client's fault (a body shorter than its Content-Length, then a close); any
             // answer may not reach it, and it is no server error.
-            logger.debug("malformed or truncated request", metadata: ["error": "\(error)", "path": "\(request.uri.path)"])
-            return JSONBody.response(["detail": .string("malformed or truncated request: \(error)")], status: .badRequest)
-        } catch let error as StoreConflict {
-            return JSONBody.response(["detail": .string(error.message)], status: .conflict)
-        } catch let error as StoreError where error.kind == .unavailable || error.kind == .timedOut {
-            logger.warning("database unavailable", metadata: ["error": "\(String(reflecting: error))", "path": "\(request.uri.path)"])
-            return JSONBody.response(
-                ["detail": "the database is unavailable; try again shortly"], status: .serviceUnavailable, headers: [.retryAfter: "1"])
-        } catch let error as StoreError where error.kind == .conflict {
-            return JSONBody.response(["detail": "a concurrent request changed the same data; try again"], status: .conflict)
-        } catch {
-            logger.error("request failed", metadata: ["error": "\(String(reflecting: error))", "path": "\(request.uri.path)"])
-            return JSONBody.response(["detail": "internal server error"], status: .internalServerError)
+            logger?.debug("malformed or truncated request", metadata: ["error": "\(error)", "path": "\(path)"])
+            (status, detail) = (.badRequest, "malformed or truncated request: \(error)")
+        case let error as StoreConflict:
+            (status, detail) = (.conflict, error.message)
+        case let error as StoreError where error.kind == .unavailable || error.kind == .timedOut:
+            logger?.warning("database unavailable", metadata: ["error": "\(String(reflecting: error))", "path": "\(path)"])
+            (status, detail, headers) = (.serviceUnavailable, "the database is unavailable; try again shortly", [.retryAfter: "1"])
+        case let error as StoreError where error.kind == .conflict:
+            (status, detail) = (.conflict, "a concurrent request changed the same data; try again")
+        default:
+            logger?.error("request failed", metadata: ["error": "\(String(reflecting: error))", "path": "\(path)"])
+            (status, detail) = (.internalServerError, "internal server error")
         }
     }
 }

@@ -25,6 +25,7 @@ public struct AgentController: Sendable {
         let routes = RouteCollection(context: TenantRequestContext.self)
         routes.post("/agent/invoke", use: invoke)
         routes.post("/agent/resume", use: resume)
+        routes.post("/agent/resume/batch", use: resumeBatch)
         routes.post("/agent/cancel", use: cancel)
         routes.get("/system/info", use: systemInfo)
         routes.get("/agent/active/sessionid/:user_id", use: activeSession)
@@ -142,6 +143,42 @@ public struct AgentController: Sendable {
 
     @Sendable func resume(_ request: Request, context: TenantRequestContext) async throws -> Response {
         let body = try await JSONBody.decode(InterruptResponse.self, from: request, context: context)
+        return ids(try await apply(body, context: context))
+    }
+
+    /// Most decisions of one `POST /agent/resume/batch`.
+    public static let maxBatchDecisions = 100
+
+    /// `POST /agent/resume/batch`: each decision applied as `/agent/resume` would, in order; each
+    /// gets its own result (the status and detail a single resume would answer), so one bad item
+    /// never blocks the others.
+    @Sendable func resumeBatch(_ request: Request, context: TenantRequestContext) async throws -> Response {
+        struct Batch: Decodable { var decisions: [JSONValue] }
+        let batch = try await JSONBody.decode(Batch.self, from: request, context: context)
+        guard !batch.decisions.isEmpty, batch.decisions.count <= Self.maxBatchDecisions else {
+            throw APIError.unprocessable("decisions must hold 1 to \(Self.maxBatchDecisions) decisions")
+        }
+        var results: [JSONValue] = []
+        for item in batch.decisions {
+            var result: [String: JSONValue] = [:]
+            for field in ["user_id", "session_id", "task_id"] { result[field] = item[field]?.stringValue.map(JSONValue.string) ?? .null }
+            do {
+                let body = try JSONBody.decode(InterruptResponse.self, from: item)
+                _ = try await apply(body, context: context)
+                result["status_code"] = 200
+                result["status"] = "queued"
+            } catch {
+                let answer = ErrorAnswer(error, logger: nil, path: request.uri.path)
+                result["status_code"] = .number(Double(answer.status.code))
+                result["detail"] = .string(answer.detail)
+            }
+            results.append(.object(result))
+        }
+        return JSONBody.response(["results": .array(results)])
+    }
+
+    /// Records one human decision and queues the task again; every refusal is an `APIError`.
+    private func apply(_ body: InterruptResponse, context: TenantRequestContext) async throws -> TaskKey {
         let key = try context.taskKey(body.user_id, body.session_id, body.task_id)
         guard let kind = HumanDecision.Kind(rawValue: body.response_type) else {
             throw APIError.unprocessable(
@@ -157,7 +194,7 @@ public struct AgentController: Sendable {
         if let problem = decision.problem { throw APIError.unprocessable(problem) }
         switch try await tasks.resume(key, decision: decision, apiKeyID: context.keyID, maxInFlight: context.maxTasksInFlight) {
         case .queued:
-            return ids(key)
+            return key
         case .limited:
             throw Self.inFlightLimit(context)
         case .notFound:

@@ -41,6 +41,16 @@ enum JSONBody {
         }
     }
 
+    /// A JSON value already read (an item of a batch) as `T`, refused as a body would be.
+    static func decode<T: Decodable>(_ type: T.Type, from value: JSONValue) throws -> T {
+        guard case .object = value else { throw APIError.unprocessable("each item must be a JSON object") }
+        do {
+            return try JSONDecoder().decode(T.self, from: Data(value.serialized))
+        } catch let error as DecodingError {
+            throw describe(error)
+        }
+    }
+
     private static func describe(_ error: DecodingError) -> APIError {
         func path(_ codingPath: [any CodingKey]) -> String {
             codingPath.map { $0.intValue.map(String.init) ?? $0.stringValue }.joined(separator: ".")

@@ -126,6 +126,7 @@ public enum AgentdServer {
         let data = router.group(context: TenantRequestContext.self)
         data.addRoutes(AgentController(tasks: TaskStore(pool: pool), sessions: SessionStore(pool: pool), memories: memories, watch: watch).endpoints)
         data.addRoutes(MemoryController(memories: memories).endpoints)
+        data.addRoutes(InboxController(interrupts: InterruptStore(pool: pool)).endpoints)
         data.addRoutes(
             AgentsController(agents: agents, builtinTools: catalog.builtinToolNames, outbound: configuration.outboundPolicy).endpoints)
         let events = EventStore(pool: pool)

@@ -1,0 +1,119 @@
+import AgentKit
+import Postgres
+
+/// One approval waiting for a human, as the inbox lists it.
+public struct PendingInterrupt: Sendable {
+    public var key: TaskKey
+    public var toolCallID: String
+    public var toolName: String
+    public var agentID: String
+    /// What the status shows (LangGraph's HumanInterrupt).
+    public var interruptData: JSONValue
+    /// Unix seconds.
+    public var createdAt: Double
+    /// Microseconds since 1970, exact: the page cursor.
+    public var createdMicroseconds: Int64
+    public var lastQuery: String
+}
+
+/// The approval inbox: the interrupts that wait for a human, across sessions, one statement per page.
+public struct InterruptStore: Sendable {
+    let pool: PostgresPool
+
+    public init(pool: PostgresPool) { self.pool = pool }
+
+    public enum Order: String, Sendable, CaseIterable {
+        case newest, oldest
+    }
+
+    /// Which interrupts, beside the caller's scope.
+    public struct Filter: Sendable {
+        public var userID: String?
+        public var sessionID: String?
+        public var tool: String?
+        public var agentID: String?
+        /// Only those waiting longer than this many seconds.
+        public var olderThanSeconds: Double?
+
+        public init(userID: String? = nil, sessionID: String? = nil, tool: String? = nil, agentID: String? = nil, olderThanSeconds: Double? = nil) {
+            self.userID = userID
+            self.sessionID = sessionID
+            self.tool = tool
+            self.agentID = agentID
+            self.olderThanSeconds = olderThanSeconds
+        }
+    }
+
+    /// Where a page starts: after this interrupt, in the page's order.
+    public struct Position: Sendable, Equatable {
+        public var createdMicroseconds: Int64
+        public var tenantID: String
+        public var userID: String
+        public var sessionID: String
+        public var taskID: String
+        public var toolCallID: String
+
+        public init(createdMicroseconds: Int64, tenantID: String, userID: String, sessionID: String, taskID: String, toolCallID: String) {
+            self.createdMicroseconds = createdMicroseconds
+            self.tenantID = tenantID
+            self.userID = userID
+            self.sessionID = sessionID
+            self.taskID = taskID
+            self.toolCallID = toolCallID
+        }
+
+        public init(_ item: PendingInterrupt) {
+            self.init(
+                createdMicroseconds: item.createdMicroseconds, tenantID: item.key.tenantID, userID: item.key.userID,
+                sessionID: item.key.sessionID, taskID: item.key.taskID, toolCallID: item.toolCallID)
+        }
+    }
+
+    /// Pending interrupts: of one tenant, or of every tenant when `tenantID` is nil (operator
+    /// keys). An interrupt is pending while its task waits on that very call: a task cancelled,
+    /// deleted or resumed meanwhile takes its interrupt out of the inbox.
+    public func pending(tenantID: String?, filter: Filter, order: Order, after: Position?, limit: Int) async throws -> [PendingInterrupt] {
+        // The order is one of two statement texts; every value is bound.
+        let direction = order == .newest ? "DESC" : "ASC"
+        let comparison = order == .newest ? "<" : ">"
+        let query: PostgresQuery = """
+            SELECT i.tenant_id, i.user_id, i.session_id, i.task_id, i.tool_call_id, i.tool_name, t.agent_id, i.interrupt_data,
+                   extract(epoch FROM i.created_at)::float8 AS created,
+                   (extract(epoch FROM i.created_at) * 1000000)::bigint AS created_us, t.query
+            FROM interrupts i
+            JOIN tasks t ON \(unsafeSQL: TaskKey.sameTask("t", "i"))
+            WHERE i.decision IS NULL AND t.state = 'interrupted' AND t.interrupt_data ->> 'tool_call_id' = i.tool_call_id
+              AND (\(tenantID)::text IS NULL OR i.tenant_id = \(tenantID)::text)
+              AND (\(filter.userID)::text IS NULL OR i.user_id = \(filter.userID)::text)
+              AND (\(filter.sessionID)::text IS NULL OR i.session_id = \(filter.sessionID)::text)
+              AND (\(filter.tool)::text IS NULL OR i.tool_name = \(filter.tool)::text)
+              AND (\(filter.agentID)::text IS NULL OR t.agent_id = \(filter.agentID)::text)
+              AND (\(filter.olderThanSeconds)::float8 IS NULL OR i.created_at < now() - make_interval(secs => \(filter.olderThanSeconds)::float8))
+              AND (\(after?.createdMicroseconds)::bigint IS NULL
+                   OR ((extract(epoch FROM i.created_at) * 1000000)::bigint, i.tenant_id COLLATE "C", i.user_id COLLATE "C",
+                       i.session_id COLLATE "C", i.task_id COLLATE "C", i.tool_call_id COLLATE "C")
+                      \(unsafeSQL: comparison)
+                      (\(after?.createdMicroseconds)::bigint, \(after?.tenantID)::text COLLATE "C", \(after?.userID)::text COLLATE "C",
+                       \(after?.sessionID)::text COLLATE "C", \(after?.taskID)::text COLLATE "C", \(after?.toolCallID)::text COLLATE "C"))
+            ORDER BY created_us \(unsafeSQL: direction), i.tenant_id COLLATE "C" \(unsafeSQL: direction), i.user_id COLLATE "C" \(unsafeSQL: direction),
+                     i.session_id COLLATE "C" \(unsafeSQL: direction), i.task_id COLLATE "C" \(unsafeSQL: direction),
+                     i.tool_call_id COLLATE "C" \(unsafeSQL: direction)
+            LIMIT \(limit)
+            """
+        let rows: [PostgresRow]
+        if let tenantID {
+            rows = try await pool.tenant(tenantID) { try $0.query(query) }.rows
+        } else {
+            rows = try await pool.system { try $0.query(query) }.rows
+        }
+        return try rows.map { row in
+            PendingInterrupt(
+                key: TaskKey(
+                    tenantID: try row.decode("tenant_id"), userID: try row.decode("user_id"), sessionID: try row.decode("session_id"),
+                    taskID: try row.decode("task_id")),
+                toolCallID: try row.decode("tool_call_id"), toolName: try row.decode("tool_name"), agentID: try row.decode("agent_id"),
+                interruptData: try JSONValue(parsing: try row.decode("interrupt_data", as: PostgresJSON.self).bytes),
+                createdAt: try row.decode("created"), createdMicroseconds: try row.decode("created_us"), lastQuery: try row.decode("query"))
+        }
+    }
+}
