@@ -74,8 +74,8 @@ let package = Package(
             path: "Tests/TestSupport"),
         .testTarget(name: "AgentKitTests", dependencies: ["AgentKit"]),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "Store", "TestSupport"]),
-        .testTarget(name: "MCPClientTests", dependencies: ["MCPClient", "AgentKit", "TestSupport", asyncHTTPClient, logging]),
-        .testTarget(name: "ModelClientTests", dependencies: ["ModelClient", "AgentKit", "TestSupport", asyncHTTPClient]),
+        .testTarget(name: "MCPClientTests", dependencies: ["MCPClient", "AgentKit", "TestSupport", "AgentdProcess", asyncHTTPClient, logging]),
+        .testTarget(name: "ModelClientTests", dependencies: ["ModelClient", "AgentKit", "TestSupport", "AgentdProcess", asyncHTTPClient]),
         .testTarget(
             name: "AgentdTests",
             dependencies: [

@@ -56,13 +56,7 @@ public struct AgentsController: Sendable {
 
     /// `GET /agents?limit=&cursor=`: by id, a page at a time; `next_cursor` is null on the last page.
     @Sendable func list(_ request: Request, context: TenantRequestContext) async throws -> Response {
-        var limit = Self.defaultLimit
-        if let raw = request.uri.queryParameters.get("limit") {
-            guard let value = Int(raw), (1...Self.maxLimit).contains(value) else {
-                throw APIError.unprocessable("limit must be a whole number from 1 to \(Self.maxLimit)")
-            }
-            limit = value
-        }
+        let limit = try Validate.limit(request, default: Self.defaultLimit, max: Self.maxLimit)
         var after: String?
         if let cursor = request.uri.queryParameters.get("cursor"), !cursor.isEmpty {
             guard let decoded = Cursor.decode(cursor), Identifier.problem(with: decoded, field: "cursor", creating: false) == nil else {
@@ -109,21 +103,5 @@ public struct AgentsController: Sendable {
         object["created_at"] = .number(stored.createdAt)
         object["updated_at"] = .number(stored.updatedAt)
         return .object(object)
-    }
-}
-
-/// Opaque page cursors: the last id of a page, base64url.
-enum Cursor {
-    static func encode(_ id: String) -> String {
-        Data(id.utf8).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
-            .replacingOccurrences(of: "=", with: "")
-    }
-
-    static func decode(_ cursor: String) -> String? {
-        guard cursor.utf8.count <= 1024 else { return nil }
-        var base64 = cursor.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
-        while base64.count % 4 != 0 { base64 += "=" }
-        guard let data = Data(base64Encoded: base64), let text = String(data: data, encoding: .utf8) else { return nil }
-        return text
     }
 }

@@ -27,13 +27,7 @@ public struct InboxController: Sendable {
             guard let raw = query.get(name) else { return nil }
             return try Validate.id(raw, field: name)
         }
-        var limit = Self.defaultLimit
-        if let raw = query.get("limit") {
-            guard let value = Int(raw), (1...Self.maxLimit).contains(value) else {
-                throw APIError.unprocessable("limit must be a whole number from 1 to \(Self.maxLimit)")
-            }
-            limit = value
-        }
+        let limit = try Validate.limit(request, default: Self.defaultLimit, max: Self.maxLimit)
         var order = InterruptStore.Order.newest
         if let raw = query.get("order") {
             guard let value = InterruptStore.Order(rawValue: raw) else { throw APIError.unprocessable("order must be newest or oldest") }

@@ -97,6 +97,13 @@ enum Validate {
         return try id(decoded, field: name, creating: creating)
     }
 
+    /// `?limit=`: a page size from 1 to `max`, `default` when absent.
+    static func limit(_ request: Request, default value: Int, max: Int) throws -> Int {
+        guard let raw = request.uri.queryParameters.get("limit") else { return value }
+        guard let limit = Int(raw), (1...max).contains(limit) else { throw APIError.unprocessable("limit must be a whole number from 1 to \(max)") }
+        return limit
+    }
+
     static func text(_ value: String, field: String, allowEmpty: Bool = false) throws -> String {
         if !allowEmpty, value.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
             throw APIError.unprocessable("\(field) must not be empty")
@@ -117,5 +124,21 @@ extension JSONValue {
         case .object(let members): members.contains { $0.key.unicodeScalars.contains("\u{0}") || $0.value.containsNUL }
         default: false
         }
+    }
+}
+
+/// Opaque page cursors: the last id of a page, base64url.
+enum Cursor {
+    static func encode(_ id: String) -> String {
+        Data(id.utf8).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+            .replacingOccurrences(of: "=", with: "")
+    }
+
+    static func decode(_ cursor: String) -> String? {
+        guard cursor.utf8.count <= 1024 else { return nil }
+        var base64 = cursor.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        while base64.count % 4 != 0 { base64 += "=" }
+        guard let data = Data(base64Encoded: base64), let text = String(data: data, encoding: .utf8) else { return nil }
+        return text
     }
 }

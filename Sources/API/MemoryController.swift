@@ -25,13 +25,7 @@ public struct MemoryController: Sendable {
     @Sendable func list(_ request: Request, context: TenantRequestContext) async throws -> Response {
         let user = try Validate.pathID(context, "user_id")
         try context.authorize(user: user)
-        var limit = Self.defaultLimit
-        if let raw = request.uri.queryParameters.get("limit") {
-            guard let value = Int(raw), (1...Self.maxLimit).contains(value) else {
-                throw APIError.unprocessable("limit must be a whole number from 1 to \(Self.maxLimit)")
-            }
-            limit = value
-        }
+        let limit = try Validate.limit(request, default: Self.defaultLimit, max: Self.maxLimit)
         let query = try request.uri.queryParameters.get("q").map { try Validate.text($0, field: "q", allowEmpty: true) } ?? ""
         guard query.utf8.count <= APILimits.maxMemoryBytes else {
             throw APIError.unprocessable("q must be at most \(APILimits.maxMemoryBytes) bytes")

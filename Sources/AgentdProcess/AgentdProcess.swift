@@ -87,23 +87,33 @@ public final class AgentdProcess: @unchecked Sendable {
     }
 }
 
-/// A 127.0.0.1 port that was free a moment ago (bound, read and closed): for a child server that
-/// takes its port as an argument, or, left unused, an address where nobody listens.
+/// 127.0.0.1 ports for child servers and for tests.
 public enum FreePort {
     public struct Unavailable: Error {}
 
-    public static func find() throws -> Int {
+    /// A port bound and never listened on: connecting to it is refused, and while the socket is
+    /// held no other server can take it (the caller closes it).
+    public static func bind() throws -> (port: Int, socket: Int32) {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw Unavailable() }
-        defer { close(fd) }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
         let bound = withUnsafeMutablePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { Foundation.bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
         }
-        guard bound else { throw Unavailable() }
-        return Int(UInt16(bigEndian: address.sin_port))
+        guard bound else {
+            close(fd)
+            throw Unavailable()
+        }
+        return (Int(UInt16(bigEndian: address.sin_port)), fd)
+    }
+
+    /// A port that was free a moment ago, for a child server that takes its port as an argument.
+    public static func find() throws -> Int {
+        let (port, fd) = try bind()
+        close(fd)
+        return port
     }
 }

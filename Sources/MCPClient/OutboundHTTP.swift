@@ -26,16 +26,14 @@ public final class OutboundHTTP: Sendable {
     /// a client of its own whose DNS override pins the name to the address; the least recently
     /// used beyond `maxPinnedClients` are retired, and shut down once nothing can still be using them.
     private let pinned = Mutex<(clients: [String: (client: HTTPClient, used: ContinuousClock.Instant)], retired: [(HTTPClient, ContinuousClock.Instant)])>(([:], []))
-    private let resolve: @Sendable (String) async throws -> [IPAddress]
 
     static let maxRedirects = 5
     static let maxPinnedClients = 64
     /// Longer than any request can take (a tool call is at most 600 s; the GET stream reconnects).
     static let retiredClientGrace: Duration = .seconds(900)
 
-    public init(policy: OutboundPolicy, resolve: (@Sendable (String) async throws -> [IPAddress])? = nil) {
+    public init(policy: OutboundPolicy) {
         self.policy = policy
-        self.resolve = resolve ?? Self.systemResolve
     }
 
     private static func configuration(dnsOverride: [String: String]) -> HTTPClient.Configuration {
@@ -113,7 +111,7 @@ public final class OutboundHTTP: Sendable {
         if let refused = policy.refusal(host: host) { throw Refused(reason: refused) }
         let addresses: [IPAddress]
         do {
-            addresses = try await resolve(host)
+            addresses = try await Self.resolve(host)
         } catch {
             throw Refused(reason: "cannot resolve \(host): \(error)")
         }
@@ -161,7 +159,7 @@ public final class OutboundHTTP: Sendable {
     }
 
     /// getaddrinfo on NIO's blocking pool: it may wait on a DNS server.
-    @Sendable static func systemResolve(_ host: String) async throws -> [IPAddress] {
+    static func resolve(_ host: String) async throws -> [IPAddress] {
         if let literal = IPAddress(host) { return [literal] }
         return try await NIOThreadPool.singleton.runIfActive {
             var hints = addrinfo()

@@ -13,8 +13,7 @@ struct ChatStream {
     /// The stream ended before the reply was whole: the connection broke (worth another try).
     struct Truncated: Error {}
 
-    private var line: [UInt8] = []
-    private var data: [String] = []
+    private var events = ServerSentEvents()
     private var content = ""
     private var calls: [Int: (id: String, name: String, arguments: String)] = [:]
     private var usage: TokenUsage?
@@ -22,25 +21,18 @@ struct ChatStream {
     private var finished = false
     private var done = false
 
-    /// Reads `bytes` and returns the text deltas they complete, in order.
+    /// Reads `bytes` and returns the text deltas they complete, in order. Comments, `event:`,
+    /// `id:` and `retry:` carry nothing for a chat completion: only `data:` is read.
     mutating func feed<Bytes: Sequence>(_ bytes: Bytes) throws -> [String] where Bytes.Element == UInt8 {
         var deltas: [String] = []
-        for byte in bytes {
-            guard byte == UInt8(ascii: "\n") else {
-                line.append(byte)
-                continue
-            }
-            if line.last == UInt8(ascii: "\r") { line.removeLast() }
-            let text = String(decoding: line, as: UTF8.self)
-            line.removeAll(keepingCapacity: true)
-            if text.isEmpty {
-                if let delta = try dispatch() { deltas.append(delta) }
-            } else if text.hasPrefix("data:") {
-                var value = text.dropFirst(5)
-                if value.first == " " { value = value.dropFirst() }
-                data.append(String(value))
-            }
-            // Comments (": …"), event:, id: and retry: lines carry nothing for a chat completion.
+        let arrived: [ServerSentEvents.Event]
+        do {
+            arrived = try events.feed(bytes)
+        } catch {
+            throw Malformed(message: "model stream sent an event longer than \(ServerSentEvents.maxEventBytes) bytes")
+        }
+        for event in arrived {
+            if let delta = try dispatch(event.data) { deltas.append(delta) }
         }
         return deltas
     }
@@ -71,11 +63,8 @@ struct ChatStream {
         return last
     }
 
-    /// One event (its `data:` lines joined) at a blank line; its text delta, if any.
-    private mutating func dispatch() throws -> String? {
-        guard !data.isEmpty else { return nil }
-        let payload = data.joined(separator: "\n")
-        data.removeAll()
+    /// One event (its `data:` lines joined); its text delta, if any.
+    private mutating func dispatch(_ payload: String) throws -> String? {
         if payload.trimmingCharacters(in: .whitespaces) == "[DONE]" {
             done = true
             return nil

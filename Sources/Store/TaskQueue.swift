@@ -10,8 +10,8 @@ public struct ClaimedTask: Sendable {
     public var systemMessage: String?
     public var attempt: Int
     /// The agent and version the task runs (0: the environment's configuration).
-    public var agentID: String = "default"
-    public var agentVersion: Int = 0
+    public var agentID: String
+    public var agentVersion: Int
 }
 
 /// A claim that its worker let go of without settling the task; see `releaseAbandoned`.

@@ -1,3 +1,4 @@
+import AgentdProcess
 import AgentKit
 import Foundation
 import Postgres
@@ -90,7 +91,9 @@ struct MCPAgentTests {
     @Test("failures are tool results, recorded with their outcome, and the task goes on: isError, timeout, too big, unreachable")
     func failures() async throws {
         let mcp = try await MCPTestServer.shared()
-        let goneURL = "http://127.0.0.1:\(MCPTestServer.unusedPort())/mcp"
+        let refusing = try FreePort.bind()
+        defer { close(refusing.socket) }
+        let goneURL = "http://127.0.0.1:\(refusing.port)/mcp"
         let service = try await Self.start()
         defer { Task { await service.stop() } }
         #expect(

@@ -1,3 +1,4 @@
+import AgentdProcess
 import AgentKit
 import AsyncHTTPClient
 import Foundation
@@ -80,8 +81,10 @@ struct MCPClientTests {
         #expect(noted)
         #expect(start)
 
-        // Nobody listens on this port.
-        let goneURL = "http://127.0.0.1:\(MCPTestServer.unusedPort())/mcp"
+        // Nobody listens on this port, and nobody can while the socket is held.
+        let refusing = try FreePort.bind()
+        defer { close(refusing.socket) }
+        let goneURL = "http://127.0.0.1:\(refusing.port)/mcp"
         let unreachable = await toolbox.tools(of: MCPServerConfig(label: "gone", url: goneURL), for: Self.scope)
         #expect(unreachable.failureOutcome == "unreachable")
         let broken = await toolbox.tools(of: MCPServerConfig(label: "broken", url: server.url(path: "/broken")), for: Self.scope)

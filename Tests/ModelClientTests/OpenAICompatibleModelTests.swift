@@ -1,3 +1,4 @@
+import AgentdProcess
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -175,26 +176,9 @@ struct OpenAICompatibleModelTests {
         }
     }
 
-    struct NoRefusingPort: Error {}
-
-    /// A port bound but never listened on: connecting is refused, and while the socket is held no
-    /// other test's server can take the port (a stopped server's port could be reused at once).
-    static func refusingPort() throws -> (port: Int, socket: Int32) {
-        let socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socket, $0, length) == 0 && getsockname(socket, $0, &length) == 0 }
-        }
-        guard socket >= 0, bound else { throw NoRefusingPort() }
-        return (Int(UInt16(bigEndian: address.sin_port)), socket)
-    }
-
     @Test("an unreachable server is reported as such")
     func unreachable() async throws {
-        let refusing = try Self.refusingPort()
+        let refusing = try FreePort.bind()
         defer { close(refusing.socket) }
         let client = HTTPClient(eventLoopGroupProvider: .singleton)
         let model = OpenAICompatibleModel(

@@ -73,9 +73,6 @@ public final class MCPTestServer: @unchecked Sendable {
         }
     }
 
-    /// A 127.0.0.1 port nobody listens on: an unreachable server.
-    public static func unusedPort() -> Int { (try? FreePort.find()) ?? 9 }
-
     private func log_() -> String { (try? String(contentsOf: output, encoding: .utf8)) ?? "" }
 
     /// `GET /stats`: `{"calls": {tool: count}, "authorizations": [header of each MCP request]}`.

@@ -1,16 +1,17 @@
 /// Server-Sent Events read from a byte stream: `data:` lines joined, `event:` and `id:` kept,
-/// comments skipped, an event dispatched at its blank line (the WHATWG rules, in brief).
-struct ServerSentEvents {
-    struct Event: Equatable {
-        var type: String
-        var data: String
-        var id: String?
+/// comments skipped, an event dispatched at its blank line (the WHATWG rules, in brief). The
+/// model client's streamed replies and MCP servers' answers are both read with it.
+public struct ServerSentEvents: Sendable {
+    public struct Event: Equatable, Sendable {
+        public var type: String
+        public var data: String
+        public var id: String?
     }
 
     /// An event longer than this ends the stream as malformed: a server cannot make us hold any amount.
-    static let maxEventBytes = 8 << 20
+    public static let maxEventBytes = 8 << 20
 
-    struct TooLong: Error {}
+    public struct TooLong: Error {}
 
     private var line: [UInt8] = []
     private var data: [String] = []
@@ -18,7 +19,9 @@ struct ServerSentEvents {
     private var id: String?
     private var held = 0
 
-    mutating func feed<Bytes: Sequence>(_ bytes: Bytes) throws -> [Event] where Bytes.Element == UInt8 {
+    public init() {}
+
+    public mutating func feed<Bytes: Sequence>(_ bytes: Bytes) throws -> [Event] where Bytes.Element == UInt8 {
         var events: [Event] = []
         for byte in bytes {
             guard byte == UInt8(ascii: "\n") else {
