@@ -1,6 +1,7 @@
 /// Server-Sent Events read from a byte stream: `data:` lines joined, `event:` and `id:` kept,
 /// comments skipped, an event dispatched at its blank line (the WHATWG rules, in brief). The
-/// model client's streamed replies and MCP servers' answers are both read with it.
+/// model client's streamed replies and MCP servers' answers are both read with it; it is on the
+/// path of every streamed model reply, so it works on bytes and makes a string only of values.
 public struct ServerSentEvents: Sendable {
     public struct Event: Equatable, Sendable {
         public var type: String
@@ -15,9 +16,9 @@ public struct ServerSentEvents: Sendable {
 
     private var line: [UInt8] = []
     private var data: [String] = []
+    private var dataBytes = 0
     private var type = ""
     private var id: String?
-    private var held = 0
 
     public init() {}
 
@@ -26,36 +27,37 @@ public struct ServerSentEvents: Sendable {
         for byte in bytes {
             guard byte == UInt8(ascii: "\n") else {
                 line.append(byte)
-                held += 1
-                if held > Self.maxEventBytes { throw TooLong() }
                 continue
             }
             if line.last == UInt8(ascii: "\r") { line.removeLast() }
-            let text = String(decoding: line, as: UTF8.self)
-            line.removeAll(keepingCapacity: true)
-            if text.isEmpty {
+            if line.isEmpty {
                 if !data.isEmpty { events.append(Event(type: type.isEmpty ? "message" : type, data: data.joined(separator: "\n"), id: id)) }
-                data.removeAll()
+                data.removeAll(keepingCapacity: true)
+                dataBytes = 0
                 type = ""
-                held = 0
-                continue
+            } else if line.first != UInt8(ascii: ":") {
+                field()
             }
-            if text.hasPrefix(":") { continue }
-            let (field, value) = Self.split(text)
-            switch field {
-            case "data": data.append(value)
-            case "event": type = value
-            case "id": id = value
-            default: break
-            }
+            line.removeAll(keepingCapacity: true)
         }
+        // Checked once a chunk rather than once a byte: a chunk is bounded by the transport.
+        if line.count + dataBytes > Self.maxEventBytes { throw TooLong() }
         return events
     }
 
-    private static func split(_ line: String) -> (String, String) {
-        guard let colon = line.firstIndex(of: ":") else { return (line, "") }
-        var value = line[line.index(after: colon)...]
-        if value.first == " " { value = value.dropFirst() }
-        return (String(line[..<colon]), String(value))
+    /// The line's field (`name: value`, one space after the colon dropped).
+    private mutating func field() {
+        let colon = line.firstIndex(of: UInt8(ascii: ":")) ?? line.endIndex
+        var start = colon < line.endIndex ? colon + 1 : colon
+        if start < line.endIndex, line[start] == UInt8(ascii: " ") { start += 1 }
+        let name = line[..<colon]
+        if name.elementsEqual("data".utf8) {
+            dataBytes += line.count - start
+            data.append(String(decoding: line[start...], as: UTF8.self))
+        } else if name.elementsEqual("event".utf8) {
+            type = String(decoding: line[start...], as: UTF8.self)
+        } else if name.elementsEqual("id".utf8) {
+            id = String(decoding: line[start...], as: UTF8.self)
+        }
     }
 }
