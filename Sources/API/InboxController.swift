@@ -62,7 +62,7 @@ public struct InboxController: Sendable {
             "task_id": .string(item.key.taskID), "tool_call_id": .string(item.toolCallID), "tool": .string(item.toolName),
             "agent_id": .string(item.agentID), "interrupt_data": item.interruptData, "created_at": .number(item.createdAt),
             // Approvals do not expire yet (issue 16's expiry comes next): none has a deadline.
-            "expires_at": .null, "last_query": .string(item.lastQuery),
+            "expires_at": item.expiresAt.map(JSONValue.number) ?? .null, "last_query": .string(item.lastQuery),
         ]
     }
 

@@ -11,10 +11,16 @@ public struct AgentDefinition: Sendable, Equatable {
     public var maxSteps: Int?
     public var historyMessages: Int?
     public var memoryRecallLimit: Int?
+    /// Seconds an approval waits before the service decides it; 0: until a human does; nil:
+    /// `APPROVAL_TIMEOUT_S`.
+    public var approvalTimeoutSeconds: Int?
+    /// What the service decides; nil: `APPROVAL_TIMEOUT_ACTION`.
+    public var approvalTimeoutAction: ApprovalTimeout.Action?
 
     public init(
         model: String? = nil, systemMessage: String? = nil, tools: [String]? = nil, mcpServers: [MCPServerConfig] = [],
-        maxSteps: Int? = nil, historyMessages: Int? = nil, memoryRecallLimit: Int? = nil
+        maxSteps: Int? = nil, historyMessages: Int? = nil, memoryRecallLimit: Int? = nil, approvalTimeoutSeconds: Int? = nil,
+        approvalTimeoutAction: ApprovalTimeout.Action? = nil
     ) {
         self.model = model
         self.systemMessage = systemMessage
@@ -23,6 +29,18 @@ public struct AgentDefinition: Sendable, Equatable {
         self.maxSteps = maxSteps
         self.historyMessages = historyMessages
         self.memoryRecallLimit = memoryRecallLimit
+        self.approvalTimeoutSeconds = approvalTimeoutSeconds
+        self.approvalTimeoutAction = approvalTimeoutAction
+    }
+
+    /// The approval timeout of this agent over the environment's (`base`).
+    public func approvalTimeout(over base: ApprovalTimeout?, defaultAction: ApprovalTimeout.Action) -> ApprovalTimeout? {
+        let action = approvalTimeoutAction ?? base?.action ?? defaultAction
+        switch approvalTimeoutSeconds {
+        case 0?: return nil
+        case let seconds?: return ApprovalTimeout(seconds: Double(seconds), action: action)
+        case nil: return base.map { ApprovalTimeout(seconds: $0.seconds, action: action) }
+        }
     }
 
     /// A definition that cannot be stored; `field` names where, as `mcp_servers[1].url`.
@@ -44,7 +62,10 @@ public struct AgentDefinition: Sendable, Equatable {
     ///   definition read back from the database).
     public static func parse(_ json: JSONValue, builtinTools: [String]?) throws(Invalid) -> AgentDefinition {
         guard case .object(let object) = json else { throw Invalid("body", "must be a JSON object") }
-        let known: Set<String> = ["model", "system_message", "tools", "mcp_servers", "max_steps", "history_messages", "memory_recall_limit"]
+        let known: Set<String> = [
+            "model", "system_message", "tools", "mcp_servers", "max_steps", "history_messages", "memory_recall_limit",
+            "approval_timeout_s", "approval_timeout_action",
+        ]
         if let unknown = object.keys.sorted().first(where: { !known.contains($0) }) {
             throw Invalid(unknown, "is not a field of an agent (fields: \(known.sorted().joined(separator: ", ")))")
         }
@@ -62,6 +83,13 @@ public struct AgentDefinition: Sendable, Equatable {
         definition.maxSteps = try Field.integer(object["max_steps"], "max_steps", 1...1000)
         definition.historyMessages = try Field.integer(object["history_messages"], "history_messages", 0...10_000)
         definition.memoryRecallLimit = try Field.integer(object["memory_recall_limit"], "memory_recall_limit", 0...100)
+        definition.approvalTimeoutSeconds = try Field.integer(object["approval_timeout_s"], "approval_timeout_s", 0...ApprovalTimeout.maxSeconds)
+        if let action = try Field.text(object["approval_timeout_action"], "approval_timeout_action", maxBytes: 16) {
+            guard let parsed = ApprovalTimeout.Action(rawValue: action) else {
+                throw Invalid("approval_timeout_action", "must be reject or accept")
+            }
+            definition.approvalTimeoutAction = parsed
+        }
         switch object["mcp_servers"] {
         case nil, .null?: break
         case .array(let servers)?:
@@ -93,6 +121,8 @@ public struct AgentDefinition: Sendable, Equatable {
             "max_steps": maxSteps.map { .number(Double($0)) } ?? .null,
             "history_messages": historyMessages.map { .number(Double($0)) } ?? .null,
             "memory_recall_limit": memoryRecallLimit.map { .number(Double($0)) } ?? .null,
+            "approval_timeout_s": approvalTimeoutSeconds.map { .number(Double($0)) } ?? .null,
+            "approval_timeout_action": approvalTimeoutAction.map { .string($0.rawValue) } ?? .null,
         ]
         object["mcp_servers"] = .array(try mcpServers.map { server in try server.json(headerValue: { try headerValue(server, $0) }) })
         return .object(object)

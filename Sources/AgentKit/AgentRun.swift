@@ -141,7 +141,9 @@ public struct AgentRun: Sendable {
                     to: &turn)
 
             case .interrupt(let call):
-                try await journal.interrupt(call: call, data: ApprovalRequest.interruptData(for: call, origin: tools.tools[call.name]?.origin))
+                try await journal.interrupt(
+                    call: call, data: ApprovalRequest.interruptData(for: call, origin: tools.tools[call.name]?.origin),
+                    expiry: settings.approvalTimeout)
                 return .interrupted(call)
 
             case .finish:
@@ -231,8 +233,9 @@ public protocol AgentJournal: Sendable {
     /// The result of a tool that was running when the task was cancelled: recorded for the audit
     /// (tool calls), not as a step.
     func recordToolCallOfCancelledTask(_ record: ToolCallRecord) async throws
-    /// The task waits for a human about `call`; `data` is what the status shows.
-    func interrupt(call: ToolCall, data: JSONValue) async throws
+    /// The task waits for a human about `call`; `data` is what the status shows. With `expiry`,
+    /// the service decides the approval once it has waited that long.
+    func interrupt(call: ToolCall, data: JSONValue, expiry: ApprovalTimeout?) async throws
     func finish(state: TaskState, result: JSONValue?, message: String?) async throws
 }
 
@@ -251,12 +254,17 @@ public struct AgentSettings: Sendable {
     public var historyMessages: Int
     /// Long-term memories recalled into the system message.
     public var memoryRecallLimit: Int
+    /// How long an approval waits before the service decides it; nil: until a human does.
+    public var approvalTimeout: ApprovalTimeout?
 
-    public init(maxSteps: Int = 10, historyMessages: Int = 20, memoryRecallLimit: Int = 5, model: String? = nil) {
+    public init(
+        maxSteps: Int = 10, historyMessages: Int = 20, memoryRecallLimit: Int = 5, model: String? = nil, approvalTimeout: ApprovalTimeout? = nil
+    ) {
         self.model = model
         self.maxSteps = maxSteps
         self.historyMessages = historyMessages
         self.memoryRecallLimit = memoryRecallLimit
+        self.approvalTimeout = approvalTimeout
     }
 }
 

@@ -23,6 +23,10 @@ public struct AgentdConfiguration: Sendable {
     public var historyMessages: Int
     public var memoryRecallLimit: Int
     public var approvalTools: Set<String>
+    /// `APPROVAL_TIMEOUT_S`: how long an approval waits before the service decides it; nil: until a human does.
+    public var approvalTimeoutSeconds: Double?
+    /// `APPROVAL_TIMEOUT_ACTION`: what the service decides.
+    public var approvalTimeoutAction: ApprovalTimeout.Action = .reject
     public var lease: Duration
     public var maxAttempts: Int
     public var statementTimeout: Duration
@@ -133,6 +137,15 @@ public struct AgentdConfiguration: Sendable {
         if let tools = environment["APPROVAL_TOOLS"] {
             approvalTools = Set(tools.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty })
         }
+        if let timeout = try seconds("APPROVAL_TIMEOUT_S", 1...Double(ApprovalTimeout.maxSeconds)) {
+            approvalTimeoutSeconds = timeout.seconds
+        }
+        if let action = value("APPROVAL_TIMEOUT_ACTION") {
+            guard let parsed = ApprovalTimeout.Action(rawValue: action.lowercased()) else {
+                throw Invalid(description: "APPROVAL_TIMEOUT_ACTION=\(action) must be reject or accept")
+            }
+            approvalTimeoutAction = parsed
+        }
         if let lease = try seconds("LEASE_SECONDS", 1...3600) { self.lease = lease }
         if let attempts = try integer("MAX_ATTEMPTS", 1...100) { maxAttempts = attempts }
         if let timeout = try seconds("STATEMENT_TIMEOUT_S", 0.1...3600) { statementTimeout = timeout }
@@ -200,6 +213,11 @@ public struct AgentdConfiguration: Sendable {
     }
 
     public var outboundPolicy: OutboundPolicy { OutboundPolicy(allowedHosts: outboundAllowedHosts) }
+
+    /// The environment's approval timeout (agents may set their own).
+    public var approvalTimeout: ApprovalTimeout? {
+        approvalTimeoutSeconds.map { ApprovalTimeout(seconds: $0, action: approvalTimeoutAction) }
+    }
 }
 
 extension AgentdConfiguration {
@@ -228,6 +246,10 @@ extension AgentdConfiguration {
         Variable(name: "`HISTORY_MESSAGES`", defaultValue: "`20`", meaning: "messages of the session's earlier turns the model sees"),
         Variable(name: "`MEMORY_RECALL_LIMIT`", defaultValue: "`5`", meaning: "long-term memories recalled into the system message"),
         Variable(name: "`APPROVAL_TOOLS`", defaultValue: "`book_hotel`", meaning: "comma-separated tools that wait for a human; empty for none"),
+        Variable(
+            name: "`APPROVAL_TIMEOUT_S`", defaultValue: "none",
+            meaning: "how long an approval waits for a human before the service decides it (agents may set their own `approval_timeout_s`)"),
+        Variable(name: "`APPROVAL_TIMEOUT_ACTION`", defaultValue: "`reject`", meaning: "what the service decides for an expired approval: `reject` or `accept`"),
         Variable(name: "`LEASE_SECONDS`", defaultValue: "`30`", meaning: "a running task's lease; renewed while it runs, re-queued when it expires"),
         Variable(name: "`MAX_ATTEMPTS`", defaultValue: "`3`", meaning: "claims of one task (after lost leases) before it ends in `error`"),
         Variable(name: "`STATEMENT_TIMEOUT_S`", defaultValue: "`30`", meaning: "PostgreSQL `statement_timeout` of every connection"),

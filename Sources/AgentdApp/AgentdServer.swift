@@ -81,11 +81,13 @@ public enum AgentdServer {
                 tools: configuration.toolRegistry(adding: [RecallMemoryTool(memories: memories, limit: configuration.memoryRecallLimit)]),
                 settings: AgentSettings(
                     maxSteps: configuration.maxSteps, historyMessages: configuration.historyMessages,
-                    memoryRecallLimit: configuration.memoryRecallLimit)),
-            remote: toolbox)
+                    memoryRecallLimit: configuration.memoryRecallLimit, approvalTimeout: configuration.approvalTimeout)),
+            remote: toolbox, timeoutAction: configuration.approvalTimeoutAction)
+        let interrupts = InterruptStore(pool: pool)
+        let expiry = ApprovalExpiry(interrupts: interrupts, logger: logger, onExpired: { watch.changed($0) })
         let runner = TaskRunner(
             queue: queue, memories: memories, model: chatModel, agents: catalog,
-            logger: logger, onDelta: { watch.delta($0, $1) }, onRunEnded: { watch.runEnded($0) })
+            logger: logger, onDelta: { watch.delta($0, $1) }, onRunEnded: { watch.runEnded($0) }, onApprovalAsked: { expiry.asked($0) })
         guard let notifier = Notifier(conninfo: configuration.databaseURL, logger: logger) else {
             throw RefusedToStart(description: "cannot create the notifier's wake-up pipe")
         }
@@ -126,7 +128,7 @@ public enum AgentdServer {
         let data = router.group(context: TenantRequestContext.self)
         data.addRoutes(AgentController(tasks: TaskStore(pool: pool), sessions: SessionStore(pool: pool), memories: memories, watch: watch).endpoints)
         data.addRoutes(MemoryController(memories: memories).endpoints)
-        data.addRoutes(InboxController(interrupts: InterruptStore(pool: pool)).endpoints)
+        data.addRoutes(InboxController(interrupts: interrupts).endpoints)
         data.addRoutes(
             AgentsController(agents: agents, builtinTools: catalog.builtinToolNames, outbound: configuration.outboundPolicy).endpoints)
         let events = EventStore(pool: pool)
@@ -146,6 +148,7 @@ public enum AgentdServer {
                 LeaseReaper(
                     queue: queue, interval: configuration.lease / 3,
                     maxAttempts: configuration.maxAttempts, logger: logger),
+                expiry,
             ],
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? configuration.port

@@ -13,6 +13,8 @@ public struct PendingInterrupt: Sendable {
     public var createdAt: Double
     /// Microseconds since 1970, exact: the page cursor.
     public var createdMicroseconds: Int64
+    /// Unix seconds; nil: it waits until a human decides.
+    public var expiresAt: Double?
     public var lastQuery: String
 }
 
@@ -79,7 +81,8 @@ public struct InterruptStore: Sendable {
         let query: PostgresQuery = """
             SELECT i.tenant_id, i.user_id, i.session_id, i.task_id, i.tool_call_id, i.tool_name, t.agent_id, i.interrupt_data,
                    extract(epoch FROM i.created_at)::float8 AS created,
-                   (extract(epoch FROM i.created_at) * 1000000)::bigint AS created_us, t.query
+                   (extract(epoch FROM i.created_at) * 1000000)::bigint AS created_us, extract(epoch FROM i.expires_at)::float8 AS expires,
+                   t.query
             FROM interrupts i
             JOIN tasks t ON \(unsafeSQL: TaskKey.sameTask("t", "i"))
             WHERE i.decision IS NULL AND t.state = 'interrupted' AND t.interrupt_data ->> 'tool_call_id' = i.tool_call_id
@@ -113,7 +116,79 @@ public struct InterruptStore: Sendable {
                     taskID: try row.decode("task_id")),
                 toolCallID: try row.decode("tool_call_id"), toolName: try row.decode("tool_name"), agentID: try row.decode("agent_id"),
                 interruptData: try JSONValue(parsing: try row.decode("interrupt_data", as: PostgresJSON.self).bytes),
-                createdAt: try row.decode("created"), createdMicroseconds: try row.decode("created_us"), lastQuery: try row.decode("query"))
+                createdAt: try row.decode("created"), createdMicroseconds: try row.decode("created_us"),
+                expiresAt: try row.decode("expires", as: Double?.self), lastQuery: try row.decode("query"))
         }
+    }
+
+    /// Decides the approvals that waited past their deadline with their timeout action, as a
+    /// resume would (`decided_by = 'timeout'`), and queues their tasks again: one statement
+    /// over every tenant, at most `limit` of them. Each task's row is taken `FOR UPDATE SKIP
+    /// LOCKED`, as a resume takes it first, so a human's resume and the expiry (in any process)
+    /// never both decide one approval, and never wait on each other.
+    /// - Returns: the tasks queued again, and the seconds until the next deadline of an approval
+    ///   that still waits (nil: none has one).
+    public func expire(limit: Int) async throws -> (expired: [TaskKey], nextDeadlineIn: Double?) {
+        let decisionEvent = EventRecord(
+            kind: .decision,
+            data: """
+                jsonb_build_object('tool_call_id', s.tool_call_id, 'response_type', s.timeout_action, 'args', NULL, 'decided_by', 'timeout')
+                """)
+        let rows = try await pool.system { connection in
+            try connection.query("""
+                WITH due AS (
+                    SELECT t.tenant_id, t.user_id, t.session_id, t.task_id, i.tool_call_id, i.timeout_action
+                    FROM interrupts i
+                    JOIN tasks t ON \(unsafeSQL: TaskKey.sameTask("t", "i"))
+                    WHERE i.decision IS NULL AND i.expires_at <= now()
+                      AND t.state = 'interrupted' AND t.interrupt_data ->> 'tool_call_id' = i.tool_call_id
+                    ORDER BY i.expires_at
+                    LIMIT \(limit)
+                    FOR UPDATE OF t SKIP LOCKED
+                ), task AS (
+                    UPDATE tasks SET state = 'queued', message = 'queued', queued_at = clock_timestamp(), updated_at = now(),
+                                     events = tasks.events + 2
+                    FROM due
+                    WHERE \(unsafeSQL: TaskKey.sameTask("tasks", "due")) AND tasks.state = 'interrupted'
+                    RETURNING due.tool_call_id, due.timeout_action, \(unsafeSQL: EventRecord.returning)
+                ), logged AS (\(fragment: EventRecord.append(decisionEvent, .with(.queued, ["reason": "approval_expired"]), from: "task"))),
+                decided AS (
+                    UPDATE interrupts SET decision = task.timeout_action, decided_at = now(), decided_by = 'timeout'
+                    FROM task
+                    WHERE \(unsafeSQL: TaskKey.sameTask("interrupts", "task")) AND interrupts.tool_call_id = task.tool_call_id
+                      AND interrupts.decision IS NULL
+                    RETURNING 1
+                ), touched AS (
+                    UPDATE sessions SET updated_at = now()
+                    FROM task
+                    WHERE \(unsafeSQL: TaskKey.sameSession("sessions", "task"))
+                    RETURNING 1
+                ), stale AS (
+                    -- The deadline of an approval whose task no longer waits on it (it was
+                    -- cancelled) is dropped, so that it is not scanned again every second.
+                    UPDATE interrupts i SET expires_at = NULL, timeout_action = NULL
+                    WHERE i.decision IS NULL AND i.expires_at <= now()
+                      AND NOT EXISTS (
+                          SELECT 1 FROM tasks t
+                          WHERE \(unsafeSQL: TaskKey.sameTask("t", "i")) AND t.state = 'interrupted'
+                            AND t.interrupt_data ->> 'tool_call_id' = i.tool_call_id)
+                    RETURNING 1
+                )
+                SELECT task.tenant_id, task.user_id, task.session_id, task.task_id,
+                       (SELECT count(*) FROM logged) + (SELECT count(*) FROM decided) + (SELECT count(*) FROM touched)
+                           + (SELECT count(*) FROM stale) AS written,
+                       (SELECT count(\(fragment: Notifier.notifyNewWork)) FROM task) AS notified,
+                       (SELECT extract(epoch FROM min(n.expires_at) - now())::float8 FROM interrupts n
+                        WHERE n.decision IS NULL AND n.expires_at > now()) AS next_in
+                FROM (SELECT 1) AS one
+                LEFT JOIN task ON TRUE
+                """).rows
+        }
+        let expired = try rows.compactMap { row -> TaskKey? in
+            guard let task = try row.decode("task_id", as: String?.self) else { return nil }
+            return TaskKey(
+                tenantID: try row.decode("tenant_id"), userID: try row.decode("user_id"), sessionID: try row.decode("session_id"), taskID: task)
+        }
+        return (expired, try rows.first?.decode("next_in", as: Double?.self))
     }
 }

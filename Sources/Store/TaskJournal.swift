@@ -212,8 +212,9 @@ public struct TaskJournal: AgentJournal {
         """
     }
 
-    /// Stops the task to wait for a human about `call`; the session is free meanwhile.
-    public func interrupt(call: ToolCall, data: JSONValue) async throws {
+    /// Stops the task to wait for a human about `call`; the session is free meanwhile. With
+    /// `expiry`, the interrupt's deadline and action are stored with it (`ApprovalExpiry`).
+    public func interrupt(call: ToolCall, data: JSONValue, expiry: ApprovalTimeout?) async throws {
         let payload = try StoreCoding.json(data)
         let args = try StoreCoding.json(call.args)
         try await commit("""
@@ -225,8 +226,10 @@ public struct TaskJournal: AgentJournal {
             ), logged AS (
                 \(fragment: EventRecord.append(EventRecord(kind: .interrupt, data: "jsonb_build_object('interrupt_data', \(payload)::jsonb)"), from: "task"))
             ), asked AS (
-                INSERT INTO interrupts (\(unsafeSQL: TaskKey.taskColumns), tool_call_id, tool_name, tool_args, interrupt_data)
-                SELECT \(fragment: key.taskValues), \(call.id), \(call.name), \(args), \(payload)
+                INSERT INTO interrupts (\(unsafeSQL: TaskKey.taskColumns), tool_call_id, tool_name, tool_args, interrupt_data,
+                                        expires_at, timeout_action)
+                SELECT \(fragment: key.taskValues), \(call.id), \(call.name), \(args), \(payload),
+                       now() + make_interval(secs => \(expiry?.seconds)::float8), \(expiry?.action.rawValue)::text
                 FROM task
                 ON CONFLICT DO NOTHING
                 RETURNING 1

@@ -179,7 +179,8 @@ public struct TaskStore: Sendable {
         let decisionEvent = EventRecord(
             kind: .decision,
             data: """
-                jsonb_build_object('tool_call_id', s.tool_call_id, 'response_type', \(decision.kind.rawValue)::text, 'args', \(args)::jsonb)
+                jsonb_build_object('tool_call_id', s.tool_call_id, 'response_type', \(decision.kind.rawValue)::text, 'args', \(args)::jsonb,
+                                   'decided_by', 'human')
                 """)
         return try await serialized(key, apiKeyID: apiKeyID, maxInFlight: maxInFlight, perSession: false) { connection in
             let resumed = try connection.query("""
@@ -190,7 +191,8 @@ public struct TaskStore: Sendable {
                     RETURNING interrupt_data ->> 'tool_call_id' AS tool_call_id, \(unsafeSQL: EventRecord.returning)
                 ), logged AS (\(fragment: EventRecord.append(decisionEvent, .with(.queued, ["reason": "resumed"]), from: "task"))),
                 decided AS (
-                    UPDATE interrupts SET decision = \(decision.kind.rawValue), decision_args = \(args), decided_at = now()
+                    UPDATE interrupts SET decision = \(decision.kind.rawValue), decision_args = \(args), decided_at = now(),
+                                          decided_by = 'human', decided_by_key = \(apiKeyID)
                     FROM task
                     WHERE \(fragment: key.matchesTask("interrupts"))
                       AND interrupts.tool_call_id = task.tool_call_id AND interrupts.decision IS NULL

@@ -29,13 +29,16 @@ public final class AgentCatalog: Sendable {
     /// Version 0: the environment's tools and limits.
     public let environment: ResolvedAgent
     let remote: any RemoteToolSource
+    /// `APPROVAL_TIMEOUT_ACTION`: what expiry decides for an agent that sets a timeout but no action.
+    let timeoutAction: ApprovalTimeout.Action
     private let versions = Mutex<[AgentScope: AgentDefinition]>([:])
     static let maxCachedVersions = 1024
 
-    public init(store: AgentStore, environment: ResolvedAgent, remote: any RemoteToolSource) {
+    public init(store: AgentStore, environment: ResolvedAgent, remote: any RemoteToolSource, timeoutAction: ApprovalTimeout.Action = .reject) {
         self.store = store
         self.environment = environment
         self.remote = remote
+        self.timeoutAction = timeoutAction
     }
 
     /// The built-in tools an agent may name in `tools`.
@@ -96,7 +99,8 @@ public final class AgentCatalog: Sendable {
             tools: tools,
             settings: AgentSettings(
                 maxSteps: definition.maxSteps ?? base.maxSteps, historyMessages: definition.historyMessages ?? base.historyMessages,
-                memoryRecallLimit: definition.memoryRecallLimit ?? base.memoryRecallLimit, model: definition.model ?? base.model),
+                memoryRecallLimit: definition.memoryRecallLimit ?? base.memoryRecallLimit, model: definition.model ?? base.model,
+                approvalTimeout: definition.approvalTimeout(over: base.approvalTimeout, defaultAction: timeoutAction)),
             systemMessage: definition.systemMessage ?? environment.systemMessage)
     }
 }

@@ -16,11 +16,14 @@ public struct TaskRunner: Sendable {
     let onDelta: @Sendable (TaskKey, MessageDelta) -> Void
     /// Told when a run stops, however it stops.
     let onRunEnded: @Sendable (TaskKey) -> Void
+    /// Told when a run stopped to ask an approval that expires (`ApprovalExpiry.asked`).
+    let onApprovalAsked: @Sendable (ApprovalTimeout) -> Void
 
     public init(
         queue: TaskQueue, memories: MemoryStore, model: any ChatModel, agents: AgentCatalog, logger: Logger,
         onDelta: @escaping @Sendable (TaskKey, MessageDelta) -> Void = { _, _ in },
-        onRunEnded: @escaping @Sendable (TaskKey) -> Void = { _ in }
+        onRunEnded: @escaping @Sendable (TaskKey) -> Void = { _ in },
+        onApprovalAsked: @escaping @Sendable (ApprovalTimeout) -> Void = { _ in }
     ) {
         self.queue = queue
         self.memories = memories
@@ -29,6 +32,7 @@ public struct TaskRunner: Sendable {
         self.logger = logger
         self.onDelta = onDelta
         self.onRunEnded = onRunEnded
+        self.onApprovalAsked = onApprovalAsked
     }
 
     /// - Parameters:
@@ -62,7 +66,9 @@ public struct TaskRunner: Sendable {
             let onDelta = self.onDelta
             let key = task.key
             switch try await run.run(stopping: stopping, cancel: cancel, deltas: { onDelta(key, $0) }) {
-            case .interrupted(let call): logger.debug("waiting for a human", metadata: ["tool": "\(call.name)"])
+            case .interrupted(let call):
+                logger.debug("waiting for a human", metadata: ["tool": "\(call.name)"])
+                if let timeout = agent.settings.approvalTimeout { onApprovalAsked(timeout) }
             case .failed(let reason): logger.info("task failed", metadata: ["reason": "\(reason)"])
             case .completed: break
             }

@@ -69,7 +69,7 @@ private actor MemoryJournal: AgentJournal {
         auditedAfterCancel.append(record)
     }
 
-    func interrupt(call: ToolCall, data: JSONValue) {
+    func interrupt(call: ToolCall, data: JSONValue, expiry: ApprovalTimeout?) {
         state = .interrupted
         interruptData = data
         commits += 1

@@ -113,4 +113,95 @@ struct InboxTests {
         #expect(try await call(service, .POST, "/agent/resume/batch", ["decisions": []], key: keys.tenantA).status == 422)
         #expect(try await call(service, .POST, "/agent/resume/batch", ["decision": []], key: keys.tenantA).status == 422)
     }
+
+    /// Polls until `condition` holds or `seconds` pass.
+    func eventually(_ seconds: Double, _ condition: () async throws -> Bool) async throws -> Bool {
+        let deadline = ContinuousClock.now + .seconds(seconds)
+        while ContinuousClock.now < deadline {
+            if try await condition() { return true }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        return try await condition()
+    }
+
+    @Test("an approval past its deadline is decided by the service, as a stored row: the deadline holds across a process restart")
+    func expiryAcrossRestart() async throws {
+        // Long enough for the first process to stop before it, on a machine busy with the whole suite.
+        let timeout = 15.0
+        let firstLogs = LogCapture()
+        let first = try await ServiceHarness.start(model: hotelModel, logs: firstLogs) { $0.approvalTimeoutSeconds = timeout }
+        defer { Task { await first.stop() } }
+        _ = try await first.invoke("u1", "s1", "t1", "帮我预定如家酒店")
+        #expect(try await first.settle("u1", "s1", "t1")["status"] == "interrupted")
+        await first.stopService()
+        let expiredInFirst = firstLogs.text.contains("approvals expired")
+        #expect(!expiredInFirst)
+        #expect(try first.scalar("SELECT count(*) FROM interrupts WHERE decision IS NULL AND expires_at IS NOT NULL") == 1)
+
+        // The process after it has no timeout of its own, and still decides what was asked with one.
+        let secondLogs = LogCapture()
+        let second = try await ServiceHarness.start(model: hotelModel, database: first.databaseURL, logs: secondLogs)
+        defer { Task { await second.stop() } }
+        let listed = try #require(try await second.get("/agent/interrupts")["interrupts"]?.arrayItems.first)
+        let created = try #require(listed["created_at"]?.numberValue)
+        let expires = try #require(listed["expires_at"]?.numberValue)
+        #expect(abs(expires - created - timeout) < 0.01)
+        #expect(try await eventually(timeout + 20) { try await second.status("u1", "s1", "t1")["status"] == "completed" })
+        let expiredInSecond = secondLogs.text.contains("approvals expired")
+        #expect(expiredInSecond)
+        let done = try await second.status("u1", "s1", "t1")
+        #expect(done.body.resultMessages.last?["content"] == .string("final: \(HumanDecision.rejectionMessage)"))
+        let row = try #require(try second.rows("SELECT decision, decided_by, decided_by_key, decided_at >= expires_at AS late FROM interrupts").first)
+        #expect(try row.decode("decision", as: String.self) == "reject")
+        #expect(try row.decode("decided_by", as: String.self) == "timeout")
+        #expect(try row.decode("decided_by_key", as: String?.self) == nil)
+        #expect(try row.decode("late", as: Bool.self))
+        #expect(try second.scalar("SELECT count(*) FROM tool_calls WHERE status = 'rejected' AND decision = 'reject'") == 1)
+        let events = try await second.jsonEvents("u1", "s1", "t1")
+        let decision = try #require(events.first { $0["type"] == "decision" })
+        #expect(decision["response_type"] == "reject")
+        #expect(decision["decided_by"] == "timeout")
+        #expect(events.contains { $0["type"] == "task.queued" && $0["reason"] == "approval_expired" })
+        #expect(events.map { Int($0["seq"]?.numberValue ?? 0) } == Array(1...events.count))
+        #expect(try await second.get("/agent/interrupts")["interrupts"]?.arrayItems.isEmpty == true)
+        #expect(try await second.resume("u1", "s1", "t1", "accept").status == 409)
+        #expect(try second.scalar("SELECT expired::int FROM report_approvals") == 1)
+    }
+
+    @Test("an agent sets its own timeout and action (accept runs the tool; 0 waits for a human); a human before the deadline decides; a cancelled approval's deadline is dropped")
+    func agentTimeouts() async throws {
+        let service = try await ServiceHarness.start(model: hotelModel) { $0.approvalTimeoutSeconds = 3600 }
+        defer { Task { await service.stop() } }
+        #expect(try await service.send(.PUT, "/agents/eager", body: #"{"approval_timeout_s": 1, "approval_timeout_action": "accept"}"#).status == 200)
+        #expect(try await service.send(.PUT, "/agents/patient", body: #"{"approval_timeout_s": 0}"#).status == 200)
+        #expect(try await service.get("/agents/eager")["approval_timeout_action"] == "accept")
+        for (field, value) in [("approval_timeout_s", "-1"), ("approval_timeout_s", "2592001"), ("approval_timeout_s", "1.5"), ("approval_timeout_action", #""later""#)] {
+            let refused = try await service.send(.PUT, "/agents/bad", body: "{\"\(field)\": \(value)}")
+            #expect(refused.status == 422)
+            #expect(refused["detail"]?.stringValue?.hasPrefix(field) == true)
+        }
+        for (session, agent) in [("s1", "eager"), ("s2", "patient"), ("s3", "default"), ("s4", "default")] {
+            let body: JSONValue = ["user_id": "u1", "session_id": .string(session), "task_id": "t1", "query": "帮我预定如家酒店", "agent_id": .string(agent)]
+            #expect(try await service.post("/agent/invoke", body).status == 200)
+        }
+        #expect(try await eventually(20) { try await service.status("u1", "s1", "t1")["status"] == "completed" })
+        let accepted = try await service.status("u1", "s1", "t1")
+        #expect(accepted.body.resultMessages.last?["content"]?.stringValue?.contains("如家酒店") == true)
+        #expect(try service.scalar("SELECT count(*) FROM tool_calls WHERE session_id = 's1' AND status = 'ok' AND decision = 'accept'") == 1)
+        #expect(try await service.settle("u1", "s2", "t1")["status"] == "interrupted")
+        #expect(try await service.settle("u1", "s3", "t1")["status"] == "interrupted")
+        #expect(try await service.settle("u1", "s4", "t1")["status"] == "interrupted")
+        let deadlines = try service.rows("SELECT session_id, extract(epoch FROM expires_at - created_at)::float8 AS wait FROM interrupts ORDER BY session_id")
+        #expect(try deadlines.map { try $0.decode("wait", as: Double?.self) } == [1, nil, 3600, 3600])
+        #expect(try await service.resume("u1", "s3", "t1", "reject").status == 200)
+        #expect(try await service.settle("u1", "s3", "t1")["status"] == "completed")
+        #expect(try service.scalar("SELECT count(*) FROM interrupts WHERE session_id = 's3' AND decided_by = 'human' AND decided_by_key IS NULL") == 1)
+        // A cancelled task's approval is never decided; once its deadline passes it is no longer scanned
+        // (found by the round every ten seconds: no run of this process announced it).
+        #expect(try await service.cancel("u1", "s4", "t1").status == 200)
+        _ = try service.rows("UPDATE interrupts SET expires_at = now() - interval '1 second' WHERE session_id = 's4'")
+        #expect(try await eventually(25) { try service.scalar("SELECT count(*) FROM interrupts WHERE session_id = 's4' AND expires_at IS NULL") == 1 })
+        #expect(try service.scalar("SELECT count(*) FROM interrupts WHERE session_id = 's4' AND decision IS NULL AND timeout_action IS NULL") == 1)
+        #expect(try await service.status("u1", "s4", "t1")["status"] == "cancelled")
+    }
 }
