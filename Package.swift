@@ -31,23 +31,37 @@ let package = Package(
         .target(name: "AgentKit"),
         // ChatModel over any OpenAI-compatible /chat/completions endpoint.
         .target(name: "ModelClient", dependencies: ["AgentKit", asyncHTTPClient, logging]),
-        // Tools of remote MCP servers (streamable HTTP), and outbound HTTP under the SSRF rules.
+        // HTTP to the hosts tenants name (MCP servers, webhooks) under the SSRF rules.
+        .target(
+            name: "Outbound",
+            dependencies: [
+                "AgentKit", asyncHTTPClient, .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]),
+        // Tools of remote MCP servers (streamable HTTP).
         .target(
             name: "MCPClient",
             dependencies: [
-                "AgentKit", asyncHTTPClient, logging, serviceLifecycle, .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
+                "AgentKit", "Outbound", asyncHTTPClient, logging, serviceLifecycle, .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ]),
         // Repositories, the Notifier (LISTEN), migrations: every SQL statement of the service lives here.
         .target(name: "Store", dependencies: ["Postgres", "AgentKit", logging, serviceLifecycle, .product(name: "Crypto", package: "swift-crypto")]),
         // Claimer, worker slots, leases, reaper; runs an AgentRun per claimed task. No driver: Store's errors only.
         .target(name: "TaskDispatch", dependencies: ["Store", "AgentKit", logging, serviceLifecycle]),
+        // Sends the webhook deliveries that Store holds: signed, retried with backoff, any process.
+        .target(
+            name: "Webhooks",
+            dependencies: [
+                "Store", "Outbound", "AgentKit", asyncHTTPClient, logging, serviceLifecycle, .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]),
         // The REST contract: routes, request/response types, status waits, error mapping. No driver.
         .target(name: "API", dependencies: ["Store", "AgentKit", hummingbird, asyncHTTPClient, logging, .product(name: "NIOHTTP1", package: "swift-nio")]),
         // Configuration and wiring: one function builds the whole service for main and the tests.
         .target(
             name: "AgentdApp",
-            dependencies: ["API", "TaskDispatch", "Store", "ModelClient", "MCPClient", "AgentKit", "Postgres", hummingbird, asyncHTTPClient, logging, serviceLifecycle, unixSignals]
+            dependencies: ["API", "TaskDispatch", "Store", "ModelClient", "MCPClient", "Outbound", "Webhooks", "AgentKit", "Postgres", hummingbird, asyncHTTPClient, logging, serviceLifecycle, unixSignals]
         ),
         .executableTarget(
             name: "agentd",

@@ -32,7 +32,7 @@ public struct AgentsController: Sendable {
     }
 
     @Sendable func put(_ request: Request, context: TenantRequestContext) async throws -> Response {
-        try Self.authorizeWrite(context)
+        try Validate.tenantWide(context, "agents are written")
         let agentID = try Validate.pathID(context, "agent_id", creating: true)
         let body = try await JSONBody.decode(JSONValue.self, from: request, context: context)
         let definition: AgentDefinition
@@ -79,19 +79,12 @@ public struct AgentsController: Sendable {
     }
 
     @Sendable func delete(_ request: Request, context: TenantRequestContext) async throws -> Response {
-        try Self.authorizeWrite(context)
+        try Validate.tenantWide(context, "agents are written")
         let agentID = try Validate.pathID(context, "agent_id")
         guard try await agents.delete(tenantID: context.tenantID, agentID: agentID) else {
             throw APIError.notFound("agent \(agentID) not found")
         }
         return JSONBody.response(["status": "success", "message": .string("agent \(agentID) deleted")])
-    }
-
-    /// User keys act for one user; agents belong to the whole tenant.
-    static func authorizeWrite(_ context: TenantRequestContext) throws {
-        if let user = context.userScope {
-            throw APIError(.forbidden, "this API key acts for user \(user) only; agents are written with a tenant or operator key")
-        }
     }
 
     /// The agent as the API shows it: the fields of its PUT body, header values hidden, with

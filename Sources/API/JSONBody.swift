@@ -90,6 +90,14 @@ enum Validate {
         return value
     }
 
+    /// For what belongs to the whole tenant (agents written, webhooks): a user key acts for one
+    /// user only, so it is refused (403).
+    static func tenantWide(_ context: TenantRequestContext, _ what: String) throws {
+        if let user = context.userScope {
+            throw APIError(.forbidden, "this API key acts for user \(user) only; \(what) with a tenant or operator key")
+        }
+    }
+
     /// Path segments arrive percent-encoded.
     static func pathID(_ context: some RequestContext, _ name: String, creating: Bool = false) throws -> String {
         guard let raw = context.parameters.get(name) else { throw APIError.notFound("missing \(name) in the path") }

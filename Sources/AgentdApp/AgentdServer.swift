@@ -6,12 +6,14 @@ import Hummingbird
 import Logging
 import MCPClient
 import ModelClient
+import Outbound
 import Postgres
 import ServiceLifecycle
 import Synchronization
 import Store
 import TaskDispatch
 import UnixSignals
+import Webhooks
 
 /// Builds and runs the whole service: HTTP API, dispatcher and worker slots in one process.
 /// `agentd serve` and the tests both come through here.
@@ -42,18 +44,22 @@ public enum AgentdServer {
         // Tenants' MCP servers, under OUTBOUND_ALLOWED_HOSTS; a service of the group, closed here too
         // when the group never ran.
         let toolbox = MCPToolbox(policy: configuration.outboundPolicy, ttl: configuration.mcpToolsTTL, logger: logger)
+        // Tenants' webhook endpoints, under the same rules.
+        let webhookHTTP = OutboundHTTP(policy: configuration.outboundPolicy)
         do {
             try await serve(
-                configuration, pool: pool, httpClient: httpClient, peerClient: peerClient, toolbox: toolbox, model: model, logger: logger,
-                signals: gracefulShutdownSignals, onServerRunning: onServerRunning)
+                configuration, pool: pool, httpClient: httpClient, peerClient: peerClient, toolbox: toolbox, webhookHTTP: webhookHTTP,
+                model: model, logger: logger, signals: gracefulShutdownSignals, onServerRunning: onServerRunning)
         } catch {
             await toolbox.close()
+            await webhookHTTP.shutdown()
             await pool.shutdown()
             try? await httpClient.shutdown()
             try? await peerClient.shutdown()
             throw error
         }
         await toolbox.close()
+        await webhookHTTP.shutdown()
         await pool.shutdown()
         try await httpClient.shutdown()
         try await peerClient.shutdown()
@@ -61,7 +67,7 @@ public enum AgentdServer {
 
     private static func serve(
         _ configuration: AgentdConfiguration, pool: PostgresPool, httpClient: HTTPClient, peerClient: HTTPClient, toolbox: MCPToolbox,
-        model: (any ChatModel)?,
+        webhookHTTP: OutboundHTTP, model: (any ChatModel)?,
         logger: Logger,
         signals: [UnixSignal], onServerRunning: @escaping @Sendable (Int) async -> Void
     ) async throws {
@@ -91,6 +97,9 @@ public enum AgentdServer {
         guard let notifier = Notifier(conninfo: configuration.databaseURL, logger: logger) else {
             throw RefusedToStart(description: "cannot create the notifier's wake-up pipe")
         }
+        let webhooks = WebhookStore(pool: pool, secrets: secrets)
+        let deliverer = WebhookDeliverer(store: webhooks, http: webhookHTTP, logger: logger)
+        notifier.onWebhooks { deliverer.poke() }
         notifier.onSettled { settled in
             if let settled { watch.settled(settled.key) } else { watch.wakeAll() }
         }
@@ -131,6 +140,7 @@ public enum AgentdServer {
         data.addRoutes(InboxController(interrupts: interrupts).endpoints)
         data.addRoutes(
             AgentsController(agents: agents, builtinTools: catalog.builtinToolNames, outbound: configuration.outboundPolicy).endpoints)
+        data.addRoutes(WebhooksController(webhooks: webhooks, outbound: configuration.outboundPolicy).endpoints)
         let events = EventStore(pool: pool)
         let poller = EventPoller(interval: EventPoller.defaultInterval, watch: watch, logger: logger) { try await events.latest($0) }
         data.addRoutes(
@@ -148,7 +158,7 @@ public enum AgentdServer {
                 LeaseReaper(
                     queue: queue, interval: configuration.lease / 3,
                     maxAttempts: configuration.maxAttempts, logger: logger),
-                expiry,
+                expiry, deliverer,
             ],
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? configuration.port

@@ -2,6 +2,7 @@ import AgentKit
 import AsyncHTTPClient
 import Foundation
 import Logging
+import Outbound
 import NIOCore
 import NIOHTTP1
 

@@ -1,5 +1,6 @@
 import AgentKit
 import Logging
+import Outbound
 import ServiceLifecycle
 import Synchronization
 

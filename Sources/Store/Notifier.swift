@@ -15,6 +15,8 @@ public final class Notifier: Service {
         case newWork = "agentd_tasks"
         /// A task paused or ended; the payload names it and its state (`notifySettled`).
         case settled = "agentd_task_settled"
+        /// Webhook deliveries were written (sql/011's trigger): deliverers claim.
+        case webhooks = "agentd_webhooks"
     }
 
     private let subscribers = Subscribers()
@@ -34,6 +36,11 @@ public final class Notifier: Service {
     /// `handler` runs when new work may be waiting.
     public func onNewWork(_ handler: @escaping @Sendable () -> Void) {
         subscribers.handlers.withLock { $0.newWork.append(handler) }
+    }
+
+    /// `handler` runs when webhook deliveries may be waiting.
+    public func onWebhooks(_ handler: @escaping @Sendable () -> Void) {
+        subscribers.handlers.withLock { $0.webhooks.append(handler) }
     }
 
     /// A task that paused or ended, and how.
@@ -64,6 +71,7 @@ public final class Notifier: Service {
         struct Handlers {
             var newWork: [@Sendable () -> Void] = []
             var settled: [@Sendable (Settled?) -> Void] = []
+            var webhooks: [@Sendable () -> Void] = []
         }
 
         let handlers = Mutex(Handlers())
@@ -72,6 +80,7 @@ public final class Notifier: Service {
             let current = handlers.withLock { $0 }
             for handler in current.newWork { handler() }
             for handler in current.settled { handler(nil) }
+            for handler in current.webhooks { handler() }
         }
 
         func deliver(_ notifications: [PostgresNotification]) {
@@ -79,6 +88,7 @@ public final class Notifier: Service {
             for notification in notifications {
                 switch Channel(rawValue: notification.channel) {
                 case .newWork?: for handler in current.newWork { handler() }
+                case .webhooks?: for handler in current.webhooks { handler() }
                 case .settled?:
                     guard let settled = Notifier.settled(payload: notification.payload) else { continue }
                     for handler in current.settled { handler(settled) }

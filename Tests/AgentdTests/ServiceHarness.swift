@@ -70,10 +70,20 @@ final class ServiceHarness: Sendable {
         }
         return ServiceHarness(
             baseURL: "http://127.0.0.1:\(port)", databaseURL: databaseURL, model: model,
-            client: HTTPClient(eventLoopGroupProvider: .singleton), server: server, group: group)
+            client: HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfiguration), server: server, group: group)
     }
 
     struct HarnessError: Error { var message: String }
+
+    /// Tests send many requests at once (30 sessions' invokes); with the default 8 connections
+    /// the rest queue for one, and on a machine busy with the whole suite they wait out the
+    /// pool's timeout before the service ever sees them.
+    static var clientConfiguration: HTTPClient.Configuration {
+        var configuration = HTTPClient.Configuration()
+        configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 64
+        configuration.timeout.connect = .seconds(30)
+        return configuration
+    }
 
     /// Graceful shutdown of the service alone (the model server and client stay up).
     func stopService() async {

@@ -21,6 +21,8 @@ from mcp.types import ToolAnnotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 
+from parent_watch import exit_with
+
 parser = argparse.ArgumentParser()
 parser.add_argument("--json", action="store_true", help="answer POSTs with application/json, not event streams")
 parser.add_argument("--page-size", type=int, default=3)
@@ -162,21 +164,8 @@ class Guard:
         await self.inner(scope, receive, send)
 
 
-if args.parent_pid:
-    # Shared servers live as long as the test run that started them, not longer.
-    import os
-    import threading
-    import time
-
-    def watch_parent() -> None:
-        while True:
-            try:
-                os.kill(args.parent_pid, 0)
-            except OSError:
-                os._exit(0)
-            time.sleep(0.5)
-
-    threading.Thread(target=watch_parent, daemon=True).start()
+# Shared servers live as long as the test run that started them, not longer.
+exit_with(args.parent_pid)
 
 sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

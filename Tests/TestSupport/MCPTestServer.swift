@@ -3,10 +3,10 @@ import AgentdProcess
 import AsyncHTTPClient
 import Foundation
 
-/// A real MCP server for the tests: `Tests/Fixtures/mcp_test_server.py` (the Python MCP SDK's
-/// FastMCP over streamable HTTP) as a child process on a free 127.0.0.1 port. `make test` puts
-/// the SDK in a virtual environment and names its python in `MCP_PYTHON`.
-public final class MCPTestServer: @unchecked Sendable {
+/// A Python script of `Tests/Fixtures` as a child process on a free 127.0.0.1 port, which it
+/// prints as `PORT <n>`; run with `MCP_PYTHON`, the virtual environment `make test` makes.
+/// Killed when released, and by itself when the test run is gone (`--parent-pid`).
+public class PythonFixture: @unchecked Sendable {
     // Touched by the owning test only.
     private let process = Process()
     private let output: URL
@@ -16,20 +16,18 @@ public final class MCPTestServer: @unchecked Sendable {
         public var description: String
     }
 
-    /// `http://127.0.0.1:<port>/mcp`
-    public var url: String { "http://127.0.0.1:\(port)/mcp" }
     public func url(path: String) -> String { "http://127.0.0.1:\(port)\(path)" }
 
-    /// - Parameter arguments: the script's flags (`--json`, `--page-size N`, `--require-auth T`, `--redirect-to URL`).
-    public init(arguments: [String] = []) async throws {
+    /// - Parameter ready: printed once the server serves (after `PORT`), when that comes later.
+    public init(script: String, arguments: [String], ready: String? = nil) async throws {
         guard let python = ProcessInfo.processInfo.environment["MCP_PYTHON"], !python.isEmpty else {
             throw LaunchError(description: "MCP_PYTHON is not set: run the tests with `make test`, which installs the MCP SDK")
         }
-        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("Fixtures/mcp_test_server.py")
+        let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Fixtures/\(script)")
         process.executableURL = URL(fileURLWithPath: python)
-        process.arguments = [script.path, "--parent-pid", "\(ProcessInfo.processInfo.processIdentifier)"] + arguments
-        output = FileManager.default.temporaryDirectory.appendingPathComponent("mcp-\(UUID().uuidString).log")
+        process.arguments = [path.path, "--parent-pid", "\(ProcessInfo.processInfo.processIdentifier)"] + arguments
+        output = FileManager.default.temporaryDirectory.appendingPathComponent("fixture-\(UUID().uuidString).log")
         _ = FileManager.default.createFile(atPath: output.path, contents: nil)
         let log = try FileHandle(forWritingTo: output)
         process.standardOutput = log
@@ -43,15 +41,49 @@ public final class MCPTestServer: @unchecked Sendable {
         func printed() -> String { (try? String(contentsOf: output, encoding: .utf8)) ?? "" }
         while found == nil, clock.now < deadline, process.isRunning {
             found = printed().firstMatch(of: /PORT (\d+)/).flatMap { Int($0.1) }
-            // Listening is printed before the app's lifespan has started its session manager.
-            if found != nil, !printed().contains("session manager started") { found = nil }
+            if found != nil, let ready, !printed().contains(ready) { found = nil }
             if found == nil { try await Task.sleep(for: .milliseconds(25)) }
         }
         guard let found else {
             if process.isRunning { process.terminate() }
-            throw LaunchError(description: "the MCP test server did not start: \(printed().suffix(1500))")
+            throw LaunchError(description: "\(script) did not start: \(printed().suffix(1500))")
         }
         port = found
+    }
+
+    /// `GET /stats`: what the fixture counted.
+    public func stats() async throws -> JSONValue {
+        let response = try await HTTPClient.shared.execute(HTTPClientRequest(url: url(path: "/stats")), timeout: .seconds(5))
+        let body = try await response.body.collect(upTo: 1 << 20)
+        return try JSONValue(parsing: body.readableBytesView)
+    }
+
+    /// What the fixture printed (its warnings, tracebacks).
+    public var log: String { (try? String(contentsOf: output, encoding: .utf8)) ?? "" }
+
+    deinit {
+        stop()
+    }
+
+    public func stop() {
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+        try? FileManager.default.removeItem(at: output)
+    }
+}
+
+/// A real MCP server for the tests: `Tests/Fixtures/mcp_test_server.py` (the Python MCP SDK's
+/// FastMCP over streamable HTTP).
+public final class MCPTestServer: PythonFixture, @unchecked Sendable {
+    /// `http://127.0.0.1:<port>/mcp`
+    public var url: String { "http://127.0.0.1:\(port)/mcp" }
+
+    /// - Parameter arguments: the script's flags (`--json`, `--page-size N`, `--require-auth T`, `--redirect-to URL`).
+    public init(arguments: [String] = []) async throws {
+        // Listening is printed before the app's lifespan has started its session manager.
+        try await super.init(script: "mcp_test_server.py", arguments: arguments, ready: "session manager started")
     }
 
     /// One server per set of arguments for the whole test run, for the tests that only read from
@@ -71,29 +103,5 @@ public final class MCPTestServer: @unchecked Sendable {
             servers[arguments] = starting
             return try await starting.value
         }
-    }
-
-    private func log_() -> String { (try? String(contentsOf: output, encoding: .utf8)) ?? "" }
-
-    /// `GET /stats`: `{"calls": {tool: count}, "authorizations": [header of each MCP request]}`.
-    public func stats() async throws -> JSONValue {
-        let response = try await HTTPClient.shared.execute(HTTPClientRequest(url: url(path: "/stats")), timeout: .seconds(5))
-        let body = try await response.body.collect(upTo: 1 << 20)
-        return try JSONValue(parsing: body.readableBytesView)
-    }
-
-    /// What the server printed (its warnings, tracebacks).
-    public var log: String { log_() }
-
-    deinit {
-        stop()
-    }
-
-    public func stop() {
-        if process.isRunning {
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
-        }
-        try? FileManager.default.removeItem(at: output)
     }
 }

@@ -6,7 +6,7 @@ import NIOHTTP1
 import NIOPosix
 import Synchronization
 
-/// HTTP to the hosts tenants name (MCP servers; webhooks later), under the `OutboundPolicy`:
+/// HTTP to the hosts tenants name (MCP servers, webhooks), under the `OutboundPolicy`:
 /// every request's host is resolved and judged before anything is sent, the connection goes to
 /// the address that was judged (so a DNS answer that changes between the check and the connect
 /// cannot point it elsewhere), and redirects are followed here, each judged the same way.
