@@ -46,7 +46,7 @@ bench: deps
 # bench still runs (CI), measures nothing.
 SMOKE_FLAGS := --ceiling-seconds 1 --clients 4 --seconds 1 --dispatch-rate 50 --dispatch-seconds 1 --approvals 8 \
 	--approval-clients 2 --inflight 40 --inflight-model-seconds 0.5 --read-seconds 1 --read-connections 4 --cost-tasks 40 \
-	--live-streams 4 --live-rounds 1 --live-chunks 5 --mcp-calls 6 --mcp-clients 2
+	--live-streams 4 --live-rounds 1 --live-chunks 5 --mcp-calls 6 --mcp-clients 2 --inbox-pending 200 --inbox-users 20 --inbox-reads 5
 bench-smoke: deps
 	$(SWIFT) build --product agentd
 	$(SWIFT) build --product agentd-bench

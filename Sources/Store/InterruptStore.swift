@@ -72,12 +72,15 @@ public struct InterruptStore: Sendable {
     }
 
     /// Pending interrupts: of one tenant, or of every tenant when `tenantID` is nil (operator
-    /// keys). An interrupt is pending while its task waits on that very call: a task cancelled,
-    /// deleted or resumed meanwhile takes its interrupt out of the inbox.
+    /// keys). An interrupt is pending while it is neither decided nor withdrawn (its task was
+    /// cancelled; sql/010): the page is read in the order of a partial index over those alone,
+    /// and joined to its tasks by primary key for the agent and the query.
     public func pending(tenantID: String?, filter: Filter, order: Order, after: Position?, limit: Int) async throws -> [PendingInterrupt] {
         // The order is one of two statement texts; every value is bound.
         let direction = order == .newest ? "DESC" : "ASC"
         let comparison = order == .newest ? "<" : ">"
+        // The cursor's microseconds as the timestamp they were read from (exact: bigint microseconds).
+        let afterTime: PostgresQuery = "('epoch'::timestamptz + \(after?.createdMicroseconds)::bigint * interval '1 microsecond')"
         let query: PostgresQuery = """
             SELECT i.tenant_id, i.user_id, i.session_id, i.task_id, i.tool_call_id, i.tool_name, t.agent_id, i.interrupt_data,
                    extract(epoch FROM i.created_at)::float8 AS created,
@@ -85,7 +88,7 @@ public struct InterruptStore: Sendable {
                    t.query
             FROM interrupts i
             JOIN tasks t ON \(unsafeSQL: TaskKey.sameTask("t", "i"))
-            WHERE i.decision IS NULL AND t.state = 'interrupted' AND t.interrupt_data ->> 'tool_call_id' = i.tool_call_id
+            WHERE i.decision IS NULL AND i.withdrawn_at IS NULL
               AND (\(tenantID)::text IS NULL OR i.tenant_id = \(tenantID)::text)
               AND (\(filter.userID)::text IS NULL OR i.user_id = \(filter.userID)::text)
               AND (\(filter.sessionID)::text IS NULL OR i.session_id = \(filter.sessionID)::text)
@@ -93,12 +96,13 @@ public struct InterruptStore: Sendable {
               AND (\(filter.agentID)::text IS NULL OR t.agent_id = \(filter.agentID)::text)
               AND (\(filter.olderThanSeconds)::float8 IS NULL OR i.created_at < now() - make_interval(secs => \(filter.olderThanSeconds)::float8))
               AND (\(after?.createdMicroseconds)::bigint IS NULL
-                   OR ((extract(epoch FROM i.created_at) * 1000000)::bigint, i.tenant_id COLLATE "C", i.user_id COLLATE "C",
-                       i.session_id COLLATE "C", i.task_id COLLATE "C", i.tool_call_id COLLATE "C")
-                      \(unsafeSQL: comparison)
-                      (\(after?.createdMicroseconds)::bigint, \(after?.tenantID)::text COLLATE "C", \(after?.userID)::text COLLATE "C",
-                       \(after?.sessionID)::text COLLATE "C", \(after?.taskID)::text COLLATE "C", \(after?.toolCallID)::text COLLATE "C"))
-            ORDER BY created_us \(unsafeSQL: direction), i.tenant_id COLLATE "C" \(unsafeSQL: direction), i.user_id COLLATE "C" \(unsafeSQL: direction),
+                   OR (i.created_at \(unsafeSQL: comparison)= \(fragment: afterTime)
+                       AND (i.created_at, i.tenant_id COLLATE "C", i.user_id COLLATE "C", i.session_id COLLATE "C", i.task_id COLLATE "C",
+                            i.tool_call_id COLLATE "C")
+                           \(unsafeSQL: comparison)
+                           (\(fragment: afterTime), \(after?.tenantID)::text COLLATE "C", \(after?.userID)::text COLLATE "C",
+                            \(after?.sessionID)::text COLLATE "C", \(after?.taskID)::text COLLATE "C", \(after?.toolCallID)::text COLLATE "C")))
+            ORDER BY i.created_at \(unsafeSQL: direction), i.tenant_id COLLATE "C" \(unsafeSQL: direction), i.user_id COLLATE "C" \(unsafeSQL: direction),
                      i.session_id COLLATE "C" \(unsafeSQL: direction), i.task_id COLLATE "C" \(unsafeSQL: direction),
                      i.tool_call_id COLLATE "C" \(unsafeSQL: direction)
             LIMIT \(limit)
@@ -140,7 +144,7 @@ public struct InterruptStore: Sendable {
                     SELECT t.tenant_id, t.user_id, t.session_id, t.task_id, i.tool_call_id, i.timeout_action
                     FROM interrupts i
                     JOIN tasks t ON \(unsafeSQL: TaskKey.sameTask("t", "i"))
-                    WHERE i.decision IS NULL AND i.expires_at <= now()
+                    WHERE i.decision IS NULL AND i.withdrawn_at IS NULL AND i.expires_at <= now()
                       AND t.state = 'interrupted' AND t.interrupt_data ->> 'tool_call_id' = i.tool_call_id
                     ORDER BY i.expires_at
                     LIMIT \(limit)
@@ -163,23 +167,12 @@ public struct InterruptStore: Sendable {
                     FROM task
                     WHERE \(unsafeSQL: TaskKey.sameSession("sessions", "task"))
                     RETURNING 1
-                ), stale AS (
-                    -- The deadline of an approval whose task no longer waits on it (it was
-                    -- cancelled) is dropped, so that it is not scanned again every second.
-                    UPDATE interrupts i SET expires_at = NULL, timeout_action = NULL
-                    WHERE i.decision IS NULL AND i.expires_at <= now()
-                      AND NOT EXISTS (
-                          SELECT 1 FROM tasks t
-                          WHERE \(unsafeSQL: TaskKey.sameTask("t", "i")) AND t.state = 'interrupted'
-                            AND t.interrupt_data ->> 'tool_call_id' = i.tool_call_id)
-                    RETURNING 1
                 )
                 SELECT task.tenant_id, task.user_id, task.session_id, task.task_id,
-                       (SELECT count(*) FROM logged) + (SELECT count(*) FROM decided) + (SELECT count(*) FROM touched)
-                           + (SELECT count(*) FROM stale) AS written,
+                       (SELECT count(*) FROM logged) + (SELECT count(*) FROM decided) + (SELECT count(*) FROM touched) AS written,
                        (SELECT count(\(fragment: Notifier.notifyNewWork)) FROM task) AS notified,
                        (SELECT extract(epoch FROM min(n.expires_at) - now())::float8 FROM interrupts n
-                        WHERE n.decision IS NULL AND n.expires_at > now()) AS next_in
+                        WHERE n.decision IS NULL AND n.withdrawn_at IS NULL AND n.expires_at > now()) AS next_in
                 FROM (SELECT 1) AS one
                 LEFT JOIN task ON TRUE
                 """).rows

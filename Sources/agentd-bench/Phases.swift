@@ -32,6 +32,7 @@ struct Phases: Sendable {
             }
         }
         if phases.contains("9") { try await mcp() }
+        if phases.contains("10") { try await inbox() }
         if phases.contains("6") {
             // A completed task to read: one of phase 2's, or one made for the purpose.
             if !phases.contains("2") {

@@ -38,7 +38,10 @@ struct ServiceBench: AsyncParsableCommand {
     @Option(help: "Milliseconds between the pieces.") var liveChunkMilliseconds = 10
     @Option(help: "Tasks of each kind in the MCP run (one tool call each).") var mcpCalls = 300
     @Option(help: "Clients of the MCP run (1: each call's latency alone, no queueing at the server).") var mcpClients = 1
-    @Option(help: "Phases to run after the ceiling, comma-separated (2-9).") var only = "2,3,4,5,6,7,8,9"
+    @Option(help: "Approvals waiting in the inbox run.") var inboxPending = 10_000
+    @Option(help: "Users they belong to.") var inboxUsers = 1000
+    @Option(help: "Reads of each inbox page, one at a time.") var inboxReads = 200
+    @Option(help: "Phases to run after the ceiling, comma-separated (2-10).") var only = "2,3,4,5,6,7,8,9,10"
 
     func run() async throws {
         let levels = clients.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }.filter { $0 > 0 }

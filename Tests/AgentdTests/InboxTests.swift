@@ -196,12 +196,17 @@ struct InboxTests {
         #expect(try await service.resume("u1", "s3", "t1", "reject").status == 200)
         #expect(try await service.settle("u1", "s3", "t1")["status"] == "completed")
         #expect(try service.scalar("SELECT count(*) FROM interrupts WHERE session_id = 's3' AND decided_by = 'human' AND decided_by_key IS NULL") == 1)
-        // A cancelled task's approval is never decided; once its deadline passes it is no longer scanned
-        // (found by the round every ten seconds: no run of this process announced it).
+        // A cancelled task's approval is withdrawn in the cancel's statement, and never decided,
+        // even past its deadline: a round that decides another approval leaves it alone.
         #expect(try await service.cancel("u1", "s4", "t1").status == 200)
+        #expect(try service.scalar("SELECT count(*) FROM interrupts WHERE session_id = 's4' AND withdrawn_at IS NOT NULL AND decision IS NULL") == 1)
+        #expect(try await service.get("/agent/interrupts?session_id=s4")["interrupts"]?.arrayItems.isEmpty == true)
         _ = try service.rows("UPDATE interrupts SET expires_at = now() - interval '1 second' WHERE session_id = 's4'")
-        #expect(try await eventually(25) { try service.scalar("SELECT count(*) FROM interrupts WHERE session_id = 's4' AND expires_at IS NULL") == 1 })
-        #expect(try service.scalar("SELECT count(*) FROM interrupts WHERE session_id = 's4' AND decision IS NULL AND timeout_action IS NULL") == 1)
+        let body: JSONValue = ["user_id": "u1", "session_id": "s5", "task_id": "t1", "query": "帮我预定如家酒店", "agent_id": "eager"]
+        #expect(try await service.post("/agent/invoke", body).status == 200)
+        #expect(try await eventually(20) { try await service.status("u1", "s5", "t1")["status"] == "completed" })
+        #expect(try service.scalar("SELECT count(*) FROM interrupts WHERE session_id = 's4' AND decision IS NULL AND decided_by IS NULL") == 1)
+        #expect(try service.scalar("SELECT withdrawn::int FROM report_approvals") == 1)
         #expect(try await service.status("u1", "s4", "t1")["status"] == "cancelled")
     }
 }
