@@ -158,8 +158,8 @@ public enum AgentdServer {
                 LeaseReaper(
                     queue: queue, interval: configuration.lease / 3,
                     maxAttempts: configuration.maxAttempts, logger: logger),
-                expiry, deliverer,
-            ],
+                expiry,
+            ] + (webhooks.canStoreSecrets ? [deliverer] : []),
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? configuration.port
                 let url = configuration.peerURL(port: port)

@@ -129,7 +129,9 @@ public struct InterruptStore: Sendable {
     /// resume would (`decided_by = 'timeout'`), and queues their tasks again: one statement
     /// over every tenant, at most `limit` of them. Each task's row is taken `FOR UPDATE SKIP
     /// LOCKED`, as a resume takes it first, so a human's resume and the expiry (in any process)
-    /// never both decide one approval, and never wait on each other.
+    /// never both decide one approval, and never wait on each other. (Unlike a resume it leaves
+    /// `sessions.updated_at` alone: no client acted, and locking sessions after tasks in join
+    /// order could deadlock two processes that share a deadline.)
     /// - Returns: the tasks queued again, and the seconds until the next deadline of an approval
     ///   that still waits (nil: none has one).
     public func expire(limit: Int) async throws -> (expired: [TaskKey], nextDeadlineIn: Double?) {
@@ -162,14 +164,9 @@ public struct InterruptStore: Sendable {
                     WHERE \(unsafeSQL: TaskKey.sameTask("interrupts", "task")) AND interrupts.tool_call_id = task.tool_call_id
                       AND interrupts.decision IS NULL
                     RETURNING 1
-                ), touched AS (
-                    UPDATE sessions SET updated_at = now()
-                    FROM task
-                    WHERE \(unsafeSQL: TaskKey.sameSession("sessions", "task"))
-                    RETURNING 1
                 )
                 SELECT task.tenant_id, task.user_id, task.session_id, task.task_id,
-                       (SELECT count(*) FROM logged) + (SELECT count(*) FROM decided) + (SELECT count(*) FROM touched) AS written,
+                       (SELECT count(*) FROM logged) + (SELECT count(*) FROM decided) AS written,
                        (SELECT count(\(fragment: Notifier.notifyNewWork)) FROM task) AS notified,
                        (SELECT extract(epoch FROM min(n.expires_at) - now())::float8 FROM interrupts n
                         WHERE n.decision IS NULL AND n.withdrawn_at IS NULL AND n.expires_at > now()) AS next_in

@@ -11,10 +11,18 @@ public final class RoundScheduler: Sendable {
     private struct State {
         /// The earliest moment that something announced work for.
         var announced: ContinuousClock.Instant?
-        /// The sleeping loop, woken by an announcement earlier than its wake-up, or by cancellation.
+        /// The sleeping loop, woken by an announcement earlier than its wake-up, its own timer,
+        /// or cancellation.
         var sleeper: CheckedContinuation<Void, Never>?
         var wakeAt: ContinuousClock.Instant?
+        /// Which sleep a timer belongs to: a timer of an earlier sleep wakes nothing.
+        var generation: UInt64 = 0
         var stopped = false
+
+        mutating func takeSleeper() -> CheckedContinuation<Void, Never>? {
+            defer { sleeper = nil; wakeAt = nil }
+            return sleeper
+        }
     }
 
     private let state = Mutex(State())
@@ -25,13 +33,11 @@ public final class RoundScheduler: Sendable {
 
     /// Work falls due at `instant` (now by default): a round runs then.
     public func due(at instant: ContinuousClock.Instant = .now) {
-        let woken = state.withLock { state -> CheckedContinuation<Void, Never>? in
+        state.withLock { state -> CheckedContinuation<Void, Never>? in
             if state.announced.map({ instant < $0 }) ?? true { state.announced = instant }
             guard let wakeAt = state.wakeAt, instant < wakeAt else { return nil }
-            defer { state.sleeper = nil; state.wakeAt = nil }
-            return state.sleeper
-        }
-        woken?.resume()
+            return state.takeSleeper()
+        }?.resume()
     }
 
     /// Runs rounds until the task is cancelled. A round returns the seconds until its next work
@@ -54,26 +60,26 @@ public final class RoundScheduler: Sendable {
         } onCancel: {
             state.withLock { state -> CheckedContinuation<Void, Never>? in
                 state.stopped = true
-                defer { state.sleeper = nil; state.wakeAt = nil }
-                return state.sleeper
+                return state.takeSleeper()
             }?.resume()
         }
     }
 
     /// Until `instant`, or sooner when work is announced for earlier or the loop is cancelled.
     private func sleep(until instant: ContinuousClock.Instant) async {
+        let generation = state.withLock { state -> UInt64 in
+            state.generation &+= 1
+            return state.generation
+        }
         let timer = Task {
-            try? await Task.sleep(until: instant, clock: .continuous)
-            // A timer that outlived its sleep may wake a later one: that loop looks and sleeps again.
-            state.withLock { state -> CheckedContinuation<Void, Never>? in
-                defer { state.sleeper = nil; state.wakeAt = nil }
-                return state.sleeper
-            }?.resume()
+            guard (try? await Task.sleep(until: instant, clock: .continuous)) != nil else { return }
+            state.withLock { state in state.generation == generation ? state.takeSleeper() : nil }?.resume()
         }
         await withCheckedContinuation { continuation in
             let now = state.withLock { state -> Bool in
-                // An announcement that came in since the loop looked, or a cancellation.
-                if state.stopped || (state.announced.map { $0 < instant } ?? false) { return true }
+                // Cancelled, announced for earlier since the loop looked, or already due (the
+                // timer may have fired before the sleeper was stored).
+                if state.stopped || (state.announced.map { $0 < instant } ?? false) || ContinuousClock.now >= instant { return true }
                 state.sleeper = continuation
                 state.wakeAt = instant
                 return false

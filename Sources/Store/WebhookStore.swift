@@ -26,7 +26,9 @@ public struct DueDelivery: Sendable {
     public var webhookID: String
     public var event: String
     public var url: String
-    public var secret: String
+    /// Nil when it cannot be opened (`secretProblem` says why): the attempt fails without sending.
+    public var secret: String?
+    public var secretProblem: String?
     public var payload: JSONValue
     /// Unix seconds: when the event happened.
     public var createdAt: Double
@@ -181,11 +183,19 @@ public struct WebhookStore: Sendable {
         for row in rows {
             guard let tenantID = try row.decode("tenant_id", as: String?.self), let sealed = try row.decode("secret", as: String?.self) else { continue }
             let webhookID: String = try row.decode("webhook_id")
-            guard let secrets else { throw SecretBox.Invalid(description: "webhook secrets cannot be opened: AGENTD_SECRETS_KEY is not set") }
+            // Each row on its own: a secret that does not open fails its delivery's attempt, not the batch.
+            var secret: String?
+            var problem: String?
+            do {
+                guard let secrets else { throw SecretBox.Invalid(description: "AGENTD_SECRETS_KEY is not set") }
+                secret = try secrets.open(sealed, context: Self.context(tenantID, webhookID))
+            } catch {
+                problem = "the webhook's secret cannot be opened: \(error)"
+            }
             due.append(
                 DueDelivery(
                     tenantID: tenantID, deliveryID: try row.decode("delivery_id"), webhookID: webhookID, event: try row.decode("event"),
-                    url: try row.decode("url"), secret: try secrets.open(sealed, context: Self.context(tenantID, webhookID)),
+                    url: try row.decode("url"), secret: secret, secretProblem: problem,
                     payload: try JSONValue(parsing: try row.decode("payload", as: PostgresJSON.self).bytes),
                     createdAt: try row.decode("created"), attempt: try row.decode("attempts")))
         }
@@ -193,9 +203,9 @@ public struct WebhookStore: Sendable {
     }
 
     /// Records an attempt and what follows: delivered, tried again after `retryAfter` seconds, or
-    /// given up once the delivery window has passed (the last attempt falls at its end). Written
-    /// only while the attempt is still the delivery's latest (a slow attempt whose claim ran out
-    /// and was taken over records its attempt row only).
+    /// given up once the delivery window has passed (the last attempt falls at its end). A failure
+    /// is written only while the attempt is still the delivery's latest (a slow attempt whose claim
+    /// ran out and was taken over records its attempt row only); a 2xx always delivers.
     public func record(
         _ delivery: DueDelivery, statusCode: Int?, latencyMilliseconds: Double, error: String?, delivered: Bool, retryAfter: Double
     ) async throws {
@@ -217,7 +227,7 @@ public struct WebhookStore: Sendable {
                     next_attempt_at = least(now() + make_interval(secs => \(retryAfter)),
                                             d.created_at + make_interval(secs => \(Self.deliveryWindowSeconds)))
                 WHERE d.tenant_id = \(delivery.tenantID) AND d.delivery_id = \(delivery.deliveryID)::uuid
-                  AND d.attempts = \(delivery.attempt) AND d.state = 'pending' AND (SELECT count(*) FROM attempt) >= 0
+                  AND (\(delivered) OR d.attempts = \(delivery.attempt)) AND d.state = 'pending' AND (SELECT count(*) FROM attempt) >= 0
                 """)
         }
     }

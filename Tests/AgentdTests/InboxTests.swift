@@ -168,7 +168,7 @@ struct InboxTests {
         #expect(try second.scalar("SELECT expired::int FROM report_approvals") == 1)
     }
 
-    @Test("an agent sets its own timeout and action (accept runs the tool; 0 waits for a human); a human before the deadline decides; a cancelled approval's deadline is dropped")
+    @Test("an agent sets its own timeout and action (accept runs the tool; 0 waits for a human); a human before the deadline decides; a cancelled approval is withdrawn")
     func agentTimeouts() async throws {
         let service = try await ServiceHarness.start(model: hotelModel) { $0.approvalTimeoutSeconds = 3600 }
         defer { Task { await service.stop() } }

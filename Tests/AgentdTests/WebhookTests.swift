@@ -202,4 +202,49 @@ struct WebhookTests {
         try await Task.sleep(for: .seconds(1.5))
         #expect(try first.scalar("SELECT attempts FROM webhook_deliveries WHERE webhook_id = 'gone'") == attemptsThen)
     }
+
+    @Test("a receiver that sends its headers and never its body costs one attempt of 10 s, and holds up no other delivery")
+    func stalledBody() async throws {
+        let receiver = try await WebhookReceiver(secret: Self.secret)
+        defer { receiver.stop() }
+        let service = try await ServiceHarness.start(configure: {
+            $0.secretsKey = testSecretsKey
+            $0.outboundAllowedHosts = ["127.0.0.1"]
+        })
+        defer { Task { await service.stop() } }
+        #expect(try await put(service, "stall", ["url": .string(receiver.url(path: "/stall")), "secret": .string(Self.secret), "events": ["completed"]]).status == 200)
+        #expect(try await service.invoke("u1", "s1", "t1", "hello").status == 200)
+        let stalled = try await received(receiver, within: 20) { $0["stalled"] == 1 }
+        #expect(stalled["stalled"] == 1)
+        // Registered after the stalled attempt began: delivered while it still hangs.
+        #expect(try await put(service, "fine", ["url": .string(receiver.url), "secret": .string(Self.secret), "events": ["completed"]]).status == 200)
+        #expect(try await service.invoke("u1", "s2", "t1", "hello").status == 200)
+        let clock = ContinuousClock()
+        let deadline = clock.now + .seconds(30)
+        while try service.scalar("SELECT count(*) FROM webhook_attempts a JOIN webhook_deliveries d USING (tenant_id, delivery_id) WHERE d.webhook_id = 'stall'") == 0,
+            clock.now < deadline
+        {
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        let attempt = try #require(
+            try service.rows("""
+                SELECT a.status_code, a.error, a.latency_ms FROM webhook_attempts a JOIN webhook_deliveries d USING (tenant_id, delivery_id)
+                WHERE d.webhook_id = 'stall' ORDER BY a.attempt LIMIT 1
+                """).first)
+        #expect(try attempt.decode("error", as: String?.self) == "no answer within 10.0 s")
+        #expect(try attempt.decode("latency_ms", as: Double.self) >= 9_900)
+        #expect(try service.scalar("SELECT count(*) FROM webhook_deliveries WHERE webhook_id = 'fine' AND state = 'delivered'") == 1)
+        let fine = try service.rows("""
+            SELECT extract(epoch FROM a.attempted_at)::float8 AS at FROM webhook_attempts a JOIN webhook_deliveries d USING (tenant_id, delivery_id)
+            WHERE d.webhook_id = 'fine'
+            """)
+        let stalledAttempt = try service.rows("""
+            SELECT extract(epoch FROM a.attempted_at)::float8 AS at FROM webhook_attempts a JOIN webhook_deliveries d USING (tenant_id, delivery_id)
+            WHERE d.webhook_id = 'stall' ORDER BY a.attempt LIMIT 1
+            """)
+        // The fine one was recorded before the stalled attempt gave up.
+        if let fineAt = try fine.first?.decode("at", as: Double.self), let stallAt = try stalledAttempt.first?.decode("at", as: Double.self) {
+            #expect(fineAt < stallAt)
+        }
+    }
 }

@@ -23,6 +23,7 @@ attempts = {}  # delivery id -> [unix time of each attempt]
 applied = {}  # delivery id -> the body, applied once
 duplicates = 0
 bad_signatures = 0
+stalled = []  # when each /stall request came
 
 
 def verified(headers, body: bytes) -> bool:
@@ -52,11 +53,22 @@ class Handler(BaseHTTPRequestHandler):
                 "applied": list(applied.values()),
                 "duplicates": duplicates,
                 "bad_signatures": bad_signatures,
+                "stalled": len(stalled),
             })
 
     def do_POST(self):
         global duplicates, bad_signatures
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        if self.path == "/stall":
+            # Headers at once, then a body that never comes: the sender's deadline must cover it.
+            with lock:
+                stalled.append(time.time())
+            self.send_response(200)
+            self.send_header("Content-Length", "100")
+            self.end_headers()
+            self.wfile.flush()
+            time.sleep(60)
+            return
         try:
             good = verified(self.headers, body)
         except Exception:
