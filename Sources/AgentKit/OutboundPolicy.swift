@@ -1,6 +1,6 @@
 import Foundation
 
-/// The shape every outbound URL a tenant configures must have (MCP servers, webhooks later).
+/// The shape every outbound URL a tenant configures must have (MCP servers, webhooks).
 public enum OutboundURL {
     /// Why `text` cannot be called, or nil.
     public static func problem(with text: String) -> String? {
@@ -19,6 +19,11 @@ public enum OutboundURL {
         }
         if components.fragment != nil { return "must not have a #fragment" }
         if let port = components.port, !(1...65535).contains(port) { return "has an invalid port" }
+        // Written as it is sent: a NUL cannot be stored, and a space or a raw non-ASCII letter is
+        // read differently by different parsers (percent-encoding is one spelling for all).
+        if let odd = text.unicodeScalars.first(where: { !$0.isASCII || $0.properties.generalCategory == .control || $0 == " " }) {
+            return "must be written in printable ASCII, percent-encoded (found U+\(String(odd.value, radix: 16, uppercase: true)))"
+        }
         return nil
     }
 

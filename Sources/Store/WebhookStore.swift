@@ -212,6 +212,7 @@ public struct WebhookStore: Sendable {
         try await pool.tenant(delivery.tenantID) { connection in
             try connection.query("""
                 WITH attempt AS (
+                    -- Runs whatever the UPDATE finds: a data-modifying CTE always runs to completion.
                     INSERT INTO webhook_attempts (tenant_id, delivery_id, attempt, status_code, latency_ms, error)
                     SELECT \(delivery.tenantID), \(delivery.deliveryID)::uuid, \(delivery.attempt), \(statusCode), \(latencyMilliseconds), \(error)
                     WHERE EXISTS (SELECT 1 FROM webhook_deliveries WHERE tenant_id = \(delivery.tenantID) AND delivery_id = \(delivery.deliveryID)::uuid)
@@ -227,7 +228,7 @@ public struct WebhookStore: Sendable {
                     next_attempt_at = least(now() + make_interval(secs => \(retryAfter)),
                                             d.created_at + make_interval(secs => \(Self.deliveryWindowSeconds)))
                 WHERE d.tenant_id = \(delivery.tenantID) AND d.delivery_id = \(delivery.deliveryID)::uuid
-                  AND (\(delivered) OR d.attempts = \(delivery.attempt)) AND d.state = 'pending' AND (SELECT count(*) FROM attempt) >= 0
+                  AND (\(delivered) OR d.attempts = \(delivery.attempt)) AND d.state = 'pending'
                 """)
         }
     }

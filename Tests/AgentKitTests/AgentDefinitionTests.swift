@@ -128,6 +128,11 @@ struct AgentDefinitionTests {
         #expect(OutboundURL.problem(with: "https://MAPS.Example.com/mcp") == nil)
         #expect(OutboundURL.host(of: "https://MAPS.Example.com/mcp") == "maps.example.com")
         #expect(OutboundURL.problem(with: "https://карты.example/mcp") != nil)
+        // Written as sent: no NUL (PostgreSQL cannot store it), spaces or raw non-ASCII anywhere.
+        #expect(OutboundURL.problem(with: "https://a.example/h\u{0}x")?.contains("U+0") == true)
+        #expect(OutboundURL.problem(with: "https://a.example/a b")?.contains("U+20") == true)
+        #expect(OutboundURL.problem(with: "https://a.example/карты")?.contains("printable ASCII") == true)
+        #expect(OutboundURL.problem(with: "https://a.example/%D0%BA?q=%20") == nil)
         #expect(OutboundURL.origin(of: "https://a.example/x") == OutboundURL.origin(of: "https://A.example:443/y"))
         #expect(OutboundURL.origin(of: "https://a.example/x") != OutboundURL.origin(of: "http://a.example/x"))
         #expect(IPAddress("1.2.3") == nil)

@@ -59,6 +59,9 @@ struct WebhookTests {
             (["url": "http://127.0.0.1:9/hook", "secret": .string(Self.secret), "events": ["completed"]], "url:"),
             (["url": "http://10.1.2.3/hook", "secret": .string(Self.secret), "events": ["completed"]], "url:"),
             (["url": "ftp://hooks.example.com/", "secret": .string(Self.secret), "events": ["completed"]], "url:"),
+            (["url": "https://hooks.example.com/h\u{0}x", "secret": .string(Self.secret), "events": ["completed"]], "url:"),
+            (["url": "https://hooks.example.com/a b", "secret": .string(Self.secret), "events": ["completed"]], "url:"),
+            (["url": .string("https://hooks.example.com/" + String(repeating: "a", count: 3000)), "secret": .string(Self.secret), "events": ["completed"]], "url:"),
             (["secret": .string(Self.secret), "events": ["completed"]], "url:"),
             (["url": "https://hooks.example.com/", "secret": "short", "events": ["completed"]], "secret:"),
             (["url": "https://hooks.example.com/", "events": ["completed"]], "secret:"),
@@ -132,6 +135,11 @@ struct WebhookTests {
                 #expect(times[2] - times[1] >= 1.75)
             }
         }
+        // The receiver answers before the sender records its answer: wait for the records.
+        let recorded = ContinuousClock.now + .seconds(20)
+        while try service.scalar("SELECT count(*) FROM webhook_deliveries WHERE state = 'delivered'") < 3, ContinuousClock.now < recorded {
+            try await Task.sleep(for: .milliseconds(100))
+        }
         let attempts = try service.rows("""
             SELECT a.status_code, a.latency_ms, a.error, d.state, d.finished_at IS NOT NULL AS finished
             FROM webhook_attempts a JOIN webhook_deliveries d USING (tenant_id, delivery_id)
@@ -170,6 +178,11 @@ struct WebhookTests {
         #expect(stats["applied"]?.arrayItems.count == 20)
         #expect(stats["duplicates"] == 0)
         #expect(stats["attempts"]?.objectValue?.values.allSatisfy { $0 == 1 } == true)
+        // The receiver answers before the sender records its answer: wait for the records.
+        let recorded = ContinuousClock.now + .seconds(20)
+        while try first.scalar("SELECT count(*) FROM webhook_deliveries WHERE state = 'delivered'") < 20, ContinuousClock.now < recorded {
+            try await Task.sleep(for: .milliseconds(100))
+        }
         #expect(try first.scalar("SELECT count(*) FROM webhook_deliveries WHERE state = 'delivered' AND attempts = 1") == 20)
 
         // Nothing listens there: each attempt is recorded with its error, and none after a day.
