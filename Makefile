@@ -9,7 +9,7 @@ DEV_DATABASE_URL := postgres://postgres@127.0.0.1:$(DEV_PG_PORT)/agentd
 # invalidate) the debug build.
 RELEASE := -c release --scratch-path .build-release
 
-.PHONY: all build run test deps db db-stop clean bench bench-smoke bench-memory fuzz chaos mcp-example
+.PHONY: all build run test test-console deps db db-stop clean bench bench-smoke bench-memory fuzz chaos mcp-example
 
 all: build
 
@@ -26,10 +26,19 @@ run: build
 	DATABASE_URL="$${DATABASE_URL:-$(DEV_DATABASE_URL)}" exec "$$($(SWIFT) build --show-bin-path)/agentd" serve
 
 # Builds first so that the cluster is up only while tests run. The MCP tests start a real MCP
-# server: the Python MCP SDK from PyPI, in .data/mcp-venv (scripts/mcp-venv.sh).
+# server: the Python MCP SDK from PyPI, in .data/mcp-venv (scripts/mcp-venv.sh). The console's
+# test drives headless Chromium (Debian) through Selenium (PyPI, .data/browser-venv:
+# scripts/browser-venv.sh) and leaves its screenshots in .data/screenshots. It runs after the
+# rest, alone: Chromium's CPU would otherwise starve the suite's deadline tests on two cores.
 test: deps
 	$(SWIFT) build --build-tests
-	MCP_PYTHON="$$(scripts/mcp-venv.sh)" scripts/with-test-db.sh $(SWIFT) test --skip-build
+	MCP_PYTHON="$$(scripts/mcp-venv.sh)" CONSOLE_PYTHON="$$(scripts/browser-venv.sh)" scripts/with-test-db.sh sh -c \
+		'$(SWIFT) test --skip-build --skip ConsoleBrowserTests && $(SWIFT) test --skip-build --filter ConsoleBrowserTests'
+
+# The console's browser test alone (make test runs it too).
+test-console: deps
+	$(SWIFT) build --build-tests
+	CONSOLE_PYTHON="$$(scripts/browser-venv.sh)" scripts/with-test-db.sh $(SWIFT) test --skip-build --filter ConsoleBrowserTests
 
 # The service under load (BENCHMARKS.md): release build, a throwaway cluster with production's
 # durability (fsync and synchronous_commit on) and pg_stat_statements, the scripted model server,

@@ -28,6 +28,7 @@ public struct AgentController: Sendable {
         routes.post("/agent/resume/batch", use: resumeBatch)
         routes.post("/agent/cancel", use: cancel)
         routes.get("/system/info", use: systemInfo)
+        routes.get("/system/whoami", use: whoami)
         routes.get("/agent/active/sessionid/:user_id", use: activeSession)
         routes.get("/agent/sessionids/:user_id", use: sessionIDs)
         routes.get("/agent/tasks/:user_id/:session_id", use: taskIDs)
@@ -67,6 +68,8 @@ public struct AgentController: Sendable {
         var task_id: String
         var response_type: String
         var args: JSONValue?
+        /// An extension: the tool call the decider saw (`interrupt_data.tool_call_id`); another is 409.
+        var tool_call_id: String?
     }
 
     struct LongMemRequest: Decodable {
@@ -148,6 +151,8 @@ public struct AgentController: Sendable {
 
     /// Most decisions of one `POST /agent/resume/batch`.
     public static let maxBatchDecisions = 100
+    /// Longest `tool_call_id` a decision may name (models' ids are short; this only bounds input).
+    public static let maxToolCallIDBytes = 512
 
     /// `POST /agent/resume/batch`: each decision applied as `/agent/resume` would, in order; each
     /// gets its own result (the status and detail a single resume would answer), so one bad item
@@ -192,7 +197,12 @@ public struct AgentController: Sendable {
         // PostgreSQL's jsonb cannot hold NUL, in a key or in a value.
         if decision.args?.containsNUL == true { throw APIError.unprocessable("args must not contain NUL characters") }
         if let problem = decision.problem { throw APIError.unprocessable(problem) }
-        switch try await tasks.resume(key, decision: decision, apiKeyID: context.keyID, maxInFlight: context.maxTasksInFlight) {
+        if let call = body.tool_call_id, call.isEmpty || call.utf8.count > Self.maxToolCallIDBytes || call.contains("\u{0}") {
+            throw APIError.unprocessable("tool_call_id must be 1 to \(Self.maxToolCallIDBytes) bytes without NUL")
+        }
+        let outcome = try await tasks.resume(
+            key, decision: decision, toolCallID: body.tool_call_id, apiKeyID: context.keyID, maxInFlight: context.maxTasksInFlight)
+        switch outcome {
         case .queued:
             return key
         case .limited:
@@ -201,6 +211,8 @@ public struct AgentController: Sendable {
             throw APIError.notFound("task \(key.userID):\(key.sessionID):\(key.taskID) not found")
         case .notInterrupted(let state):
             throw APIError.conflict("task \(key.taskID) is not waiting for a human decision (it is \(Self.statusValue(state)))")
+        case .waitsOnAnotherCall(let waiting):
+            throw APIError.conflict("task \(key.taskID) now waits on tool call \(waiting), not \(body.tool_call_id ?? "")")
         }
     }
 
@@ -208,6 +220,14 @@ public struct AgentController: Sendable {
         // A user key sees its own user; an admin key every tenant; others their tenant.
         let summary = try await sessions.summary(tenantID: context.isAdmin ? nil : context.tenantID, userID: context.userScope)
         return JSONBody.response(["sessions_count": .number(Double(summary.sessions)), "active_users": .array(summary.users.map(JSONValue.string))])
+    }
+
+    /// Who the request acts as: what the console shows and narrows its pages to.
+    @Sendable func whoami(_ request: Request, context: TenantRequestContext) async throws -> Response {
+        JSONBody.response([
+            "tenant_id": .string(context.tenantID), "user_id": context.userScope.map(JSONValue.string) ?? .null,
+            "key_id": context.keyID.map(JSONValue.string) ?? .null, "operator": .bool(context.isAdmin), "open_mode": .bool(context.keyID == nil),
+        ])
     }
 
     @Sendable func activeSession(_ request: Request, context: TenantRequestContext) async throws -> Response {

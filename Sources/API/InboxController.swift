@@ -61,7 +61,6 @@ public struct InboxController: Sendable {
             "tenant_id": .string(item.key.tenantID), "user_id": .string(item.key.userID), "session_id": .string(item.key.sessionID),
             "task_id": .string(item.key.taskID), "tool_call_id": .string(item.toolCallID), "tool": .string(item.toolName),
             "agent_id": .string(item.agentID), "interrupt_data": item.interruptData, "created_at": .number(item.createdAt),
-            // Approvals do not expire yet (issue 16's expiry comes next): none has a deadline.
             "expires_at": item.expiresAt.map(JSONValue.number) ?? .null, "last_query": .string(item.lastQuery),
         ]
     }

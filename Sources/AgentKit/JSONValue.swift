@@ -66,6 +66,12 @@ public enum JSONValue: Sendable, Hashable, Codable {
         objectValue?[key]
     }
 
+    /// The array's element at `index`; nil when this is not an array or it is too short.
+    public subscript(index: Int) -> JSONValue? {
+        guard case .array(let values) = self, values.indices.contains(index) else { return nil }
+        return values[index]
+    }
+
     /// Compact JSON text with sorted keys, so equal values print alike.
     public var jsonText: String {
         String(decoding: serialized, as: UTF8.self)

@@ -122,6 +122,9 @@ public enum AgentdServer {
         let openAPI = Self.openAPIDocument()
         if openAPI == nil { logger.warning("openapi.yaml not found beside the sql/ folder; GET /openapi.yaml answers 404") }
         router.addRoutes(PublicController(checkDatabase: { try await pool.healthCheck() }, openAPI: openAPI).endpoints)
+        let consoleFiles = Self.consoleFiles()
+        if consoleFiles == nil { logger.warning("console/ not found beside the sql/ folder; /console/ answers 404") }
+        router.addRoutes(ConsoleController(files: consoleFiles ?? [:], isOpen: { open ? try await !keys.anyActive() : false }).endpoints)
         // Peers authenticate with this process's own secret, not with API keys.
         let peers = PeerDirectory(pool: pool)
         let secret = PeerRelay.makeSecret()
@@ -141,6 +144,7 @@ public enum AgentdServer {
         data.addRoutes(
             AgentsController(agents: agents, builtinTools: catalog.builtinToolNames, outbound: configuration.outboundPolicy).endpoints)
         data.addRoutes(WebhooksController(webhooks: webhooks, outbound: configuration.outboundPolicy).endpoints)
+        data.addRoutes(ReportsController(reports: ReportStore(pool: pool)).endpoints)
         let events = EventStore(pool: pool)
         let poller = EventPoller(interval: EventPoller.defaultInterval, watch: watch, logger: logger) { try await events.latest($0) }
         data.addRoutes(
@@ -209,6 +213,12 @@ public enum AgentdServer {
         guard let sql = Migrator.locateDirectory() else { return nil }
         let url = sql.standardizedFileURL.deletingLastPathComponent().appendingPathComponent("openapi.yaml")
         return FileManager.default.contents(atPath: url.path).map { ByteBuffer(bytes: $0) }
+    }
+
+    /// The web console's files: `console/` in the same root as sql/ and openapi.yaml.
+    static func consoleFiles() -> [String: ConsoleController.File]? {
+        guard let sql = Migrator.locateDirectory() else { return nil }
+        return ConsoleController.load(from: sql.standardizedFileURL.deletingLastPathComponent().appendingPathComponent("console"))
     }
 
     public struct RefusedToStart: Error, CustomStringConvertible {

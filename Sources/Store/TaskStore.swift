@@ -35,6 +35,9 @@ public struct TaskStore: Sendable {
         case notInterrupted(TaskState)
         /// The resuming key already has its limit of tasks queued or running.
         case limited
+        /// The task waits on another tool call than the one the decision named (it was decided
+        /// by someone else and has asked again since): the id of the call it waits on.
+        case waitsOnAnotherCall(String)
     }
 
     public enum CancelOutcome: Sendable, Equatable {
@@ -174,7 +177,10 @@ public struct TaskStore: Sendable {
     /// Records the human decision on the pending approval and queues the task again, in one
     /// statement. Of two concurrent resumes, exactly one finds the task interrupted. A resume
     /// queues the task under the resuming key, so it counts against that key's in-flight limit.
-    public func resume(_ key: TaskKey, decision: HumanDecision, apiKeyID: String? = nil, maxInFlight: Int? = nil) async throws -> ResumeOutcome {
+    /// - Parameter toolCallID: the call the decider saw; the task is resumed only while it waits on that one.
+    public func resume(
+        _ key: TaskKey, decision: HumanDecision, toolCallID: String? = nil, apiKeyID: String? = nil, maxInFlight: Int? = nil
+    ) async throws -> ResumeOutcome {
         let args = try decision.args.map { try StoreCoding.json($0) }
         let decisionEvent = EventRecord(
             kind: .decision,
@@ -188,6 +194,7 @@ public struct TaskStore: Sendable {
                     UPDATE tasks SET state = 'queued', message = 'queued', queued_at = clock_timestamp(), updated_at = now(),
                                      api_key_id = \(apiKeyID), events = tasks.events + 2
                     WHERE \(fragment: key.matchesTask()) AND state = 'interrupted' AND (SELECT ok FROM room)
+                      AND (\(toolCallID)::text IS NULL OR interrupt_data ->> 'tool_call_id' = \(toolCallID))
                     RETURNING interrupt_data ->> 'tool_call_id' AS tool_call_id, \(unsafeSQL: EventRecord.returning)
                 ), logged AS (\(fragment: EventRecord.append(decisionEvent, .with(.queued, ["reason": "resumed"]), from: "task"))),
                 decided AS (
@@ -208,13 +215,16 @@ public struct TaskStore: Sendable {
                        (SELECT ok FROM room) AS room
                 """).first
             if try resumed?.decode("resumed", as: Int.self) == 1 { return .queued }
-            guard let state = try connection.query("""
-                SELECT state FROM tasks
+            guard let row = try connection.query("""
+                SELECT state, interrupt_data ->> 'tool_call_id' AS waiting FROM tasks
                 WHERE \(fragment: key.matchesTask())
-                """).first?.decode("state", as: String.self)
+                """).first
             else { return .notFound }
-            let current = TaskState(rawValue: state) ?? .queued
+            let current = TaskState(rawValue: try row.decode("state", as: String.self)) ?? .queued
             if current == .interrupted, try resumed?.decode("room", as: Bool.self) == false { return .limited }
+            if current == .interrupted, let toolCallID, let waiting = try row.decode("waiting", as: String?.self), waiting != toolCallID {
+                return .waitsOnAnotherCall(waiting)
+            }
             return .notInterrupted(current)
         }
     }

@@ -114,6 +114,47 @@ struct InboxTests {
         #expect(try await call(service, .POST, "/agent/resume/batch", ["decision": []], key: keys.tenantA).status == 422)
     }
 
+    @Test("a decision that names the tool call it saw is refused (409, nothing changed) once the task waits on another call")
+    func decisionOnTheCallSeen() async throws {
+        // Two bookings, one after the other: the task waits on call_1, then on call_2.
+        let service = try await ServiceHarness.start(model: { request in
+            switch request.messages.filter({ $0.type == .tool }).count {
+            case 0: return .toolCalls([ToolCall(id: "call_1", name: "book_hotel", args: ["hotel_name": "如家酒店"])])
+            case 1: return .toolCalls([ToolCall(id: "call_2", name: "book_hotel", args: ["hotel_name": "汉庭酒店"])])
+            default: return .text("both booked")
+            }
+        })
+        defer { Task { await service.stop() } }
+        _ = try await service.invoke("u1", "s1", "t1", "book two")
+        #expect(try await service.settle("u1", "s1", "t1")["status"] == "interrupted")
+        func decide(_ call: JSONValue, _ type: String = "accept") async throws -> ServiceHarness.Reply {
+            try await service.post("/agent/resume", ["user_id": "u1", "session_id": "s1", "task_id": "t1", "response_type": .string(type), "tool_call_id": call])
+        }
+        for bad: JSONValue in ["", .string(String(repeating: "x", count: 513)), "a\u{0}b", 7] {
+            #expect([400, 422].contains(try await decide(bad).status), "\(bad)")
+        }
+        #expect(try await decide("call_1").status == 200)
+        #expect(try await eventually(20) {
+            try await service.get("/agent/status/u1/s1/t1")["last_response"]?["interrupt_data"]?["tool_call_id"] == "call_2"
+        })
+        // Someone decided call_1 an instant ago; this approver still sees it.
+        let stale = try await decide("call_1", "reject")
+        #expect(stale.status == 409)
+        #expect(stale["detail"] == "task t1 now waits on tool call call_2, not call_1")
+        let batch = try await service.post("/agent/resume/batch", [
+            "decisions": [["user_id": "u1", "session_id": "s1", "task_id": "t1", "response_type": "reject", "tool_call_id": "call_1"]]
+        ])
+        #expect(batch["results"]?[0]?["status_code"] == 409)
+        #expect(try service.scalar("SELECT count(*) FROM interrupts WHERE tool_call_id = 'call_2' AND decision IS NULL") == 1)
+        #expect(try service.scalar("SELECT count(*) FROM tasks WHERE state = 'interrupted'") == 1)
+        #expect(try await decide("call_2").status == 200)
+        let done = try await service.settle("u1", "s1", "t1")
+        #expect(done["status"] == "completed")
+        #expect(try service.scalar("SELECT count(*) FROM tool_calls WHERE status = 'ok'") == 2)
+        // An ended task refuses any decision, whatever call it names.
+        #expect(try await decide("call_2").status == 409)
+    }
+
     /// Polls until `condition` holds or `seconds` pass.
     func eventually(_ seconds: Double, _ condition: () async throws -> Bool) async throws -> Bool {
         let deadline = ContinuousClock.now + .seconds(seconds)

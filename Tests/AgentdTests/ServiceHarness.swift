@@ -101,10 +101,11 @@ final class ServiceHarness: Sendable {
 
     func send(
         _ method: HTTPMethod, _ path: String, body: String? = nil, contentType: String? = "application/json", authorization: String? = nil,
-        rawBody: [UInt8]? = nil
+        rawBody: [UInt8]? = nil, extraHeaders: [(String, String)] = []
     ) async throws -> Reply {
         var request = HTTPClientRequest(url: baseURL + path)
         request.method = method
+        for (name, value) in extraHeaders { request.headers.add(name: name, value: value) }
         if let contentType { request.headers.add(name: "Content-Type", value: contentType) }
         if let authorization { request.headers.add(name: "Authorization", value: authorization) }
         if let body { request.body = .bytes(ByteBuffer(string: body)) }
