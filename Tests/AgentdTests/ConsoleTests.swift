@@ -24,7 +24,7 @@ struct ConsoleTests {
         let port = try #require(URL(string: service.baseURL)?.port)
         let raw = try #require(RawConnection(port: port))
         raw.send("GET /console HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-        let redirect = raw.readAll(within: .seconds(10))
+        let redirect = await raw.readAll(within: .seconds(10))
         #expect(redirect.hasPrefix("HTTP/1.1 308"), "\(redirect.prefix(200))")
         #expect(redirect.lowercased().contains("location: /console/\r\n"), "\(redirect.prefix(200))")
 

@@ -51,7 +51,7 @@ final class PrivateCluster: Sendable {
 struct DatabaseRestartTests {
     @Test("PostgreSQL restarted under load: quick 503s during the outage, reconnection by itself, every accepted task completes")
     func restartUnderLoad() async throws {
-        let cluster = try await Task.detached { try PrivateCluster() }.value
+        let cluster = try await offPool { try PrivateCluster() }
         defer { cluster.remove() }
         let pool = PostgresPool(configuration: .init(conninfo: cluster.url, size: 1))
         try await Migrator(directory: TestDatabase.sqlDirectory).migrate(pool)
@@ -73,7 +73,7 @@ struct DatabaseRestartTests {
         while try service.scalar("SELECT count(*) FROM tasks WHERE state = 'running'") == 0 {
             try await Task.sleep(for: .milliseconds(5))
         }
-        try await Task.detached { try cluster.stop() }.value
+        try await offPool { try cluster.stop() }
 
         // During the outage: every request is answered 503 with a detail, quickly.
         var outageAnswers: [Int: Int] = [:]
@@ -93,7 +93,7 @@ struct DatabaseRestartTests {
         }
         #expect(slowest < .seconds(6))
 
-        try await Task.detached { try cluster.start() }.value
+        try await offPool { try cluster.start() }
         let restarted = clock.now
         // Every task accepted before the restart completes, exactly once.
         var remaining = accepted

@@ -1,7 +1,9 @@
 import Foundation
 
-/// A raw TCP connection to the service, for sending what no HTTP client would.
-final class RawConnection {
+/// A raw TCP connection to the service, for sending what no HTTP client would. Its reads block,
+/// so they run off Swift's cooperative pool (`offPool`): the in-process server they wait for
+/// needs that pool to answer.
+final class RawConnection: @unchecked Sendable {
     let descriptor: Int32
 
     init?(port: Int) {
@@ -27,13 +29,22 @@ final class RawConnection {
     }
 
     /// Waits up to `timeout` for the server to close the connection; true when it did.
-    func closedByServer(within timeout: Duration) -> Bool { drain(within: timeout).closed }
+    func closedByServer(within timeout: Duration) async -> Bool { await blocking { $0.drain(within: timeout).closed } }
 
     /// Closes the sending side (the server reads end of stream), keeping the connection open to read.
     func shutdownWrite() { shutdown(descriptor, Int32(SHUT_WR)) }
 
     /// What the server sends until it closes the connection or `timeout` passes.
-    func readAll(within timeout: Duration) -> String { String(decoding: drain(within: timeout).received, as: UTF8.self) }
+    func readAll(within timeout: Duration) async -> String {
+        await blocking { String(decoding: $0.drain(within: timeout).received, as: UTF8.self) }
+    }
+
+    /// `offPool` for reads, which cannot fail.
+    private func blocking<Value: Sendable>(_ body: @escaping @Sendable (RawConnection) -> Value) async -> Value {
+        await withCheckedContinuation { continuation in
+            Thread { continuation.resume(returning: body(self)) }.start()
+        }
+    }
 
     /// Reads until the server closes the connection or `timeout` passes.
     private func drain(within timeout: Duration) -> (received: [UInt8], closed: Bool) {

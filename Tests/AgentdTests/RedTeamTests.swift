@@ -362,12 +362,10 @@ struct RedTeamTests {
         let service = try await ServiceHarness.start()
         defer { Task { await service.stop() } }
         let port = try #require(URL(string: service.baseURL)?.port)
-        let answer = try await Task.detached {
-            let connection = try #require(RawConnection(port: port))
-            connection.send("POST /agent/invoke HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"user_id\": \"u")
-            connection.shutdownWrite()
-            return connection.readAll(within: .seconds(10))
-        }.value
+        let connection = try #require(RawConnection(port: port))
+        connection.send("POST /agent/invoke HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"user_id\": \"u")
+        connection.shutdownWrite()
+        let answer = await connection.readAll(within: .seconds(10))
         #expect(answer.hasPrefix("HTTP/1.1 400"), "\(answer.prefix(80))")
         #expect(answer.contains("\"detail\""))
         #expect(try await service.get("/health").status == 200)

@@ -145,8 +145,9 @@ struct OpenAICompatibleModelTests {
 
     @Test("a reply slower than the timeout is a timeout error")
     func timeout() async throws {
-        try await withModel(timeout: .milliseconds(200), retries: 1) { model, server in
-            server.setHandler { _ in .delayed(.seconds(2), .text("too late")) }
+        // A second is room for each attempt to reach the server on a machine busy with the whole suite.
+        try await withModel(timeout: .seconds(1), retries: 1) { model, server in
+            server.setHandler { _ in .delayed(.seconds(10), .text("too late")) }
             let error = await #expect(throws: ModelError.self) { try await model.complete(Self.request) }
             #expect(error?.message.contains("timed out") == true)
             #expect(server.requestCount == 2)

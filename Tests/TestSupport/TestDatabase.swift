@@ -47,11 +47,11 @@ public enum TestDatabase {
 
     static func admin(_ body: @escaping @Sendable (PostgresConnection) throws -> Void) async throws {
         let url = try adminURL()
-        try await Task.detached {
+        try await offPool {
             let connection = try PostgresConnection.connect(url)
             defer { connection.close() }
             try body(connection)
-        }.value
+        }
     }
 
     private static let template = Template()
