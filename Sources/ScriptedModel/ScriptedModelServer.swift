@@ -85,11 +85,21 @@ public final class ScriptedModelServer: Sendable {
         self.server = server
     }
 
+    /// - Parameter control: when given, `POST /control` hands it the JSON body (the bench's model
+    ///   server, a process of its own, is told its latency this way) and answers `{}`.
     public static func start(
-        recordsRequests: Bool = true, handler: @escaping @Sendable (Request) async -> Reply = { _ in .text("scripted answer") }
+        recordsRequests: Bool = true, control: (@Sendable (JSONValue) -> Void)? = nil,
+        handler: @escaping @Sendable (Request) async -> Reply = { _ in .text("scripted answer") }
     ) async throws -> ScriptedModelServer {
         let box = Box(handler: handler, recordsRequests: recordsRequests)
         let router = Router()
+        if let control {
+            router.post("/control") { request, _ -> Response in
+                let buffer = try await request.body.collect(upTo: 1 << 20)
+                control((try? JSONDecoder().decode(JSONValue.self, from: Data(buffer: buffer))) ?? .null)
+                return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: "{}")))
+            }
+        }
         router.post("/v1/chat/completions") { request, _ -> Response in
             let buffer = try await request.body.collect(upTo: 64 << 20)
             let body = (try? JSONDecoder().decode(JSONValue.self, from: Data(buffer: buffer))) ?? .null

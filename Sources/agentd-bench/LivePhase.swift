@@ -20,10 +20,9 @@ extension Phases {
 
     func live(front: AgentdProcess, streams: Int) async throws {
         let rounds = max(1, bench.liveRounds)
-        modelLatency.setLive(count: bench.liveChunks, interval: .milliseconds(bench.liveChunkMilliseconds))
-        defer { modelLatency.setLive(count: 0, interval: .zero) }
+        try await model.setLive(count: bench.liveChunks, interval: .milliseconds(bench.liveChunkMilliseconds))
         let http = LoadClient.make(connections: streams * 2 + 8)
-        let frontClient = LoadClient(http: http, base: "http://127.0.0.1:\(front.port)", polling: false)
+        let frontClient = LoadClient(http: http, base: "http://127.0.0.1:\(front.port)", polling: false, authorization: client.authorization)
         let dataDirectory: String = try await db.query("SELECT /* agentd-bench */ current_setting('data_directory') AS dir").rows[0].decode("dir")
         let walBefore: String = try await db.query("SELECT /* agentd-bench */ pg_current_wal_lsn()::text AS lsn").rows[0].decode("lsn")
         let cpuBefore = (front: cpuSeconds(front.pid), worker: cpuSeconds(child.pid))
@@ -50,6 +49,7 @@ extension Phases {
             }
         }
         let elapsed = (clock.now - started).milliseconds / 1000
+        try await model.setLive(count: 0, interval: .zero)
         try await http.shutdown()
         let walAfter: String = try await db.query("SELECT /* agentd-bench */ pg_current_wal_lsn()::text AS lsn").rows[0].decode("lsn")
         let commits = try await Task.detached { try walCommits(dataDirectory: dataDirectory, from: walBefore, to: walAfter) }.value

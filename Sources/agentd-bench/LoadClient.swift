@@ -9,6 +9,8 @@ struct LoadClient: Sendable {
     let base: String
     /// Short polling instead of `?wait=`.
     let polling: Bool
+    /// `Bearer <key>` on every request (`--keyed`), none in open mode.
+    var authorization: String? = nil
 
     struct Failure: Error, CustomStringConvertible {
         var description: String
@@ -25,6 +27,7 @@ struct LoadClient: Sendable {
     func send(_ method: HTTPMethod, _ path: String, body: String? = nil) async throws -> (status: Int, body: ByteBuffer) {
         var request = HTTPClientRequest(url: base + path)
         request.method = method
+        if let authorization { request.headers.add(name: "authorization", value: authorization) }
         if let body {
             request.headers.add(name: "content-type", value: "application/json")
             request.body = .bytes(ByteBuffer(string: body))

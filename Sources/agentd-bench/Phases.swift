@@ -12,9 +12,23 @@ struct Phases: Sendable {
     let child: AgentdProcess
     /// Phase 8's API-only process.
     let front: AgentdProcess?
-    let modelLatency: ModelLatency
+    let model: ModelServerProcess
     let ceiling: Ceiling
     let report: Report
+
+    /// agentd's processes, PostgreSQL's, the model server's and this one's (the load generator).
+    func cpuMeter() async throws -> CPUMeter {
+        let dataDirectory: String = try await db.query("SELECT /* agentd-bench */ current_setting('data_directory') AS dir").rows[0].decode("dir")
+        let agentd = [child.pid] + (front.map { [$0.pid] } ?? [])
+        let model = self.model.pid
+        let bench = ProcessInfo.processInfo.processIdentifier
+        return CPUMeter(roles: [
+            ("agentd", { agentd.reduce(CPUMeter.Times()) { $0 + CPUMeter.times(of: $1, withReapedChildren: false) } }),
+            ("PostgreSQL", { CPUMeter.postgresTimes(dataDirectory: dataDirectory) }),
+            ("model", { CPUMeter.times(of: model, withReapedChildren: false) }),
+            ("load", { CPUMeter.times(of: bench, withReapedChildren: false) }),
+        ])
+    }
 
     func run(levels: [Int]) async throws {
         let phases = Set(bench.only.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
@@ -56,6 +70,8 @@ struct Phases: Sendable {
 
     func throughput(clients: Int, cost: Cost?) async throws {
         let prefix = "p2c\(clients)"
+        let meter = try await cpuMeter()
+        let cpuBefore = meter.read()
         let clock = ContinuousClock()
         let started = clock.now
         let end = started + .seconds(bench.seconds)
@@ -75,6 +91,7 @@ struct Phases: Sendable {
             return latencies
         }
         let elapsed = (clock.now - started).milliseconds / 1000
+        let cpu = meter.since(cpuBefore, tasks: latencies.count, seconds: elapsed)
         let observed = Sample(latencies)
         let rate = Double(observed.count) / elapsed
         let service = try await serviceTimes(prefix: prefix)
@@ -83,7 +100,7 @@ struct Phases: Sendable {
         var share = ""
         if let cost { share = String(format: "; %.0f%% of the commit ceiling in use", 100 * rate * cost.commits / ceiling.commitsPerSecond) }
         report.add(
-            "2 throughput", "\(clients) clients: tasks/s, invoke → completed (\(observed.count) tasks, clients \(client.polling ? "polling" : "waiting with ?wait="))",
+            "2 throughput", "\(clients) clients: tasks/s, invoke → completed (\(observed.count) tasks, clients \(client.polling ? "polling" : "waiting with ?wait="), \(client.authorization == nil ? "open" : "keyed"))",
             String(format: "%.0f", rate),
             ratio: String(format: "%.3f of commits/s%@", rate / ceiling.commitsPerSecond, share), aim: "≥ 1,000")
         report.add(
@@ -94,6 +111,8 @@ struct Phases: Sendable {
             "\(service.total.milliseconds(0.5)) / \(service.total.milliseconds(0.99)), \(service.dispatch.milliseconds(0.5)) / \(service.dispatch.milliseconds(0.99))"
         )
         report.add("2 throughput", "\(clients) clients: model call as agentd timed it, p50 / p99", "\(model.milliseconds(0.5)) / \(model.milliseconds(0.99))")
+        progress("throughput, \(clients) clients: CPU per task, µs user + system: \(cpu)")
+        report.add("2 throughput", "\(clients) clients: CPU per task, µs user + system, by process", cpu)
     }
 
     // MARK: 3. Dispatch latency
@@ -164,8 +183,7 @@ struct Phases: Sendable {
     func inFlight() async throws {
         let total = bench.inflight
         let model = Duration.milliseconds(Int64(bench.inflightModelSeconds * 1000))
-        modelLatency.set(model)
-        defer { modelLatency.set(.zero) }
+        try await self.model.set(latency: model)
         let peakReset = child.resetPeakMemory()
         let idle = child.memory()
         // Sampled as well, where the peak cannot be reset.
@@ -187,6 +205,7 @@ struct Phases: Sendable {
         }
         let submitted = Date().timeIntervalSince(startedAt)
         try await waitUntilDone(prefix: "p5-", count: total, timeout: .seconds(600))
+        try await self.model.set(latency: .zero)
         sampler.cancel()
         let memory = child.memory()
         let peakMemory = peakReset ? (memory?.peak ?? 0) : max(sampled.withLock { $0 }, memory?.resident ?? 0)
@@ -246,7 +265,7 @@ struct Phases: Sendable {
         let rate = Double(sample.count) / elapsed
         progress(String(format: "reads: %.0f requests/s, p99 %.2f ms", rate, sample.p(0.99)))
         report.add(
-            "6 reads", "GET \(path.hasPrefix("/agent/status") ? "/agent/status" : path) over \(connections) keep-alive connections, requests/s", String(format: "%.0f", rate),
+            "6 reads", "GET \(path.hasPrefix("/agent/status") ? "/agent/status" : path) over \(connections) keep-alive connections (\(client.authorization == nil ? "open" : "keyed")), requests/s", String(format: "%.0f", rate),
             ratio: String(format: "%.2f of selects/s", rate / ceiling.selectsPerSecond), aim: "≥ 15,000")
         report.add("6 reads", "p50 / p99", "\(sample.milliseconds(0.5)) / \(sample.milliseconds(0.99))")
     }
@@ -275,6 +294,10 @@ struct Phases: Sendable {
         let walBefore: String = try await db.query("SELECT /* agentd-bench */ pg_current_wal_lsn()::text AS lsn").rows[0].decode("lsn")
         let clients = 64
         let client = self.client
+        let meter = try await cpuMeter()
+        let cpuBefore = meter.read()
+        let clock = ContinuousClock()
+        let started = clock.now
         try await withThrowingTaskGroup(of: Void.self) { group in
             for index in 0..<clients {
                 group.addTask {
@@ -288,6 +311,7 @@ struct Phases: Sendable {
             try await group.waitForAll()
         }
         try await waitUntilDone(prefix: "p7-", count: total)
+        let cpu = meter.since(cpuBefore, tasks: total, seconds: (clock.now - started).milliseconds / 1000)
         let wal = try await db.query("""
             SELECT /* agentd-bench */ pg_current_wal_lsn()::text AS lsn, (pg_current_wal_lsn() - \(walBefore)::pg_lsn)::float8 AS bytes
             """).rows[0]
@@ -324,6 +348,8 @@ struct Phases: Sendable {
             "7 per task", "commits that wrote, per task (WAL commit records)", String(format: "%.2f", cost.commits),
             ratio: String(format: "bounds tasks/s at %.0f by commits/s", ceiling.commitsPerSecond / cost.commits))
         report.add("7 per task", "statements per task; WAL bytes per task", String(format: "%.2f; %.0f", cost.statements, cost.walBytes))
+        progress("per task: CPU, µs user + system: \(cpu)")
+        report.add("7 per task", "CPU per task, µs user + system, by process (invokes without waiting, then until done)", cpu)
         // Planning is only counted with pg_stat_statements.track_planning on (make bench sets it).
         let planning = statements.reduce(0) { $0 + $1.planning } / perTask
         let executing = statements.reduce(0) { $0 + $1.executing } / perTask

@@ -5,6 +5,7 @@ import AsyncHTTPClient
 import Foundation
 import Postgres
 import ScriptedModel
+import Store
 import Synchronization
 
 /// `make bench`: the whole service under load over HTTP, next to what the same PostgreSQL can do.
@@ -31,6 +32,7 @@ struct ServiceBench: AsyncParsableCommand {
     @Option(help: "WORKER_SLOTS of the service.") var workerSlots = 2048
     @Option(help: "DB_POOL_SIZE of the service.") var dbPoolSize = 8
     @Flag(help: "Clients poll the status (2 ms, backing off to 50 ms) instead of waiting with ?wait=.") var poll = false
+    @Flag(help: "Every request carries a tenant API key, so that the service authenticates each one (keyed mode, not open).") var keyed = false
     @Option(help: "LLM_STREAM of the service: 1 asks the model for streamed replies, 0 for whole ones.") var llmStream = 1
     @Option(help: "Event streams open at once in the live runs, comma-separated.") var liveStreams = "16,256"
     @Option(help: "Tasks each live stream follows, one after the other.") var liveRounds = 4
@@ -63,10 +65,10 @@ struct ServiceBench: AsyncParsableCommand {
         let ceiling = try await Ceiling.measure(url: url, db: db, seconds: ceilingSeconds)
         ceiling.report(into: report)
 
-        let modelLatency = ModelLatency()
-        let model = try await ScriptedModelServer.start(recordsRequests: false) { request in
-            await modelLatency.reply(to: request)
-        }
+        // Made before agentd starts, which then serves keyed from its first request.
+        let authorization = keyed ? "Bearer " + (try await Self.tenantKey(url: url)) : nil
+        // The model in a process of its own, so that what it costs is read apart (phase 2's CPU per task).
+        let model = try await ModelServerProcess(executable: URL(fileURLWithPath: CommandLine.arguments[0]))
         let executable =
             agentd.map { URL(fileURLWithPath: $0) }
             ?? URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("agentd")
@@ -83,7 +85,7 @@ struct ServiceBench: AsyncParsableCommand {
         do {
             child = try await launch(workerSlots)
         } catch {
-            await model.shutdown()
+            await model.stop()
             throw error
         }
         // Phase 8's second process: the API alone, with no worker slot.
@@ -93,27 +95,44 @@ struct ServiceBench: AsyncParsableCommand {
                 front = try await launch(0)
             } catch {
                 child.stop()
-                await model.shutdown()
+                await model.stop()
                 throw error
             }
         }
         let http = LoadClient.make(connections: max(512, readConnections))
-        let client = LoadClient(http: http, base: "http://127.0.0.1:\(child.port)", polling: poll)
+        let client = LoadClient(http: http, base: "http://127.0.0.1:\(child.port)", polling: poll, authorization: authorization)
         let phases = Phases(
-            bench: self, client: client, db: db, child: child, front: front, modelLatency: modelLatency, ceiling: ceiling, report: report)
+            bench: self, client: client, db: db, child: child, front: front, model: model, ceiling: ceiling, report: report)
         do {
             try await phases.run(levels: levels)
         } catch {
             child.stop()
             front?.stop()
             try? await http.shutdown()
-            await model.shutdown()
+            await model.stop()
             throw error
         }
         child.stop()
         front?.stop()
         try await http.shutdown()
-        await model.shutdown()
+        await model.stop()
+    }
+}
+
+extension ServiceBench {
+    /// A key of tenant `default` with no limits, made as the service makes keys (`agentd keys create`).
+    static func tenantKey(url: String) async throws -> String {
+        let pool = PostgresPool(configuration: .init(conninfo: url, size: 1, connectionSettings: .init(role: "agentd_service")))
+        do {
+            let key = try await KeyStore(pool: pool).create(
+                tenantID: "default", userID: nil, isAdmin: false, name: "agentd-bench", requestsPerSecond: nil, maxTasksInFlight: nil
+            ).key
+            await pool.shutdown()
+            return key
+        } catch {
+            await pool.shutdown()
+            throw error
+        }
     }
 }
 
@@ -124,8 +143,16 @@ final class ModelLatency: Sendable {
     /// Phase 8's streamed answer: pieces and the time between them (none: answered whole).
     private let live = Mutex((count: 0, interval: Duration.zero))
 
-    func set(_ value: Duration) { latency.withLock { $0 = value } }
-    func setLive(count: Int, interval: Duration) { live.withLock { $0 = (count, interval) } }
+    /// `POST /control` of the model server: `latency_ms`, `live_count`, `live_interval_ms`.
+    func apply(_ control: JSONValue) {
+        if let milliseconds = control["latency_ms"]?.numberValue, milliseconds.isFinite, milliseconds >= 0 {
+            latency.withLock { $0 = .milliseconds(Int64(milliseconds)) }
+        }
+        if let count = control["live_count"]?.numberValue, count.isFinite, count >= 0 {
+            let interval = control["live_interval_ms"]?.numberValue ?? 0
+            live.withLock { $0 = (Int(count), .milliseconds(Int64(interval.isFinite ? max(0, interval) : 0))) }
+        }
+    }
 
     func reply(to request: ScriptedModelServer.Request) async -> ScriptedModelServer.Reply {
         let reply: ScriptedModelServer.Reply
