@@ -58,14 +58,15 @@ struct StatusWaitTests {
     func reaperWakesWaiters() async throws {
         let service = try await ServiceHarness.start(configure: { $0.lease = .milliseconds(1500); $0.maxAttempts = 2 })
         defer { Task { await service.stop() } }
-        // A task on its last attempt, held by a worker that has died; its lease runs out in 2 s.
-        try service.insertOrphan("u1", "s1", "t1", attempts: 2, leaseSeconds: 2)
+        // A task on its last attempt, held by a worker that has died; its lease runs out in 5 s
+        // (room for the read below to come first on a machine busy with the whole suite).
+        try service.insertOrphan("u1", "s1", "t1", attempts: 2, leaseSeconds: 5)
         #expect(try await service.status("u1", "s1", "t1")["status"] == "running")
-        // Woken by the reaper's NOTIFY, the read answers about 2.5 s in; without it, only when
-        // its 30 s run out, which the client's 15 s timeout turns into a failure.
+        // Woken by the reaper's NOTIFY, the read answers about 5.5 s in; without it, only when
+        // its 30 s run out, which the client's 20 s timeout turns into a failure.
         var request = HTTPClientRequest(url: service.baseURL + "/agent/status/u1/s1/t1?wait=30")
         request.method = .GET
-        let response = try await service.client.execute(request, timeout: .seconds(15))
+        let response = try await service.client.execute(request, timeout: .seconds(20))
         let body = try JSONValue(parsing: Array(try await response.body.collect(upTo: 1 << 20).readableBytesView))
         #expect(body["status"] == "error")
         #expect(body["message"]?.stringValue?.contains("2 attempts") == true)

@@ -127,12 +127,13 @@ struct MCPClientTests {
     func ttlAndExpiry() async throws {
         let server = try await MCPTestServer(arguments: ["--quiet-changes"])
         defer { server.stop() }
-        let toolbox = toolbox(ttl: .milliseconds(400))
+        // Long enough that the call below fits in it on a machine busy with the whole suite.
+        let toolbox = toolbox(ttl: .seconds(3))
         let config = MCPServerConfig(label: "maps", url: server.url)
         let first = try await list(toolbox, config)
         #expect(try await call(first, "maps__add_tool").text == "added the tool extra")
         #expect(!(try await list(toolbox, config)).tools.contains { $0.spec.name == "maps__extra" }, "within the TTL: the cached list")
-        try await Task.sleep(for: .milliseconds(500))
+        try await Task.sleep(for: .milliseconds(3100))
         let later = try await list(toolbox, config)
         #expect(later.tools.contains { $0.spec.name == "maps__extra" }, "after the TTL: listed again")
 

@@ -45,12 +45,43 @@ public enum TestDatabase {
             .appendingPathComponent("sql", isDirectory: true)
     }
 
+    /// Two at a time: the suite's tests all start at once, and their copies, each a few hundred
+    /// milliseconds of the cluster's disk and CPU, would otherwise all run together and starve
+    /// the tests already under way (the suite's deadlines were tuned with two at a time).
     static func admin(_ body: @escaping @Sendable (PostgresConnection) throws -> Void) async throws {
         let url = try adminURL()
-        try await offPool {
-            let connection = try PostgresConnection.connect(url)
-            defer { connection.close() }
-            try body(connection)
+        await adminSlots.acquire()
+        do {
+            try await offPool {
+                let connection = try PostgresConnection.connect(url)
+                defer { connection.close() }
+                try body(connection)
+            }
+        } catch {
+            await adminSlots.release()
+            throw error
+        }
+        await adminSlots.release()
+    }
+
+    private static let adminSlots = Slots(2)
+
+    /// A counting semaphore for async callers.
+    actor Slots {
+        private var free: Int
+        private var waiting: [CheckedContinuation<Void, Never>] = []
+        init(_ count: Int) { free = count }
+
+        func acquire() async {
+            if free > 0 {
+                free -= 1
+                return
+            }
+            await withCheckedContinuation { waiting.append($0) }
+        }
+
+        func release() {
+            if waiting.isEmpty { free += 1 } else { waiting.removeFirst().resume() }
         }
     }
 
