@@ -36,7 +36,6 @@ final class ModelServerProcess: @unchecked Sendable {
     let port: Int
     var pid: Int32 { process.processIdentifier }
     var baseURL: String { "http://127.0.0.1:\(port)/v1" }
-    private let http = HTTPClient(eventLoopGroupProvider: .singleton)
 
     init(executable: URL) async throws {
         let output = FileManager.default.temporaryDirectory.appendingPathComponent("agentd-bench-model-\(UUID().uuidString).log")
@@ -74,12 +73,11 @@ final class ModelServerProcess: @unchecked Sendable {
         var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)/control")
         request.method = .POST
         request.body = .bytes(ByteBuffer(string: body.jsonText))
-        let response = try await http.execute(request, timeout: .seconds(10))
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
         guard response.status == .ok else { throw ValidationError("the model server refused its control: \(response.status)") }
     }
 
     func stop() async {
-        try? await http.shutdown()
         if process.isRunning {
             process.terminate()
             process.waitUntilExit()

@@ -143,14 +143,17 @@ final class ModelLatency: Sendable {
     /// Phase 8's streamed answer: pieces and the time between them (none: answered whole).
     private let live = Mutex((count: 0, interval: Duration.zero))
 
-    /// `POST /control` of the model server: `latency_ms`, `live_count`, `live_interval_ms`.
+    /// `POST /control` of the model server: `latency_ms`, `live_count`, `live_interval_ms`, each
+    /// held to 0 … 1 hour (or pieces), so no value can trap the conversion.
     func apply(_ control: JSONValue) {
-        if let milliseconds = control["latency_ms"]?.numberValue, milliseconds.isFinite, milliseconds >= 0 {
-            latency.withLock { $0 = .milliseconds(Int64(milliseconds)) }
+        func bounded(_ key: String) -> Double? {
+            guard let value = control[key]?.numberValue, value.isFinite else { return nil }
+            return min(max(value, 0), 3_600_000)
         }
-        if let count = control["live_count"]?.numberValue, count.isFinite, count >= 0 {
-            let interval = control["live_interval_ms"]?.numberValue ?? 0
-            live.withLock { $0 = (Int(count), .milliseconds(Int64(interval.isFinite ? max(0, interval) : 0))) }
+        if let milliseconds = bounded("latency_ms") { latency.withLock { $0 = .milliseconds(Int64(milliseconds)) } }
+        if let count = bounded("live_count") {
+            let interval = bounded("live_interval_ms") ?? 0
+            live.withLock { $0 = (Int(count), .milliseconds(Int64(interval))) }
         }
     }
 
