@@ -42,13 +42,13 @@ test-console: deps
 
 # The service under load (BENCHMARKS.md): release build, a throwaway cluster with production's
 # durability (fsync and synchronous_commit on) and pg_stat_statements, the scripted model server,
-# agentd as a child process, one table on standard output. BENCH_FLAGS adds options
+# agentd as a child process, wrk (Debian package) for the status reads, one table on standard output. BENCH_FLAGS adds options
 # (`agentd-bench service --help`).
 BENCH_PG_OPTIONS ?= -c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track_planning=on
 bench: deps
 	$(SWIFT) build $(RELEASE) --product agentd
 	$(SWIFT) build $(RELEASE) --product agentd-bench
-	MCP_PYTHON="$$(scripts/mcp-venv.sh)" THROWAWAY_PG_OPTIONS="$(BENCH_PG_OPTIONS)" scripts/with-test-db.sh \
+	MCP_PYTHON="$$(scripts/mcp-venv.sh)" WRK="$$(scripts/wrk.sh)" THROWAWAY_PG_OPTIONS="$(BENCH_PG_OPTIONS)" scripts/with-test-db.sh \
 		"$$($(SWIFT) build $(RELEASE) --show-bin-path)/agentd-bench" service $(BENCH_FLAGS)
 
 # Every phase of `make bench` for a second or a few dozen tasks, on the debug build: proves the
@@ -59,7 +59,7 @@ SMOKE_FLAGS := --ceiling-seconds 1 --clients 4 --seconds 1 --dispatch-rate 50 --
 bench-smoke: deps
 	$(SWIFT) build --product agentd
 	$(SWIFT) build --product agentd-bench
-	MCP_PYTHON="$$(scripts/mcp-venv.sh)" THROWAWAY_PG_OPTIONS="$(BENCH_PG_OPTIONS)" scripts/with-test-db.sh \
+	MCP_PYTHON="$$(scripts/mcp-venv.sh)" WRK="$$(scripts/wrk.sh)" THROWAWAY_PG_OPTIONS="$(BENCH_PG_OPTIONS)" scripts/with-test-db.sh \
 		"$$($(SWIFT) build --show-bin-path)/agentd-bench" service $(SMOKE_FLAGS)
 
 # Long-term memory: recall@5 and MRR on bench/memory/recall-set.json, then recall latency over

@@ -26,6 +26,13 @@ public struct AuthMiddleware: RouterMiddleware {
     }
 
     public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        // From here on the request's reads from memory share one proof of being caught up.
+        try await Notifier.request { try await authenticate(request, context: context, next: next) }
+    }
+
+    private func authenticate(
+        _ request: Request, context: Context, next: (Request, Context) async throws -> Response
+    ) async throws -> Response {
         var context = context
         guard let header = request.headers[.authorization] else {
             if mode == .openWhileNoKeys, try await !keys.anyActive() {

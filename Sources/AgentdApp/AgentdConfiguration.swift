@@ -51,6 +51,8 @@ public struct AgentdConfiguration: Sendable {
     public var secretsKey: String?
     /// How long a listed MCP tool set is used before it is listed again.
     public var mcpToolsTTL: Duration = .seconds(300)
+    /// `STATUS_CACHE_MB`: memory for settled tasks answered without a statement (`SettledTasks`); 0: none.
+    public var statusCacheBytes = 64 << 20
 
     public static let defaultDatabaseURL = "postgres://postgres@127.0.0.1:5432/agentd"
 
@@ -134,6 +136,7 @@ public struct AgentdConfiguration: Sendable {
         if let steps = try integer("MAX_STEPS", 1...1000) { maxSteps = steps }
         if let history = try integer("HISTORY_MESSAGES", 0...10_000) { historyMessages = history }
         if let recall = try integer("MEMORY_RECALL_LIMIT", 0...100) { memoryRecallLimit = recall }
+        if let megabytes = try integer("STATUS_CACHE_MB", 0...65_536) { statusCacheBytes = megabytes << 20 }
         if let tools = environment["APPROVAL_TOOLS"] {
             approvalTools = Set(tools.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty })
         }
@@ -245,6 +248,9 @@ extension AgentdConfiguration {
         Variable(name: "`MAX_STEPS`", defaultValue: "`10`", meaning: "model calls per task before it ends in `error`"),
         Variable(name: "`HISTORY_MESSAGES`", defaultValue: "`20`", meaning: "messages of the session's earlier turns the model sees"),
         Variable(name: "`MEMORY_RECALL_LIMIT`", defaultValue: "`5`", meaning: "long-term memories recalled into the system message"),
+        Variable(
+            name: "`STATUS_CACHE_MB`", defaultValue: "`64`",
+            meaning: "memory for settled tasks (completed, error, cancelled) whose status reads need no statement; deletes and updates reach every process first; `0`: every read reads the database"),
         Variable(name: "`APPROVAL_TOOLS`", defaultValue: "`book_hotel`", meaning: "comma-separated tools that wait for a human; empty for none"),
         Variable(
             name: "`APPROVAL_TIMEOUT_S`", defaultValue: "none",

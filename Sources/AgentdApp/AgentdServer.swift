@@ -76,7 +76,11 @@ public enum AgentdServer {
         let owner = "\(ProcessInfo.processInfo.hostName):\(ProcessInfo.processInfo.processIdentifier):\(UUID().uuidString.prefix(8))"
         let watch = TaskWatch()
         // This process's own steps wake its event streams at once; `EventPoller` covers the others'.
-        let queue = TaskQueue(pool: pool, owner: owner, lease: configuration.lease, onStep: { watch.changed($0) })
+        guard let notifier = Notifier(conninfo: configuration.databaseURL, logger: logger) else {
+            throw RefusedToStart(description: "cannot create the notifier's wake-up pipe")
+        }
+        let settled = configuration.statusCacheBytes > 0 ? SettledTasks(capacityBytes: configuration.statusCacheBytes, notifier: notifier) : nil
+        let queue = TaskQueue(pool: pool, owner: owner, lease: configuration.lease, settled: settled, onStep: { watch.changed($0) })
         let memories = MemoryStore(pool: pool)
         let secrets = try configuration.secretsKey.map { try SecretBox(encoded: $0) }
         if secrets == nil { logger.notice("AGENTD_SECRETS_KEY is not set: agents whose MCP servers have header values are refused") }
@@ -94,9 +98,6 @@ public enum AgentdServer {
         let runner = TaskRunner(
             queue: queue, memories: memories, model: chatModel, agents: catalog,
             logger: logger, onDelta: { watch.delta($0, $1) }, onRunEnded: { watch.runEnded($0) }, onApprovalAsked: { expiry.asked($0) })
-        guard let notifier = Notifier(conninfo: configuration.databaseURL, logger: logger) else {
-            throw RefusedToStart(description: "cannot create the notifier's wake-up pipe")
-        }
         let webhooks = WebhookStore(pool: pool, secrets: secrets)
         let deliverer = WebhookDeliverer(store: webhooks, http: webhookHTTP, logger: logger)
         notifier.onWebhooks { deliverer.poke() }
@@ -108,7 +109,7 @@ public enum AgentdServer {
                 slots: configuration.workerSlots, lease: configuration.lease, shutdownGrace: configuration.shutdownGrace),
             queue: queue, runner: runner, notifier: notifier, logger: logger)
 
-        let keys = KeyStore(pool: pool)
+        let keys = KeyStore(pool: pool, notifier: notifier)
         let open = !configuration.authRequired && configuration.bindsLoopbackOnly
         if !configuration.authRequired, !configuration.bindsLoopbackOnly, try await !keys.anyActive() {
             throw RefusedToStart(
@@ -138,7 +139,7 @@ public enum AgentdServer {
         // cannot exist without one.
         router.add(middleware: AuthMiddleware(keys: keys, mode: open ? .openWhileNoKeys : .required))
         let data = router.group(context: TenantRequestContext.self)
-        data.addRoutes(AgentController(tasks: TaskStore(pool: pool), sessions: SessionStore(pool: pool), memories: memories, watch: watch).endpoints)
+        data.addRoutes(AgentController(tasks: TaskStore(pool: pool, settled: settled), sessions: SessionStore(pool: pool), memories: memories, watch: watch).endpoints)
         data.addRoutes(MemoryController(memories: memories).endpoints)
         data.addRoutes(InboxController(interrupts: interrupts).endpoints)
         data.addRoutes(

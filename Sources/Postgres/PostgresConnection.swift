@@ -310,6 +310,14 @@ public final class PostgresConnection: Sendable {
         }
     }
 
+    /// Whether every one of `settings` is in force for the session already (`applyForSession`
+    /// would send nothing).
+    public func hasSessionSettings(_ settings: [(name: String, value: String)]) -> Bool {
+        sessionSettings.withLock { applied in
+            settings.allSatisfy { setting in applied[setting.name].map { $0.utf8.elementsEqual(setting.value.utf8) } ?? false }
+        }
+    }
+
     private static func checkSettingName(_ name: String) throws {
         guard name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_" || $0 == ".") }) else {
             throw PostgresError(code: .clientError, message: "invalid setting name \(name)")
@@ -346,6 +354,18 @@ public final class PostgresConnection: Sendable {
     /// Waits until at least one notification has arrived, the timeout passes, or
     /// `wakeDescriptor` becomes readable. Sleeps in `poll(2)` on the connection's socket.
     public func waitForNotifications(timeout: Duration, wakeDescriptor: Int32? = nil) throws -> [PostgresNotification] {
+        try waitForNotifications(timeout: timeout, wakeDescriptors: wakeDescriptor.map { [$0] } ?? [])
+    }
+
+    /// Notifications that arrived with the results of statements already run, without waiting
+    /// or reading the socket: after a round trip, every notification the server sent before
+    /// the statement's result.
+    public func pendingNotifications() throws -> [PostgresNotification] {
+        try withOpenHandle { pointer in Self.drainNotifications(pointer) }
+    }
+
+    /// `waitForNotifications`, woken by whichever of `wakeDescriptors` becomes readable first.
+    public func waitForNotifications(timeout: Duration, wakeDescriptors: [Int32]) throws -> [PostgresNotification] {
         try withOpenHandle { pointer in
             var received = Self.drainNotifications(pointer)
             if !received.isEmpty { return received }
@@ -355,15 +375,13 @@ public final class PostgresConnection: Sendable {
                 let remaining = clock.now.duration(to: deadline)
                 if remaining <= .zero { return [] }
                 var descriptors = [pollfd(fd: PQsocket(pointer), events: Int16(POLLIN), revents: 0)]
-                if let wakeDescriptor {
-                    descriptors.append(pollfd(fd: wakeDescriptor, events: Int16(POLLIN), revents: 0))
-                }
+                for wake in wakeDescriptors { descriptors.append(pollfd(fd: wake, events: Int16(POLLIN), revents: 0)) }
                 let ready = poll(&descriptors, nfds_t(descriptors.count), Int32(clamping: max(1, remaining.milliseconds)))
                 if ready < 0 {
                     if errno == EINTR { continue }
                     throw PostgresError(code: .connectionLost, message: "poll failed: \(String(cString: strerror(errno)))")
                 }
-                if descriptors.count > 1, descriptors[1].revents != 0 { return [] }
+                if descriptors.dropFirst().contains(where: { $0.revents != 0 }) { return [] }
                 if descriptors[0].revents != 0 {
                     guard PQconsumeInput(pointer) == 1 else {
                         throw PostgresError(code: .connectionLost, message: redact(Self.errorMessage(pointer), secret: secret))

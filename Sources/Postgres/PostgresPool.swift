@@ -76,7 +76,16 @@ public final class PostgresPool: Sendable {
     /// cancels the running statement on the server.
     @discardableResult
     public func withConnection<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) throws -> T) async throws -> T {
-        let connection = try await acquire()
+        try await withConnection(preferring: nil, body)
+    }
+
+    /// `withConnection`, on an idle connection that already has `settings` for its session if there
+    /// is one (see `PostgresConnection.applyForSession`): a tenant's work and the dispatcher's
+    /// alternate on a pool, and each switch costs a round trip.
+    private func withConnection<T: Sendable>(
+        preferring settings: [(name: String, value: String)]?, _ body: @escaping @Sendable (PostgresConnection) throws -> T
+    ) async throws -> T {
+        let connection = try await acquire(preferring: settings)
         defer { release(connection) }
         // A cancel that arrived while acquiring would find no statement to cancel.
         try Task.checkCancellation()
@@ -109,7 +118,7 @@ public final class PostgresPool: Sendable {
     public func withSessionSettings<T: Sendable>(
         _ settings: [(name: String, value: String)], _ body: @escaping @Sendable (PostgresConnection) throws -> T
     ) async throws -> T {
-        try await withConnection { connection in
+        try await withConnection(preferring: settings) { connection in
             try connection.applyForSession(settings)
             return try body(connection)
         }
@@ -145,9 +154,9 @@ public final class PostgresPool: Sendable {
 
     // MARK: Acquire and release
 
-    private func acquire() async throws -> PostgresConnection {
+    private func acquire(preferring settings: [(name: String, value: String)]?) async throws -> PostgresConnection {
         while true {
-            switch try await grant() {
+            switch try await grant(preferring: settings) {
             case .connection(let connection):
                 if connection.isReusable() { return connection }
                 logger.debug("discarding a pooled connection that went bad while idle")
@@ -158,7 +167,7 @@ public final class PostgresPool: Sendable {
         }
     }
 
-    private func grant() async throws -> Grant {
+    private func grant(preferring settings: [(name: String, value: String)]?) async throws -> Grant {
         try Task.checkCancellation()
         let id = state.withLock { state in
             state.nextWaiterID += 1
@@ -174,6 +183,9 @@ public final class PostgresPool: Sendable {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Grant, any Error>) in
                 let immediate: Result<Grant, any Error>? = state.withLock { state in
                     if state.closed { return .failure(PostgresError(code: .poolClosed, message: "the pool is shut down")) }
+                    if let settings, let index = state.idle.lastIndex(where: { $0.hasSessionSettings(settings) }) {
+                        return .success(.connection(state.idle.remove(at: index)))
+                    }
                     if let connection = state.idle.popLast() { return .success(.connection(connection)) }
                     if state.open < configuration.size {
                         state.open += 1

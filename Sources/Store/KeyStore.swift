@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import Postgres
+import Synchronization
 
 /// An API key as stored: never the secret, only its SHA-256.
 public struct APIKeyRecord: Sendable {
@@ -53,9 +54,21 @@ public struct KeyStore: Sendable {
     /// mode's question has no key, so it is asked under the single key `true`.
     private let activeKeyReads: Batched<Bool, Bool>
     private let keyReads: Batched<String, APIKeyRecord?>
+    /// What this process read, answered without a statement once the notifier has caught up.
+    private let cache: KeyCache?
 
-    public init(pool: PostgresPool) {
+    /// - Parameter notifier: with one, keys are kept in memory and read again when sql/013's
+    ///   trigger says the table changed; a read from memory waits until this process has heard
+    ///   of every change committed before it (`Notifier.caughtUp`), so a revocation holds at once.
+    public init(pool: PostgresPool, notifier: Notifier? = nil) {
         self.pool = pool
+        if let notifier {
+            let cache = KeyCache(caughtUp: { await notifier.caughtUp() })
+            notifier.onKeysChanged { cache.invalidate() }
+            self.cache = cache
+        } else {
+            cache = nil
+        }
         activeKeyReads = Batched { _ in
             let active = try await pool.system { connection in
                 try connection.query("SELECT EXISTS (SELECT 1 FROM api_keys WHERE revoked_at IS NULL) AS active").first?.decode("active", as: Bool.self)
@@ -119,14 +132,28 @@ public struct KeyStore: Sendable {
 
     /// Whether any key is active: without one, a loopback-only service may run open.
     public func anyActive() async throws -> Bool {
-        try await activeKeyReads.value(for: true)
+        if let cached = await cache?.anyActive() { return cached }
+        // Taken before the read, which starts after this call (`Batched`).
+        let generation = cache?.generation
+        let active = try await activeKeyReads.value(for: true)
+        if let generation { cache?.keep(anyActive: active, readAfter: generation) }
+        return active
     }
 
     /// The active key that `presented` is, or nil. Read for every request (by a read that
     /// starts after the request arrives, shared with concurrent ones), so a revocation takes
     /// effect on the next one.
     public func verify(_ presented: String) async throws -> APIKeyRecord? {
-        guard let (keyID, secret) = Self.parse(presented), let record = try await keyReads.value(for: keyID) else { return nil }
+        guard let (keyID, secret) = Self.parse(presented) else { return nil }
+        let record: APIKeyRecord
+        if let cached = await cache?.record(keyID) {
+            record = cached
+        } else {
+            let generation = cache?.generation
+            guard let read = try await keyReads.value(for: keyID) else { return nil }
+            if let generation { cache?.keep(read, readAfter: generation) }
+            record = read
+        }
         return Self.constantTimeEqual(Self.sha256(secret), record.secretSHA256) ? record : nil
     }
 
@@ -149,7 +176,15 @@ public struct KeyStore: Sendable {
     }
 
     static func sha256(_ text: String) -> String {
-        SHA256.hash(data: Data(text.utf8)).map { String(format: "%02x", $0) }.joined()
+        // Lowercase hex, as sql/005 stores it; by table, since every request hashes its key.
+        let digits = Array("0123456789abcdef".utf8)
+        var hex: [UInt8] = []
+        hex.reserveCapacity(64)
+        for byte in SHA256.hash(data: Data(text.utf8)) {
+            hex.append(digits[Int(byte >> 4)])
+            hex.append(digits[Int(byte & 0x0f)])
+        }
+        return String(decoding: hex, as: UTF8.self)
     }
 
     static func constantTimeEqual(_ a: String, _ b: String) -> Bool {
@@ -172,5 +207,59 @@ public struct KeyStore: Sendable {
             requestsPerSecond: try row.decode("requests_per_second", as: Double?.self),
             maxTasksInFlight: try row.decode("max_tasks_in_flight", as: Int?.self), createdAt: try row.decode("created"),
             revokedAt: try row.decode("revoked", as: Double?.self), secretSHA256: try row.decode("secret_sha256"))
+    }
+}
+
+/// Active keys as this process last read them, and whether any key is active. Dropped whole at
+/// every change to the table (keys change seldom); a read's result is kept only if no change
+/// arrived while it ran.
+final class KeyCache: Sendable {
+    private struct State {
+        var generation: UInt64 = 0
+        var anyActive: Bool?
+        var records: [String: APIKeyRecord] = [:]
+    }
+
+    /// Keys kept at most; past it the cache starts again (a flood of distinct valid keys is rare).
+    static let capacity = 10_000
+    private let state = Mutex(State())
+    private let caughtUp: @Sendable () async -> Bool
+
+    init(caughtUp: @escaping @Sendable () async -> Bool) {
+        self.caughtUp = caughtUp
+    }
+
+    var generation: UInt64 { state.withLock { $0.generation } }
+
+    func anyActive() async -> Bool? {
+        guard state.withLock({ $0.anyActive != nil }), await caughtUp() else { return nil }
+        return state.withLock { $0.anyActive }
+    }
+
+    func record(_ keyID: String) async -> APIKeyRecord? {
+        guard state.withLock({ $0.records[keyID] != nil }), await caughtUp() else { return nil }
+        return state.withLock { $0.records[keyID] }
+    }
+
+    func keep(anyActive: Bool, readAfter generation: UInt64) {
+        state.withLock { state in
+            if state.generation == generation { state.anyActive = anyActive }
+        }
+    }
+
+    func keep(_ record: APIKeyRecord, readAfter generation: UInt64) {
+        state.withLock { state in
+            guard state.generation == generation else { return }
+            if state.records.count >= Self.capacity { state.records = [:] }
+            state.records[record.keyID] = record
+        }
+    }
+
+    func invalidate() {
+        state.withLock { state in
+            state.generation &+= 1
+            state.anyActive = nil
+            state.records = [:]
+        }
     }
 }

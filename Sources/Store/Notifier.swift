@@ -17,6 +17,18 @@ public final class Notifier: Service {
         case settled = "agentd_task_settled"
         /// Webhook deliveries were written (sql/011's trigger): deliverers claim.
         case webhooks = "agentd_webhooks"
+        /// A settled task was changed or deleted (sql/013's triggers, whoever ran the statement):
+        /// the payload names its session, or is empty for every task (`Invalidated`).
+        case invalidated = "agentd_task_invalidated"
+        /// API keys changed (sql/013's trigger): cached keys are read again.
+        case keys = "agentd_keys"
+    }
+
+    /// The tasks a change may have touched: one session's, or (nil) any.
+    public struct Invalidated: Sendable {
+        public var tenantID: String
+        public var userID: String
+        public var sessionID: String
     }
 
     private let subscribers = Subscribers()
@@ -58,6 +70,42 @@ public final class Notifier: Service {
         subscribers.handlers.withLock { $0.settled.append(handler) }
     }
 
+    /// `handler` runs when settled tasks of a session changed or were deleted, or with nil when
+    /// any task may have (a payload too long to name one session, or a reconnect).
+    public func onInvalidated(_ handler: @escaping @Sendable (Invalidated?) -> Void) {
+        subscribers.handlers.withLock { $0.invalidated.append(handler) }
+    }
+
+    /// `handler` runs when API keys may have changed.
+    public func onKeysChanged(_ handler: @escaping @Sendable () -> Void) {
+        subscribers.handlers.withLock { $0.keys.append(handler) }
+    }
+
+    /// True once every notification committed before the call has been delivered to the
+    /// subscribers; false when that cannot be shown promptly (see `NotificationListener.caughtUp`).
+    /// Within `Notifier.request`, once per request: a round trip made after the request arrived
+    /// covers every write that finished before it arrived, which is all its reads must reflect.
+    public func caughtUp() async -> Bool {
+        let request = Self.currentRequest
+        if request?.caughtUp.load(ordering: .acquiring) == true { return true }
+        let caughtUp = await listener.caughtUp()
+        if caughtUp { request?.caughtUp.store(true, ordering: .releasing) }
+        return caughtUp
+    }
+
+    /// One request's proof that the process has caught up (`caughtUp`).
+    public final class Request: Sendable {
+        let caughtUp = Atomic<Bool>(false)
+        public init() {}
+    }
+
+    @TaskLocal static var currentRequest: Request?
+
+    /// Runs `body` as one request: its reads from memory share one `caughtUp` round trip.
+    public static func request<T: Sendable>(_ body: () async throws -> T) async rethrows -> T {
+        try await $currentRequest.withValue(Request()) { try await body() }
+    }
+
     /// Until shutdown or cancellation: the listening thread notices neither by itself.
     public func run() async throws {
         await withTaskCancellationOrGracefulShutdownHandler {
@@ -72,6 +120,8 @@ public final class Notifier: Service {
             var newWork: [@Sendable () -> Void] = []
             var settled: [@Sendable (Settled?) -> Void] = []
             var webhooks: [@Sendable () -> Void] = []
+            var invalidated: [@Sendable (Invalidated?) -> Void] = []
+            var keys: [@Sendable () -> Void] = []
         }
 
         let handlers = Mutex(Handlers())
@@ -81,6 +131,8 @@ public final class Notifier: Service {
             for handler in current.newWork { handler() }
             for handler in current.settled { handler(nil) }
             for handler in current.webhooks { handler() }
+            for handler in current.invalidated { handler(nil) }
+            for handler in current.keys { handler() }
         }
 
         func deliver(_ notifications: [PostgresNotification]) {
@@ -89,6 +141,10 @@ public final class Notifier: Service {
                 switch Channel(rawValue: notification.channel) {
                 case .newWork?: for handler in current.newWork { handler() }
                 case .webhooks?: for handler in current.webhooks { handler() }
+                case .keys?: for handler in current.keys { handler() }
+                case .invalidated?:
+                    let invalidated = Notifier.invalidated(payload: notification.payload)
+                    for handler in current.invalidated { handler(invalidated) }
                 case .settled?:
                     guard let settled = Notifier.settled(payload: notification.payload) else { continue }
                     for handler in current.settled { handler(settled) }
@@ -133,6 +189,14 @@ public final class Notifier: Service {
              SELECT 1 FROM tasks q
              WHERE \(fragment: key.matchesSession("q")) AND q.state = 'queued' AND EXISTS (SELECT 1 FROM \(unsafeSQL: source)) LIMIT 1) AS pending)
         """
+    }
+
+    /// sql/013's payload: a JSON array of the session's three ids, or anything else for every task.
+    static func invalidated(payload: String) -> Invalidated? {
+        guard case .array(let ids)? = try? JSONValue(parsing: Array(payload.utf8)), ids.count == 3,
+            let tenant = ids[0].stringValue, let user = ids[1].stringValue, let session = ids[2].stringValue
+        else { return nil }
+        return Invalidated(tenantID: tenant, userID: user, sessionID: session)
     }
 
     static func settled(payload: String) -> Settled? {

@@ -17,12 +17,17 @@ public struct TaskJournal: AgentJournal {
     let owner: String
     let lease: Duration
     let onStep: @Sendable (TaskKey) -> Void
+    let settled: SettledTasks?
 
-    init(pool: PostgresPool, task: ClaimedTask, owner: String, lease: Duration, onStep: @escaping @Sendable (TaskKey) -> Void) {
+    init(
+        pool: PostgresPool, task: ClaimedTask, owner: String, lease: Duration, settled: SettledTasks?,
+        onStep: @escaping @Sendable (TaskKey) -> Void
+    ) {
         self.pool = pool
         self.task = task
         self.owner = owner
         self.lease = lease
+        self.settled = settled
         self.onStep = onStep
     }
 
@@ -85,12 +90,13 @@ public struct TaskJournal: AgentJournal {
     /// The model's final answer and the task's completion in one statement (one commit instead of
     /// two): the reply's message and `llm_calls` row, and the task `completed` with `result`.
     public func completeWithModelReply(position: Int, message: ChatMessage, call: ModelCallRecord, result: JSONValue) async throws {
-        try await commit("""
+        try await commit(ending: (.completed, result, nil), """
             WITH task AS (\(fragment: try endTask(state: .completed, result: result, message: nil, events: 2))), lease AS (SELECT 1 FROM task),
                  \(fragment: try modelReplyWrites(position: position, message: message, call: call)),
                  logged AS (\(fragment: EventRecord.append(.message(at: position), .ended(.completed, message: nil), from: "task")))
             SELECT (SELECT count(*) FROM message) AS written, (SELECT count(*) FROM logged) AS logged,
-                   \(fragment: wakeSessionQueue) AS woke, \(fragment: settledNotice(.completed)) AS settled
+                   \(fragment: wakeSessionQueue) AS woke, \(fragment: settledNotice(.completed)) AS settled,
+                   \(unsafeSQL: Self.updatedAt) AS updated
             """)
     }
 
@@ -241,25 +247,42 @@ public struct TaskJournal: AgentJournal {
 
     /// Ends the task: `completed` with its result, or `error` with a message.
     public func finish(state: TaskState, result: JSONValue?, message: String?) async throws {
-        try await commit("""
+        try await commit(ending: (state, result, message), """
             WITH task AS (\(fragment: try endTask(state: state, result: result, message: message, events: 1))),
                  logged AS (\(fragment: EventRecord.append(.ended(state, message: message), from: "task")))
             SELECT (SELECT count(*) FROM task) AS written, (SELECT count(*) FROM logged) AS logged,
-                   \(fragment: settledNotice(state)) AS settled, \(fragment: wakeSessionQueue) AS woke
+                   \(fragment: settledNotice(state)) AS settled, \(fragment: wakeSessionQueue) AS woke,
+                   \(unsafeSQL: Self.updatedAt) AS updated
             """)
     }
 
+    /// The `updated_at` an ending statement writes (`endTask`: the transaction's `now()`), as the status reads it.
+    private static let updatedAt = "extract(epoch FROM now())::float8"
+
     /// Runs a step's statement, whose column `written` is 1 when it was written under this
-    /// process's lease.
-    private func commit(_ statement: PostgresQuery) async throws {
-        let written: Int?
+    /// process's lease. A statement that ends the task (`ending`, with a column `updated`) leaves
+    /// the task's status in `settled`, for the reads that follow.
+    private func commit(
+        ending: (state: TaskState, result: JSONValue?, message: String?)? = nil, _ statement: PostgresQuery
+    ) async throws {
+        // Taken before the statement, as for a read (`SettledTasks.fill`).
+        let generation = settled?.generation
+        let row: PostgresRow?
         do {
-            written = try await pool.tenant(key.tenantID) { try $0.query(statement).first?.decode("written", as: Int.self) }
+            row = try await pool.tenant(key.tenantID) { try $0.query(statement).first }
         } catch let error as StoreError where error.underlying.isUniqueViolation && error.underlying.constraint == "tool_calls_pkey" {
             // Another run of this task recorded the same tool call first (it took the task over).
             throw LeaseLost(key: key)
         }
-        guard written == 1 else { throw LeaseLost(key: key) }
+        guard try row?.decode("written", as: Int.self) == 1 else { throw LeaseLost(key: key) }
+        if let ending, let settled, let generation, let updated = try row?.decode("updated", as: Double.self) {
+            let snapshot = TaskSnapshot(
+                state: ending.state, message: ending.message, query: task.query, result: ending.result, interruptData: nil,
+                updatedAt: updated, agentID: task.agentID, agentVersion: task.agentVersion)
+            let bytes = key.description.utf8.count + task.query.utf8.count + (ending.message?.utf8.count ?? 0)
+                + 4 * (try ending.result.map { try StoreCoding.json($0).bytes.count } ?? 0)
+            settled.fill([(key, snapshot, bytes)], readAfter: generation)
+        }
         onStep(key)
     }
 

@@ -56,11 +56,16 @@ public struct TaskQueue: Sendable {
     /// Told of every change this process commits to a task it runs (a claim, a step), after the
     /// commit: its own event streams learn of it at once.
     let onStep: @Sendable (TaskKey) -> Void
+    /// Where a task this process ends is kept for the status reads that follow.
+    let settled: SettledTasks?
 
-    public init(pool: PostgresPool, owner: String, lease: Duration, onStep: @escaping @Sendable (TaskKey) -> Void = { _ in }) {
+    public init(
+        pool: PostgresPool, owner: String, lease: Duration, settled: SettledTasks? = nil, onStep: @escaping @Sendable (TaskKey) -> Void = { _ in }
+    ) {
         self.pool = pool
         self.owner = owner
         self.lease = lease
+        self.settled = settled
         self.onStep = onStep
     }
 
@@ -129,7 +134,7 @@ public struct TaskQueue: Sendable {
 
     /// The journal of a task this process claimed, for its run's step commits.
     public func journal(for task: ClaimedTask) -> TaskJournal {
-        TaskJournal(pool: pool, task: task, owner: owner, lease: lease, onStep: onStep)
+        TaskJournal(pool: pool, task: task, owner: owner, lease: lease, settled: settled, onStep: onStep)
     }
 
     /// Extends the leases of every task this process runs, except the ones its workers

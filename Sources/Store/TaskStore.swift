@@ -56,10 +56,16 @@ public struct TaskStore: Sendable {
     /// Status reads are the hot path (clients poll); concurrent ones share a statement (see `Batched`).
     private let snapshots: Batched<TaskKey, Lookup>
 
-    public init(pool: PostgresPool) {
+    /// Settled tasks this process read, answered without a statement (nil: every read reads the database).
+    let settled: SettledTasks?
+
+    public init(pool: PostgresPool, settled: SettledTasks? = nil) {
         self.pool = pool
+        self.settled = settled
         // Half the pool at most, so that workers always find connections.
-        snapshots = Batched(concurrentReads: max(1, pool.configuration.size / 2)) { keys in try await Self.snapshots(keys, pool: pool) }
+        snapshots = Batched(concurrentReads: max(1, pool.configuration.size / 2)) { keys in
+            try await Self.snapshots(keys, pool: pool, settled: settled)
+        }
     }
 
     /// The agent of a task whose invoke names none.
@@ -361,15 +367,19 @@ public struct TaskStore: Sendable {
     }
 
     public func snapshot(_ key: TaskKey) async throws -> Lookup {
-        try await snapshots.value(for: key)
+        if let task = await settled?.snapshot(key) { return .task(task) }
+        return try await snapshots.value(for: key)
     }
 
     /// The tasks of `keys`, one statement per tenant among them. A key with no task is an idle
-    /// session if the session exists without any task, else not found.
-    static func snapshots(_ keys: [TaskKey], pool: PostgresPool) async throws -> [TaskKey: Lookup] {
+    /// session if the session exists without any task, else not found. The settled ones go to `settled`.
+    static func snapshots(_ keys: [TaskKey], pool: PostgresPool, settled: SettledTasks?) async throws -> [TaskKey: Lookup] {
         var found: [TaskKey: Lookup] = [:]
         for (tenant, keys) in Dictionary(grouping: keys, by: { Identifier($0.tenantID) }) {
             let tenant = tenant.text
+            // Taken before the statement: an invalidation that arrives while it runs drops the fill.
+            let generation = settled?.generation
+            var fills: [(key: TaskKey, snapshot: TaskSnapshot, bytes: Int)] = []
             let rows = try await pool.tenant(tenant) { connection in
                 try connection.query("""
                     SELECT k.user_id, k.session_id, k.task_id, t.state, t.message, t.query, t.result, t.interrupt_data, t.agent_id, t.agent_version,
@@ -389,19 +399,28 @@ public struct TaskStore: Sendable {
                 let key = TaskKey(
                     tenantID: tenant, userID: try row.decode("user_id"), sessionID: try row.decode("session_id"), taskID: try row.decode("task_id"))
                 if let state = try row.decode("state", as: String?.self) {
-                    found[key] = .task(
-                        TaskSnapshot(
-                            state: TaskState(rawValue: state) ?? .error,
-                            message: try row.decode("message", as: String?.self),
-                            query: try row.decode("query", as: String.self),
-                            result: try row.decode("result", as: PostgresJSON?.self).map { try JSONValue(parsing: $0.bytes) },
-                            interruptData: try row.decode("interrupt_data", as: PostgresJSON?.self).map { try JSONValue(parsing: $0.bytes) },
-                            updatedAt: try row.decode("updated", as: Double.self),
-                            agentID: try row.decode("agent_id", as: String.self), agentVersion: try row.decode("agent_version", as: Int.self)))
+                    let message = try row.decode("message", as: String?.self)
+                    let query = try row.decode("query", as: String.self)
+                    let result = try row.decode("result", as: PostgresJSON?.self)
+                    let interruptData = try row.decode("interrupt_data", as: PostgresJSON?.self)
+                    let task = TaskSnapshot(
+                        state: TaskState(rawValue: state) ?? .error, message: message, query: query,
+                        result: try result.map { try JSONValue(parsing: $0.bytes) },
+                        interruptData: try interruptData.map { try JSONValue(parsing: $0.bytes) },
+                        updatedAt: try row.decode("updated", as: Double.self),
+                        agentID: try row.decode("agent_id", as: String.self), agentVersion: try row.decode("agent_version", as: Int.self))
+                    found[key] = .task(task)
+                    if settled != nil, SettledTasks.settledStates.contains(task.state) {
+                        // Parsed JSON takes a few times its text; the estimate leans high.
+                        let bytes = key.description.utf8.count + (message?.utf8.count ?? 0) + query.utf8.count
+                            + 4 * ((result?.bytes.count ?? 0) + (interruptData?.bytes.count ?? 0))
+                        fills.append((key, task, bytes))
+                    }
                 } else {
                     found[key] = try row.decode("idle", as: Bool.self) ? .idleSession : .notFound
                 }
             }
+            if let settled, let generation, !fills.isEmpty { settled.fill(fills, readAfter: generation) }
         }
         return found
     }

@@ -77,6 +77,11 @@ func spawnAndWait(_ path: String, _ arguments: [String], output: String) throws 
     defer { posix_spawn_file_actions_destroy(&actions) }
     posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
     posix_spawn_file_actions_adddup2(&actions, 1, 2)
+    // This process's sockets (hundreds, after the throughput runs) are not all close-on-exec; wrk
+    // given them would number its own past its event loop's size and fail to use them. (A
+    // descriptor closed meanwhile is no error: glibc ignores EBADF on a close action.)
+    let inherited = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []).compactMap { Int32($0) }
+    for descriptor in inherited where descriptor > 2 { posix_spawn_file_actions_addclose(&actions, descriptor) }
     var attributes = posix_spawnattr_t()
     posix_spawnattr_init(&attributes)
     defer { posix_spawnattr_destroy(&attributes) }
@@ -99,4 +104,72 @@ func spawnAndWait(_ path: String, _ arguments: [String], output: String) throws 
     }
     // WIFEXITED / WEXITSTATUS, which Swift does not import.
     return status & 0x7f == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+}
+
+/// wrk, the HTTP load generator, for the read phase: `paths` in turn over `connections`
+/// keep-alive connections, by a Lua script.
+enum Wrk {
+    struct Result: Sendable {
+        var requests: Int
+        var requestsPerSecond: Double
+        /// Answers other than 2xx/3xx, and socket errors (connect, read, write, timeout).
+        var failures: Int
+        /// wrk's own lines about them.
+        var failureReport: String
+        var p50Milliseconds: Double
+        var p99Milliseconds: Double
+    }
+
+    static func run(
+        _ wrk: String, baseURL: String, paths: [String], authorization: String?, connections: Int, seconds: Int
+    ) throws -> Result {
+        func literal(_ text: String) -> String {
+            "\"" + text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
+        }
+        // Each of wrk's threads runs the script in a Lua state of its own, starting at its own offset.
+        let script = """
+            local paths = {\(paths.map(literal).joined(separator: ", "))}
+            local next = 0
+            \(authorization.map { "wrk.headers[\"Authorization\"] = \(literal($0))" } ?? "")
+            function setup(thread) thread:set("offset", math.random(#paths)) end
+            function init(args) next = offset or 0 end
+            function request()
+                next = next + 1
+                return wrk.format("GET", paths[next % #paths + 1])
+            end
+            """
+        let scriptURL = FileManager.default.temporaryDirectory.appendingPathComponent("agentd-bench-\(UUID().uuidString).lua")
+        try script.write(to: scriptURL, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: scriptURL) }
+        let outputURL = scriptURL.appendingPathExtension("out")
+        defer { try? FileManager.default.removeItem(at: outputURL) }
+        let status = try spawnAndWait(
+            wrk, ["-t", "2", "-c", "\(connections)", "-d", "\(seconds)s", "--latency", "-s", scriptURL.path, baseURL], output: outputURL.path)
+        let text = (try? String(contentsOf: outputURL, encoding: .utf8)) ?? ""
+        func milliseconds(_ percentile: String) throws -> Double? {
+            guard let match = text.firstMatch(of: try Regex("\(percentile)%\\s+([0-9.]+)(us|ms|s)\\b")),
+                let value = match.output[1].substring.flatMap({ Double($0) })
+            else { return nil }
+            switch match.output[2].substring {
+            case "us": return value / 1000
+            case "s": return value * 1000
+            default: return value
+            }
+        }
+        guard status == 0, let rate = text.firstMatch(of: /Requests\/sec:\s+([0-9.]+)/).flatMap({ Double($0.1) }),
+            let requests = text.firstMatch(of: /([0-9]+) requests in/).flatMap({ Int($0.1) }),
+            let p50 = try milliseconds("50"), let p99 = try milliseconds("99")
+        else {
+            throw ValidationError("wrk failed: \(text.suffix(800))")
+        }
+        let non2xx = text.firstMatch(of: /Non-2xx or 3xx responses: ([0-9]+)/).flatMap { Int($0.1) } ?? 0
+        let socketErrors =
+            text.firstMatch(of: /Socket errors: connect ([0-9]+), read ([0-9]+), write ([0-9]+), timeout ([0-9]+)/).map {
+                [$0.1, $0.2, $0.3, $0.4].compactMap { Int($0) }.reduce(0, +)
+            } ?? 0
+        let report = text.split(separator: "\n").filter { $0.contains("Non-2xx") || $0.contains("Socket errors") }.joined(separator: "; ")
+        return Result(
+            requests: requests, requestsPerSecond: rate, failures: non2xx + socketErrors, failureReport: report, p50Milliseconds: p50,
+            p99Milliseconds: p99)
+    }
 }
