@@ -262,12 +262,13 @@ struct Phases: Sendable {
 
     // MARK: 6. Reads
 
-    /// Status paths of the tasks phase 2 completed (at most 1,000), or of one made for the purpose.
+    /// Status paths of the last 1,000 tasks phase 2 completed (clients read what they just ran), or
+    /// of one made for the purpose.
     func completedStatusPaths() async throws -> [String] {
         let query: PostgresQuery = """
             SELECT /* agentd-bench */ user_id, session_id, task_id FROM tasks
             WHERE state = 'completed' AND (user_id LIKE 'p2c%' OR user_id LIKE 'p6-%')
-            ORDER BY seq
+            ORDER BY seq DESC
             LIMIT 1000
             """
         var rows = try await db.query(query).rows
