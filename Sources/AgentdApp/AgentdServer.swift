@@ -79,7 +79,14 @@ public enum AgentdServer {
         guard let notifier = Notifier(conninfo: configuration.databaseURL, logger: logger) else {
             throw RefusedToStart(description: "cannot create the notifier's wake-up pipe")
         }
-        let settled = configuration.statusCacheBytes > 0 ? SettledTasks(capacityBytes: configuration.statusCacheBytes, notifier: notifier) : nil
+        // Unreadable at start (the database is down): the process runs without them, correct and slower.
+        let readCaches = (try? await SettledTasks.invalidationTriggersInstalled(pool: pool)) ?? false
+        if !readCaches {
+            logger.warning(
+                "the triggers of sql/013 and sql/014 are not installed or not readable: settled tasks and API keys are read from the database every time")
+        }
+        let settled =
+            readCaches && configuration.statusCacheBytes > 0 ? SettledTasks(capacityBytes: configuration.statusCacheBytes, notifier: notifier) : nil
         let queue = TaskQueue(pool: pool, owner: owner, lease: configuration.lease, settled: settled, onStep: { watch.changed($0) })
         let memories = MemoryStore(pool: pool)
         let secrets = try configuration.secretsKey.map { try SecretBox(encoded: $0) }
@@ -109,7 +116,7 @@ public enum AgentdServer {
                 slots: configuration.workerSlots, lease: configuration.lease, shutdownGrace: configuration.shutdownGrace),
             queue: queue, runner: runner, notifier: notifier, logger: logger)
 
-        let keys = KeyStore(pool: pool, notifier: notifier)
+        let keys = KeyStore(pool: pool, notifier: readCaches ? notifier : nil)
         let open = !configuration.authRequired && configuration.bindsLoopbackOnly
         if !configuration.authRequired, !configuration.bindsLoopbackOnly, try await !keys.anyActive() {
             throw RefusedToStart(

@@ -1,4 +1,5 @@
 import AgentKit
+import Postgres
 import Synchronization
 
 /// Settled tasks (completed, error, cancelled) kept in memory for status reads, so that the
@@ -62,6 +63,21 @@ public final class SettledTasks: Sendable {
     public convenience init(capacityBytes: Int, notifier: Notifier) {
         self.init(capacityBytes: capacityBytes, caughtUp: { await notifier.caughtUp() })
         notifier.onInvalidated { [weak self] in self?.invalidate($0) }
+    }
+
+    /// The triggers that keep every process's memory true (sql/013, sql/014), installed and
+    /// enabled. Without them (a database not yet migrated: `agentd serve --no-migrate`) nothing
+    /// would tell a process that a task was deleted or a key revoked, so reads go to the database.
+    public static func invalidationTriggersInstalled(pool: PostgresPool) async throws -> Bool {
+        let names = ["task_invalidated_by_delete", "task_invalidated_by_update", "task_invalidated_by_truncate", "api_keys_changed"]
+        let installed = try await pool.system { connection in
+            try connection.query("""
+                SELECT count(*) AS installed FROM pg_trigger
+                WHERE tgname = ANY(\(names)) AND NOT tgisinternal AND tgenabled <> 'D'
+                  AND tgrelid IN ('tasks'::regclass, 'api_keys'::regclass)
+                """).first?.decode("installed", as: Int.self)
+        }
+        return installed == names.count
     }
 
     public var count: Int { state.withLock { $0.count } }

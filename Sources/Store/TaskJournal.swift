@@ -280,7 +280,7 @@ public struct TaskJournal: AgentJournal {
                 state: ending.state, message: ending.message, query: task.query, result: ending.result, interruptData: nil,
                 updatedAt: updated, agentID: task.agentID, agentVersion: task.agentVersion)
             let bytes = key.description.utf8.count + task.query.utf8.count + (ending.message?.utf8.count ?? 0)
-                + 4 * (try ending.result.map { try StoreCoding.json($0).bytes.count } ?? 0)
+                + 8 * (try ending.result.map { try StoreCoding.json($0).bytes.count } ?? 0)
             settled.fill([(key, snapshot, bytes)], readAfter: generation)
         }
         onStep(key)

@@ -411,9 +411,9 @@ public struct TaskStore: Sendable {
                         agentID: try row.decode("agent_id", as: String.self), agentVersion: try row.decode("agent_version", as: Int.self))
                     found[key] = .task(task)
                     if settled != nil, SettledTasks.settledStates.contains(task.state) {
-                        // Parsed JSON takes a few times its text; the estimate leans high.
+                        // Parsed JSON (`JSONValue`: an enum per value, a dictionary per object) takes several times its text.
                         let bytes = key.description.utf8.count + (message?.utf8.count ?? 0) + query.utf8.count
-                            + 4 * ((result?.bytes.count ?? 0) + (interruptData?.bytes.count ?? 0))
+                            + 8 * ((result?.bytes.count ?? 0) + (interruptData?.bytes.count ?? 0))
                         fills.append((key, task, bytes))
                     }
                 } else {

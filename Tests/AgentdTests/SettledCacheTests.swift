@@ -11,6 +11,15 @@ import TestSupport
 /// never be older than a write that finished before it began, whichever process made the write.
 @Suite("reads from memory: settled tasks and API keys")
 struct SettledCacheTests {
+    /// Task `t`'s message changed behind the invalidation trigger's back.
+    static let quietEdit = """
+        BEGIN;
+        ALTER TABLE tasks DISABLE TRIGGER task_invalidated_by_update;
+        UPDATE tasks SET message = 'quietly edited' WHERE task_id = 't';
+        ALTER TABLE tasks ENABLE TRIGGER task_invalidated_by_update;
+        COMMIT
+        """
+
     @Test("a settled task that another process deletes, alone or with its session, is gone from this process's next read")
     func deletesReachEveryProcess() async throws {
         let reader = try await ServiceHarness.start(model: { _ in .text("done") })
@@ -48,13 +57,7 @@ struct SettledCacheTests {
         // proves the answer comes from memory (a statement would see the change).
         let sqlSession = try PostgresConnection.connect(service.databaseURL)
         defer { sqlSession.close() }
-        try sqlSession.execute("""
-            BEGIN;
-            ALTER TABLE tasks DISABLE TRIGGER task_invalidated_by_update;
-            UPDATE tasks SET message = 'quietly edited' WHERE task_id = 't';
-            ALTER TABLE tasks ENABLE TRIGGER task_invalidated_by_update;
-            COMMIT
-            """)
+        try sqlSession.execute(Self.quietEdit)
         #expect(try await service.status("u", "s", "t")["message"] == .null)
         // With the trigger, as an operator's SQL runs: the next read sees the change.
         try sqlSession.execute("UPDATE tasks SET message = 'edited by an operator' WHERE task_id = 't'")
@@ -63,6 +66,12 @@ struct SettledCacheTests {
         // A delete by SQL, as by the API.
         try sqlSession.execute("DELETE FROM sessions WHERE session_id = 's'")
         #expect(try await service.status("u", "s", "t")["status"] == "not_found")
+        // TRUNCATE fires no row trigger: its own statement trigger makes every process forget every task.
+        #expect(try await service.invoke("u", "s2", "t", "q").status == 200)
+        #expect(try await service.settle("u", "s2", "t")["status"] == "completed")
+        #expect(try await service.status("u", "s2", "t")["status"] == "completed")
+        try sqlSession.execute("TRUNCATE sessions CASCADE")
+        #expect(try await service.status("u", "s2", "t")["status"] == "not_found")
     }
 
     @Test("keys are checked from memory, and a key created or revoked by another process or by SQL holds on the next request")
@@ -92,6 +101,22 @@ struct SettledCacheTests {
         try sqlSession.execute("UPDATE api_keys SET name = 'revoked by SQL'")
         #expect(try await service.send(.GET, "/agent/sessionids/u", authorization: bearer).status == 401)
         #expect(try await service.get("/agent/sessionids/u").status == 200)  // no active key: open again
+    }
+
+    @Test("on a database without the invalidation triggers, a process keeps nothing in memory")
+    func noTriggersNoMemory() async throws {
+        let database = try await TestDatabase.migrated()
+        let sqlSession = try await offPool { try PostgresConnection.connect(database) }
+        defer { sqlSession.close() }
+        try await offPool { try sqlSession.execute("DROP TRIGGER api_keys_changed ON api_keys") }
+        let service = try await ServiceHarness.start(model: { _ in .text("answer") }, database: database)
+        defer { Task { await service.stop() } }
+        #expect(try await service.invoke("u", "s", "t", "q").status == 200)
+        #expect(try await service.settle("u", "s", "t")["message"] == .null)
+        _ = try await service.status("u", "s", "t")
+        try await offPool { try sqlSession.execute(Self.quietEdit) }
+        // Read from the database: the change no trigger announced is seen.
+        #expect(try await service.status("u", "s", "t")["message"] == "quietly edited")
     }
 
     @Test("caughtUp returns only after every notification committed before it was delivered")
