@@ -126,10 +126,10 @@ public struct TaskStore: Sendable {
                     ON CONFLICT (tenant_id, user_id, session_id) DO NOTHING
                     RETURNING 1
                 ), task AS (
-                    INSERT INTO tasks (\(unsafeSQL: TaskKey.taskColumns), query, system_message, message, queued_at, api_key_id, events,
-                                       agent_id, agent_version)
+                    INSERT INTO tasks (\(unsafeSQL: TaskKey.taskColumns), query, system_message, message, queued_at, api_key_id,
+                                       in_flight_limited, events, agent_id, agent_version)
                     SELECT \(fragment: key.taskValues), \(query), \(systemMessage), 'queued',
-                           clock_timestamp(), \(apiKeyID), 1, \(agent), (SELECT version FROM agent)
+                           clock_timestamp(), \(apiKeyID), \(maxInFlight != nil), 1, \(agent), (SELECT version FROM agent)
                     FROM admitted
                     ON CONFLICT DO NOTHING
                     RETURNING \(unsafeSQL: EventRecord.returning), tasks.agent_id, tasks.agent_version
@@ -198,7 +198,7 @@ public struct TaskStore: Sendable {
             let resumed = try connection.query("""
                 WITH room AS (\(fragment: Self.room(apiKeyID: apiKeyID, maxInFlight: maxInFlight))), task AS (
                     UPDATE tasks SET state = 'queued', message = 'queued', queued_at = clock_timestamp(), updated_at = now(),
-                                     api_key_id = \(apiKeyID), events = tasks.events + 2
+                                     api_key_id = \(apiKeyID), in_flight_limited = \(maxInFlight != nil), events = tasks.events + 2
                     WHERE \(fragment: key.matchesTask()) AND state = 'interrupted' AND (SELECT ok FROM room)
                       AND (\(toolCallID)::text IS NULL OR interrupt_data ->> 'tool_call_id' = \(toolCallID))
                     RETURNING interrupt_data ->> 'tool_call_id' AS tool_call_id, \(unsafeSQL: EventRecord.returning)
@@ -305,13 +305,16 @@ public struct TaskStore: Sendable {
         state: "'cancelled'", seq: "cancelled.seq")
 
     /// The CTE `room`: one row, `ok` when the key may queue one more task (always, without a limit).
+    /// It counts the tasks queued while the key had its limit (`in_flight_limited`, sql/015), so a
+    /// limit given to a key later counts from its next task.
     /// - Parameter sparing: a condition on the tasks the same statement cancels
     ///   (`if_busy=interrupt`): they do not count.
     static func room(apiKeyID: String?, maxInFlight: Int?, sparing: PostgresQuery = "FALSE") -> PostgresQuery {
         """
         SELECT \(maxInFlight)::int IS NULL
                OR (SELECT count(*) FROM tasks
-                   WHERE api_key_id = \(apiKeyID) AND state IN ('queued', 'running') AND NOT (\(fragment: sparing))) < \(maxInFlight) AS ok
+                   WHERE api_key_id = \(apiKeyID) AND state IN ('queued', 'running') AND in_flight_limited
+                     AND NOT (\(fragment: sparing))) < \(maxInFlight) AS ok
         """
     }
 
