@@ -18,22 +18,29 @@ public final class SettledTasks: Sendable {
     private struct Entry {
         var snapshot: TaskSnapshot
         var bytes: Int
+        /// Its place in `order`: a key forgotten and filled again has a new one, and the old place is skipped.
+        var slot: UInt64
     }
 
     private struct State {
         /// By session (a key with an empty task id), so that a session's invalidation touches only its tasks.
         var sessions: [TaskKey: [TaskKey: Entry]] = [:]
         var count = 0
-        /// Keys in the order they were filled; may name keys since removed or filled again.
-        var order: [TaskKey] = []
+        /// Keys in the order they were filled, with their slots; a slot no entry has any more is skipped.
+        var order: [(key: TaskKey, slot: UInt64)] = []
         var head = 0
+        var nextSlot: UInt64 = 0
         var bytes = 0
         /// Moves on with every invalidation.
         var generation: UInt64 = 0
 
-        mutating func remove(_ key: TaskKey) {
+        func holds(_ key: TaskKey, slot: UInt64) -> Bool {
+            sessions[SettledTasks.session(of: key)]?[key]?.slot == slot
+        }
+
+        mutating func remove(_ key: TaskKey, slot: UInt64) {
             let session = SettledTasks.session(of: key)
-            guard let gone = sessions[session]?.removeValue(forKey: key) else { return }
+            guard holds(key, slot: slot), let gone = sessions[session]?.removeValue(forKey: key) else { return }
             if sessions[session]?.isEmpty == true { sessions[session] = nil }
             count -= 1
             bytes -= gone.bytes
@@ -103,10 +110,14 @@ public final class SettledTasks: Sendable {
             for (key, snapshot, bytes) in snapshots where Self.settledStates.contains(snapshot.state) {
                 let cost = bytes + Self.entryOverhead
                 guard cost <= capacityBytes else { continue }
-                if let old = state.sessions[Self.session(of: key), default: [:]].updateValue(Entry(snapshot: snapshot, bytes: cost), forKey: key) {
+                let session = Self.session(of: key)
+                if let old = state.sessions[session]?[key] {
+                    state.sessions[session]?[key] = Entry(snapshot: snapshot, bytes: cost, slot: old.slot)
                     state.bytes -= old.bytes
                 } else {
-                    state.order.append(key)
+                    state.sessions[session, default: [:]][key] = Entry(snapshot: snapshot, bytes: cost, slot: state.nextSlot)
+                    state.order.append((key, state.nextSlot))
+                    state.nextSlot += 1
                     state.count += 1
                 }
                 state.bytes += cost
@@ -114,14 +125,11 @@ public final class SettledTasks: Sendable {
             while state.bytes > capacityBytes, state.head < state.order.count {
                 let oldest = state.order[state.head]
                 state.head += 1
-                state.remove(oldest)
+                state.remove(oldest.key, slot: oldest.slot)
             }
             // Keys of invalidated entries stay behind in `order`: rebuilt once they outnumber the live ones.
             if state.order.count - state.head > 2 * state.count + 1024 {
-                var seen = Set<TaskKey>()
-                state.order = state.order[state.head...].filter { key in
-                    state.sessions[Self.session(of: key)]?[key] != nil && seen.insert(key).inserted
-                }
+                state.order = state.order[state.head...].filter { state.holds($0.key, slot: $0.slot) }
                 state.head = 0
             } else if state.head > 1024, state.head * 2 > state.order.count {
                 state.order.removeFirst(state.head)

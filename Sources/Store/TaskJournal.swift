@@ -90,8 +90,9 @@ public struct TaskJournal: AgentJournal {
     /// The model's final answer and the task's completion in one statement (one commit instead of
     /// two): the reply's message and `llm_calls` row, and the task `completed` with `result`.
     public func completeWithModelReply(position: Int, message: ChatMessage, call: ModelCallRecord, result: JSONValue) async throws {
-        try await commit(ending: (.completed, result, nil), """
-            WITH task AS (\(fragment: try endTask(state: .completed, result: result, message: nil, events: 2))), lease AS (SELECT 1 FROM task),
+        let ending = try Ending(state: .completed, result: result, message: nil)
+        try await commit(ending: ending, """
+            WITH task AS (\(fragment: endTask(ending, events: 2))), lease AS (SELECT 1 FROM task),
                  \(fragment: try modelReplyWrites(position: position, message: message, call: call)),
                  logged AS (\(fragment: EventRecord.append(.message(at: position), .ended(.completed, message: nil), from: "task")))
             SELECT (SELECT count(*) FROM message) AS written, (SELECT count(*) FROM logged) AS logged,
@@ -247,8 +248,9 @@ public struct TaskJournal: AgentJournal {
 
     /// Ends the task: `completed` with its result, or `error` with a message.
     public func finish(state: TaskState, result: JSONValue?, message: String?) async throws {
-        try await commit(ending: (state, result, message), """
-            WITH task AS (\(fragment: try endTask(state: state, result: result, message: message, events: 1))),
+        let ending = try Ending(state: state, result: result, message: message)
+        try await commit(ending: ending, """
+            WITH task AS (\(fragment: endTask(ending, events: 1))),
                  logged AS (\(fragment: EventRecord.append(.ended(state, message: message), from: "task")))
             SELECT (SELECT count(*) FROM task) AS written, (SELECT count(*) FROM logged) AS logged,
                    \(fragment: settledNotice(state)) AS settled, \(fragment: wakeSessionQueue) AS woke,
@@ -262,9 +264,7 @@ public struct TaskJournal: AgentJournal {
     /// Runs a step's statement, whose column `written` is 1 when it was written under this
     /// process's lease. A statement that ends the task (`ending`, with a column `updated`) leaves
     /// the task's status in `settled`, for the reads that follow.
-    private func commit(
-        ending: (state: TaskState, result: JSONValue?, message: String?)? = nil, _ statement: PostgresQuery
-    ) async throws {
+    private func commit(ending: Ending? = nil, _ statement: PostgresQuery) async throws {
         // Taken before the statement, as for a read (`SettledTasks.fill`).
         let generation = settled?.generation
         let row: PostgresRow?
@@ -280,18 +280,33 @@ public struct TaskJournal: AgentJournal {
                 state: ending.state, message: ending.message, query: task.query, result: ending.result, interruptData: nil,
                 updatedAt: updated, agentID: task.agentID, agentVersion: task.agentVersion)
             let bytes = key.description.utf8.count + task.query.utf8.count + (ending.message?.utf8.count ?? 0)
-                + 8 * (try ending.result.map { try StoreCoding.json($0).bytes.count } ?? 0)
+                + 8 * (ending.payload?.bytes.count ?? 0)
             settled.fill([(key, snapshot, bytes)], readAfter: generation)
         }
         onStep(key)
     }
 
+    /// How a statement ends the task: what it writes, and the result's JSON encoded once for it
+    /// and for `settled`'s size estimate.
+    private struct Ending {
+        var state: TaskState
+        var result: JSONValue?
+        var payload: PostgresJSON?
+        var message: String?
+
+        init(state: TaskState, result: JSONValue?, message: String?) throws {
+            self.state = state
+            self.result = result
+            payload = try result.map { try StoreCoding.json($0) }
+            self.message = message
+        }
+    }
+
     /// A CTE body that ends the task if this worker still holds its lease, returning its row
     /// (for `EventRecord.append`, with `events` more numbers taken), or none.
-    private func endTask(state: TaskState, result: JSONValue?, message: String?, events: Int) throws -> PostgresQuery {
-        let payload = try result.map { try StoreCoding.json($0) }
-        return """
-            UPDATE tasks SET state = \(state.rawValue), result = \(payload), message = \(message), interrupt_data = NULL,
+    private func endTask(_ ending: Ending, events: Int) -> PostgresQuery {
+        """
+            UPDATE tasks SET state = \(ending.state.rawValue), result = \(ending.payload), message = \(ending.message), interrupt_data = NULL,
                 lease_owner = NULL, lease_expires_at = NULL, finished_at = clock_timestamp(), updated_at = now(),
                 events = tasks.events + \(events)
             WHERE \(fragment: key.matchesTask()) AND state = 'running' AND lease_owner = \(owner)

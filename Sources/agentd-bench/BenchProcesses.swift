@@ -46,19 +46,17 @@ enum PGBench {
     /// statements, as agentd sends its statements.
     static func run(url: String, script: String, clients: Int, seconds: Int) throws -> Result {
         guard let components = URLComponents(string: url) else { throw ValidationError("cannot read \(url)") }
-        let scriptURL = FileManager.default.temporaryDirectory.appendingPathComponent("agentd-bench-\(UUID().uuidString).sql")
-        try script.write(to: scriptURL, atomically: true, encoding: .utf8)
-        defer { try? FileManager.default.removeItem(at: scriptURL) }
-        let outputURL = scriptURL.appendingPathExtension("out")
-        defer { try? FileManager.default.removeItem(at: outputURL) }
-        let status = try spawnAndWait(
-            try postgresTool("pgbench"),
-            [
-                "-n", "-M", "extended", "-c", "\(clients)", "-j", "\(min(clients, 2))", "-T", "\(seconds)", "-f", scriptURL.path,
-                "-h", components.host ?? "127.0.0.1", "-p", "\(components.port ?? 5432)", "-U", components.user ?? "postgres",
-                String(components.path.dropFirst()),
-            ], output: outputURL.path)
-        let text = (try? String(contentsOf: outputURL, encoding: .utf8)) ?? ""
+        let pgbench = try postgresTool("pgbench")
+        let (status, text) = try runWithScript(script, extension: "sql") { scriptPath in
+            (
+                pgbench,
+                [
+                    "-n", "-M", "extended", "-c", "\(clients)", "-j", "\(min(clients, 2))", "-T", "\(seconds)", "-f", scriptPath,
+                    "-h", components.host ?? "127.0.0.1", "-p", "\(components.port ?? 5432)", "-U", components.user ?? "postgres",
+                    String(components.path.dropFirst()),
+                ]
+            )
+        }
         guard status == 0, let tps = text.firstMatch(of: /tps = ([0-9.]+)/).flatMap({ Double($0.1) }),
             let latency = text.firstMatch(of: /latency average = ([0-9.]+) ms/).flatMap({ Double($0.1) })
         else {
@@ -66,6 +64,21 @@ enum PGBench {
         }
         return Result(transactionsPerSecond: tps, averageLatencyMilliseconds: latency)
     }
+}
+
+/// Writes `script` to a temporary file, runs the command `command` makes of its path, and returns
+/// the exit status with what the command printed (both files removed afterwards).
+func runWithScript(
+    _ script: String, extension fileExtension: String, _ command: (String) -> (path: String, arguments: [String])
+) throws -> (status: Int32, output: String) {
+    let scriptURL = FileManager.default.temporaryDirectory.appendingPathComponent("agentd-bench-\(UUID().uuidString).\(fileExtension)")
+    try script.write(to: scriptURL, atomically: true, encoding: .utf8)
+    defer { try? FileManager.default.removeItem(at: scriptURL) }
+    let outputURL = scriptURL.appendingPathExtension("out")
+    defer { try? FileManager.default.removeItem(at: outputURL) }
+    let (path, arguments) = command(scriptURL.path)
+    let status = try spawnAndWait(path, arguments, output: outputURL.path)
+    return (status, (try? String(contentsOf: outputURL, encoding: .utf8)) ?? "")
 }
 
 /// Runs `path` with `arguments`, standard output and error into the file `output`, and returns its
@@ -138,14 +151,9 @@ enum Wrk {
                 return wrk.format("GET", paths[next % #paths + 1])
             end
             """
-        let scriptURL = FileManager.default.temporaryDirectory.appendingPathComponent("agentd-bench-\(UUID().uuidString).lua")
-        try script.write(to: scriptURL, atomically: true, encoding: .utf8)
-        defer { try? FileManager.default.removeItem(at: scriptURL) }
-        let outputURL = scriptURL.appendingPathExtension("out")
-        defer { try? FileManager.default.removeItem(at: outputURL) }
-        let status = try spawnAndWait(
-            wrk, ["-t", "2", "-c", "\(connections)", "-d", "\(seconds)s", "--latency", "-s", scriptURL.path, baseURL], output: outputURL.path)
-        let text = (try? String(contentsOf: outputURL, encoding: .utf8)) ?? ""
+        let (status, text) = try runWithScript(script, extension: "lua") { scriptPath in
+            (wrk, ["-t", "2", "-c", "\(connections)", "-d", "\(seconds)s", "--latency", "-s", scriptPath, baseURL])
+        }
         func milliseconds(_ percentile: String) throws -> Double? {
             guard let match = text.firstMatch(of: try Regex("\(percentile)%\\s+([0-9.]+)(us|ms|s)\\b")),
                 let value = match.output[1].substring.flatMap({ Double($0) })
