@@ -53,6 +53,8 @@ public struct AgentdConfiguration: Sendable {
     public var mcpToolsTTL: Duration = .seconds(300)
     /// `STATUS_CACHE_MB`: memory for settled tasks answered without a statement (`SettledTasks`); 0: none.
     public var statusCacheBytes = 64 << 20
+    /// `GROUP_COMMIT_MAX`: invokes and step commits that arrive together share one commit, this many at most (`GroupCommit`); 1: each alone.
+    public var groupCommitMax = 64
 
     public static let defaultDatabaseURL = "postgres://postgres@127.0.0.1:5432/agentd"
 
@@ -137,6 +139,7 @@ public struct AgentdConfiguration: Sendable {
         if let history = try integer("HISTORY_MESSAGES", 0...10_000) { historyMessages = history }
         if let recall = try integer("MEMORY_RECALL_LIMIT", 0...100) { memoryRecallLimit = recall }
         if let megabytes = try integer("STATUS_CACHE_MB", 0...65_536) { statusCacheBytes = megabytes << 20 }
+        if let group = try integer("GROUP_COMMIT_MAX", 1...1000) { groupCommitMax = group }
         if let tools = environment["APPROVAL_TOOLS"] {
             approvalTools = Set(tools.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty })
         }
@@ -251,6 +254,9 @@ extension AgentdConfiguration {
         Variable(
             name: "`STATUS_CACHE_MB`", defaultValue: "`64`",
             meaning: "memory for settled tasks (completed, error, cancelled) whose status reads need no statement; deletes and updates reach every process first; `0`: every read reads the database"),
+        Variable(
+            name: "`GROUP_COMMIT_MAX`", defaultValue: "`64`",
+            meaning: "invokes and task steps that arrive while a commit is being written share the next one (one round trip, one commit), this many at most; `1`: each commits alone"),
         Variable(name: "`APPROVAL_TOOLS`", defaultValue: "`book_hotel`", meaning: "comma-separated tools that wait for a human; empty for none"),
         Variable(
             name: "`APPROVAL_TIMEOUT_S`", defaultValue: "none",

@@ -87,7 +87,9 @@ public enum AgentdServer {
         }
         let settled =
             readCaches && configuration.statusCacheBytes > 0 ? SettledTasks(capacityBytes: configuration.statusCacheBytes, notifier: notifier) : nil
-        let queue = TaskQueue(pool: pool, owner: owner, lease: configuration.lease, settled: settled, onStep: { watch.changed($0) })
+        // One per process, shared by invokes and workers' steps, so that they share commits too.
+        let groupCommit = configuration.groupCommitMax > 1 ? GroupCommit(pool: pool, maxStatements: configuration.groupCommitMax) : nil
+        let queue = TaskQueue(pool: pool, owner: owner, lease: configuration.lease, settled: settled, group: groupCommit, onStep: { watch.changed($0) })
         let memories = MemoryStore(pool: pool)
         let secrets = try configuration.secretsKey.map { try SecretBox(encoded: $0) }
         if secrets == nil { logger.notice("AGENTD_SECRETS_KEY is not set: agents whose MCP servers have header values are refused") }
@@ -146,7 +148,7 @@ public enum AgentdServer {
         // cannot exist without one.
         router.add(middleware: AuthMiddleware(keys: keys, mode: open ? .openWhileNoKeys : .required))
         let data = router.group(context: TenantRequestContext.self)
-        data.addRoutes(AgentController(tasks: TaskStore(pool: pool, settled: settled), sessions: SessionStore(pool: pool), memories: memories, watch: watch).endpoints)
+        data.addRoutes(AgentController(tasks: TaskStore(pool: pool, settled: settled, group: groupCommit), sessions: SessionStore(pool: pool), memories: memories, watch: watch).endpoints)
         data.addRoutes(MemoryController(memories: memories).endpoints)
         data.addRoutes(InboxController(interrupts: interrupts).endpoints)
         data.addRoutes(

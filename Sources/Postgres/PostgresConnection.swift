@@ -192,40 +192,193 @@ public final class PostgresConnection: Sendable {
     /// planning the service's statements anew on every call took two thirds of the server's time.
     @discardableResult
     public func query(_ query: PostgresQuery) throws -> PostgresResult {
-        guard query.binds.count <= Int(UInt16.max) else {
-            throw PostgresError(code: .clientError, message: "too many parameters (\(query.binds.count))")
-        }
-        // All values go into one buffer, NUL-terminated, as libpq's text format wants.
-        var buffer: [UInt8] = []
-        var offsets: [Int?] = []
-        offsets.reserveCapacity(query.binds.count)
-        for (index, bind) in query.binds.enumerated() {
-            guard let bytes = bind.bytes else {
-                offsets.append(nil)
-                continue
-            }
-            if bytes.contains(0) {
-                throw PostgresError(
-                    code: .encoding, message: "parameter $\(index + 1) contains a NUL character, which PostgreSQL text cannot hold")
-            }
-            offsets.append(buffer.count)
-            buffer.append(contentsOf: bytes)
-            buffer.append(0)
-        }
-        let types = query.binds.map { Oid($0.type.rawValue) }
+        let bound = try BoundQuery(query)
         return try withOpenHandle { pointer in
-            let name = try preparedName(PreparedKey(sql: query.sql, types: types), pointer: pointer)
-            let result: OpaquePointer? = buffer.withUnsafeBufferPointer { bytes in
-                let base = bytes.baseAddress.map { UnsafeRawPointer($0).assumingMemoryBound(to: CChar.self) }
-                let values: [UnsafePointer<CChar>?] = offsets.map { offset in
-                    guard let offset, let base else { return nil }
-                    return base + offset
-                }
-                if let name { return PQexecPrepared(pointer, name, Int32(types.count), values, nil, nil, 0) }
-                return PQexecParams(pointer, query.sql, Int32(types.count), types, values, nil, nil, 0)
+            let name = try preparedName(bound.key, pointer: pointer)
+            let result: OpaquePointer? = bound.withValues { values in
+                if let name { return PQexecPrepared(pointer, name, Int32(bound.key.types.count), values, nil, nil, 0) }
+                return PQexecParams(pointer, query.sql, Int32(bound.key.types.count), bound.key.types, values, nil, nil, 0)
             }
             return try consume(result, pointer: pointer)
         }
+    }
+
+    /// A query's parameters in libpq's text format: every value in one buffer, NUL-terminated.
+    private struct BoundQuery {
+        var key: PreparedKey
+        var buffer: [UInt8] = []
+        var offsets: [Int?] = []
+
+        init(_ query: PostgresQuery) throws {
+            guard query.binds.count <= Int(UInt16.max) else {
+                throw PostgresError(code: .clientError, message: "too many parameters (\(query.binds.count))")
+            }
+            key = PreparedKey(sql: query.sql, types: query.binds.map { Oid($0.type.rawValue) })
+            offsets.reserveCapacity(query.binds.count)
+            for (index, bind) in query.binds.enumerated() {
+                guard let bytes = bind.bytes else {
+                    offsets.append(nil)
+                    continue
+                }
+                if bytes.contains(0) {
+                    throw PostgresError(
+                        code: .encoding, message: "parameter $\(index + 1) contains a NUL character, which PostgreSQL text cannot hold")
+                }
+                offsets.append(buffer.count)
+                buffer.append(contentsOf: bytes)
+                buffer.append(0)
+            }
+        }
+
+        func withValues<T>(_ body: ([UnsafePointer<CChar>?]) -> T) -> T {
+            buffer.withUnsafeBufferPointer { bytes in
+                let base = bytes.baseAddress.map { UnsafeRawPointer($0).assumingMemoryBound(to: CChar.self) }
+                return body(offsets.map { offset in
+                    guard let offset, let base else { return nil }
+                    return base + offset
+                })
+            }
+        }
+    }
+
+    /// Why a pipelined transaction rolled back: the statement that failed (nil: BEGIN or COMMIT)
+    /// and its error. No statement of it took effect.
+    public struct PipelineFailure: Error, Sendable {
+        public var index: Int?
+        public var error: PostgresError
+    }
+
+    /// Runs `queries` in one transaction sent in libpq's pipeline mode: BEGIN, the statements and
+    /// COMMIT go out together and their results come back together, one round trip and one commit
+    /// for all of them. Each statement sees what the ones before it wrote (read committed: each takes
+    /// its own snapshot). When one fails, those after it are skipped and the whole transaction rolls
+    /// back (`PipelineFailure`); a broken connection throws `PostgresError` (`connectionLost`), and
+    /// then whether it committed is unknown, as for any statement.
+    public func pipelinedTransaction(_ queries: [PostgresQuery]) throws -> [PostgresResult] {
+        // A statement that cannot be bound fails alone, before anything is sent.
+        var bound: [BoundQuery] = []
+        for (index, query) in queries.enumerated() {
+            do {
+                bound.append(try BoundQuery(query))
+            } catch let error as PostgresError {
+                throw PipelineFailure(index: index, error: error)
+            }
+        }
+        return try handle.withLock { handle in
+            guard let pointer = handle.pointer else {
+                throw PostgresError(code: .connectionClosed, message: "the connection is closed")
+            }
+            // Prepared first, one round trip each, once per connection: preparing inside the
+            // pipeline would make a failed preparation abort it.
+            var names: [String?] = []
+            for (index, query) in bound.enumerated() {
+                do {
+                    names.append(try preparedName(query.key, pointer: pointer))
+                } catch let error as PostgresError where error.code == .server {
+                    throw PipelineFailure(index: index, error: error)
+                }
+            }
+            guard PQenterPipelineMode(pointer) == 1 else { throw failure(pointer) }
+            do {
+                let results = try runPipeline(bound, names: names, pointer: pointer)
+                guard PQexitPipelineMode(pointer) == 1 else { throw failure(pointer) }
+                return results
+            } catch {
+                // Leave no transaction and no pipeline behind: a failed transaction block stays
+                // open until rolled back. A connection that cannot be brought back is closed.
+                if PQexitPipelineMode(pointer) != 1 || (PQtransactionStatus(pointer) != PQTRANS_IDLE && !rollBack(pointer)) {
+                    PQfinish(pointer)
+                    handle.pointer = nil
+                }
+                throw error
+            }
+        }
+    }
+
+    private func rollBack(_ pointer: OpaquePointer) -> Bool {
+        guard let result = PQexec(pointer, "ROLLBACK") else { return false }
+        defer { PQclear(result) }
+        return PQresultStatus(result) == PGRES_COMMAND_OK && PQtransactionStatus(pointer) == PQTRANS_IDLE
+    }
+
+    /// Sends the pipeline and reads its results: BEGIN's, each statement's, COMMIT's, then the sync.
+    private func runPipeline(_ bound: [BoundQuery], names: [String?], pointer: OpaquePointer) throws -> [PostgresResult] {
+        guard PQsendQueryParams(pointer, "BEGIN", 0, nil, nil, nil, nil, 0) == 1 else { throw failure(pointer) }
+        for (query, name) in zip(bound, names) {
+            let sent = query.withValues { values in
+                if let name { return PQsendQueryPrepared(pointer, name, Int32(query.key.types.count), values, nil, nil, 0) }
+                return PQsendQueryParams(pointer, query.key.sql, Int32(query.key.types.count), query.key.types, values, nil, nil, 0)
+            }
+            guard sent == 1 else { throw failure(pointer) }
+        }
+        guard PQsendQueryParams(pointer, "COMMIT", 0, nil, nil, nil, nil, 0) == 1, PQpipelineSync(pointer) == 1 else {
+            throw failure(pointer)
+        }
+        var results: [PostgresResult] = []
+        results.reserveCapacity(bound.count)
+        // The server's refusal of a statement (it rolls the transaction back), and a failure on this
+        // side to read a result the server sent (which rolls nothing back).
+        var refusal: PipelineFailure?
+        var unreadable: PostgresError?
+        var committed = false
+        let commitCommand = bound.count + 1
+        // Command 0 is BEGIN, 1...count the statements, count + 1 COMMIT.
+        for command in 0...commitCommand {
+            let statement = command >= 1 && command <= bound.count ? command - 1 : nil
+            guard let result = PQgetResult(pointer) else { throw failure(pointer) }
+            let status = PQresultStatus(result)
+            switch status {
+            case PGRES_PIPELINE_ABORTED:
+                PQclear(result)
+            case PGRES_FATAL_ERROR, PGRES_NONFATAL_ERROR, PGRES_BAD_RESPONSE:
+                let error = Self.error(from: result, pointer: pointer, secret: secret)
+                PQclear(result)
+                if error.isConnectionFailure || PQstatus(pointer) != CONNECTION_OK {
+                    // The server ended the session at this command: before COMMIT, nothing of the
+                    // transaction took effect; at COMMIT, whether it did is unknown.
+                    guard command < commitCommand else { throw error }
+                    throw PipelineFailure(index: statement, error: error)
+                }
+                if error.sqlState == nil {
+                    if unreadable == nil { unreadable = error }
+                } else if refusal == nil {
+                    refusal = PipelineFailure(index: statement, error: error)
+                }
+            default:
+                if statement != nil {
+                    do {
+                        results.append(try consume(result, pointer: pointer))
+                    } catch let error as PostgresError {
+                        if unreadable == nil { unreadable = error }
+                    }
+                } else {
+                    // COMMIT of a transaction that already failed answers ROLLBACK rather than an error.
+                    committed = command == commitCommand && String(cString: PQcmdStatus(result)) == "COMMIT"
+                    PQclear(result)
+                }
+            }
+            // Each command's results end with a null.
+            if let extra = PQgetResult(pointer) {
+                PQclear(extra)
+                if PQstatus(pointer) != CONNECTION_OK { throw failure(pointer) }
+                throw PostgresError(code: .clientError, message: "a pipelined statement returned more than one result")
+            }
+        }
+        guard let sync = PQgetResult(pointer) else { throw failure(pointer) }
+        let syncStatus = PQresultStatus(sync)
+        PQclear(sync)
+        guard syncStatus == PGRES_PIPELINE_SYNC else {
+            if PQstatus(pointer) != CONNECTION_OK { throw failure(pointer) }
+            throw PostgresError(code: .clientError, message: "the pipeline ended without its sync (status \(syncStatus.rawValue))")
+        }
+        if committed {
+            // Committed, but a result could not be read here: an error, never a failure to replay.
+            if let unreadable { throw unreadable }
+            return results
+        }
+        throw refusal
+            ?? PipelineFailure(
+                index: nil, error: PostgresError(code: .server, sqlState: "25P02", message: "the transaction was aborted and rolled back"))
     }
 
     /// The name `key` is prepared under on this connection, preparing it now if it is new; nil

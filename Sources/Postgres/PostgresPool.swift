@@ -173,12 +173,10 @@ public final class PostgresPool: Sendable {
             state.nextWaiterID += 1
             return state.nextWaiterID
         }
-        let timeout = configuration.acquireTimeout
-        let timer = Task { [weak self] in
-            try await Task.sleep(for: timeout)
-            self?.failWaiter(id, with: PostgresError(code: .poolTimeout, message: "no database connection became free within \(timeout)"))
-        }
-        defer { timer.cancel() }
+        // The timer exists only for a caller that waits: most find a connection at once, and a
+        // Task per statement was a measurable share of the pool's cost.
+        let timer = Mutex<Task<Void, any Error>?>(nil)
+        defer { timer.withLock { $0?.cancel() } }
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Grant, any Error>) in
                 let immediate: Result<Grant, any Error>? = state.withLock { state in
@@ -194,7 +192,18 @@ public final class PostgresPool: Sendable {
                     state.waiters.append(Waiter(id: id, continuation: continuation))
                     return nil
                 }
-                if let immediate { continuation.resume(with: immediate) }
+                if let immediate {
+                    continuation.resume(with: immediate)
+                } else {
+                    let timeout = configuration.acquireTimeout
+                    timer.withLock { timer in
+                        timer = Task { [weak self] in
+                            try await Task.sleep(for: timeout)
+                            self?.failWaiter(
+                                id, with: PostgresError(code: .poolTimeout, message: "no database connection became free within \(timeout)"))
+                        }
+                    }
+                }
             }
         } onCancel: {
             failWaiter(id, with: CancellationError())

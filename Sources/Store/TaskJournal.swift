@@ -18,9 +18,10 @@ public struct TaskJournal: AgentJournal {
     let lease: Duration
     let onStep: @Sendable (TaskKey) -> Void
     let settled: SettledTasks?
+    let group: GroupCommit?
 
     init(
-        pool: PostgresPool, task: ClaimedTask, owner: String, lease: Duration, settled: SettledTasks?,
+        pool: PostgresPool, task: ClaimedTask, owner: String, lease: Duration, settled: SettledTasks?, group: GroupCommit?,
         onStep: @escaping @Sendable (TaskKey) -> Void
     ) {
         self.pool = pool
@@ -28,6 +29,7 @@ public struct TaskJournal: AgentJournal {
         self.owner = owner
         self.lease = lease
         self.settled = settled
+        self.group = group
         self.onStep = onStep
     }
 
@@ -269,7 +271,11 @@ public struct TaskJournal: AgentJournal {
         let generation = settled?.generation
         let row: PostgresRow?
         do {
-            row = try await pool.tenant(key.tenantID) { try $0.query(statement).first }
+            if let group {
+                row = try await group.run(tenantID: key.tenantID, order: key.sessionOrder, statement).first
+            } else {
+                row = try await pool.tenant(key.tenantID) { try $0.query(statement).first }
+            }
         } catch let error as StoreError where error.underlying.isUniqueViolation && error.underlying.constraint == "tool_calls_pkey" {
             // Another run of this task recorded the same tool call first (it took the task over).
             throw LeaseLost(key: key)

@@ -23,6 +23,10 @@ extension TaskKey {
     /// The values of `tenant_id, user_id, session_id`.
     var sessionValues: PostgresQuery { "\(tenantID), \(userID), \(sessionID)" }
 
+    /// The session as one string that sorts (by its bytes) where the session's row locks sort
+    /// within a tenant (`GroupCommit`).
+    var sessionOrder: String { userID + "\u{0}" + sessionID }
+
     /// The column list that `taskValues` fills.
     static let taskColumns = "tenant_id, user_id, session_id, task_id"
 }

@@ -58,14 +58,18 @@ public struct TaskQueue: Sendable {
     let onStep: @Sendable (TaskKey) -> Void
     /// Where a task this process ends is kept for the status reads that follow.
     let settled: SettledTasks?
+    /// How the journals' step commits reach the database (nil: each alone).
+    let group: GroupCommit?
 
     public init(
-        pool: PostgresPool, owner: String, lease: Duration, settled: SettledTasks? = nil, onStep: @escaping @Sendable (TaskKey) -> Void = { _ in }
+        pool: PostgresPool, owner: String, lease: Duration, settled: SettledTasks? = nil, group: GroupCommit? = nil,
+        onStep: @escaping @Sendable (TaskKey) -> Void = { _ in }
     ) {
         self.pool = pool
         self.owner = owner
         self.lease = lease
         self.settled = settled
+        self.group = group
         self.onStep = onStep
     }
 
@@ -134,7 +138,7 @@ public struct TaskQueue: Sendable {
 
     /// The journal of a task this process claimed, for its run's step commits.
     public func journal(for task: ClaimedTask) -> TaskJournal {
-        TaskJournal(pool: pool, task: task, owner: owner, lease: lease, settled: settled, onStep: onStep)
+        TaskJournal(pool: pool, task: task, owner: owner, lease: lease, settled: settled, group: group, onStep: onStep)
     }
 
     /// Extends the leases of every task this process runs, except the ones its workers

@@ -49,6 +49,8 @@ public struct TaskStore: Sendable {
     }
 
     let pool: PostgresPool
+    /// How invokes without a limit or busy policy reach the database (nil: each alone).
+    let group: GroupCommit?
 
     /// Invokes and resumes of one limited key, one at a time in this process (see `serialized`).
     private let inFlightTurns = Turns()
@@ -59,8 +61,9 @@ public struct TaskStore: Sendable {
     /// Settled tasks this process read, answered without a statement (nil: every read reads the database).
     let settled: SettledTasks?
 
-    public init(pool: PostgresPool, settled: SettledTasks? = nil) {
+    public init(pool: PostgresPool, settled: SettledTasks? = nil, group: GroupCommit? = nil) {
         self.pool = pool
+        self.group = group
         self.settled = settled
         // Half the pool at most, so that workers always find connections.
         snapshots = Batched(concurrentReads: max(1, pool.configuration.size / 2)) { keys in
@@ -92,92 +95,109 @@ public struct TaskStore: Sendable {
         ifBusy: BusyPolicy = .enqueue, cancelledBy: String = "a newer task"
     ) async throws -> SubmitOutcome {
         let agent = agentID ?? Self.defaultAgent
-        // reject and interrupt decide on the session's other tasks: two invokes deciding at once
-        // would both see the session free, so they take turns on the session.
-        return try await serialized(key, apiKeyID: apiKeyID, maxInFlight: maxInFlight, perSession: ifBusy != .enqueue) { connection in
-            let (rejects, interrupts) = (ifBusy == .reject, ifBusy == .interrupt)
-            // One statement text for every policy: the policy's parts are gated by bound flags,
-            // which PostgreSQL checks once before it scans (enqueue probes no session for busy tasks).
-            // The session is touched only when the task goes in (`touched` reads `task`): a
-            // concurrent duplicate that loses the task insert leaves it alone.
-            let outcome = try connection.query("""
-                WITH room AS (\(fragment: Self.room(
-                    apiKeyID: apiKeyID, maxInFlight: maxInFlight, sparing: "\(interrupts) AND \(fragment: key.matchesSession())"))),
-                agent AS (
-                    SELECT coalesce(
-                        (SELECT version FROM agents WHERE tenant_id = \(key.tenantID) AND agent_id = \(agent) AND deleted_at IS NULL),
-                        CASE WHEN \(agent)::text = \(Self.defaultAgent)::text THEN 0 END) AS version
-                ), busy AS (
-                    SELECT task_id FROM tasks
-                    WHERE \(rejects || interrupts) AND \(fragment: key.matchesSession()) AND state IN \(unsafeSQL: Self.unfinished)
-                    ORDER BY seq
-                    LIMIT 1
-                ), admitted AS (
-                    SELECT 1 FROM room
-                    WHERE room.ok AND (SELECT version FROM agent) IS NOT NULL AND NOT (\(rejects) AND EXISTS (SELECT 1 FROM busy))
-                      AND NOT EXISTS (SELECT 1 FROM tasks
-                                      WHERE \(fragment: key.matchesTask()))
-                ), cancelled AS (
-                    \(fragment: Self.cancelling(key.matchesSession(), by: cancelledBy, provided: "\(interrupts) AND EXISTS (SELECT 1 FROM admitted)"))
-                ), cancellations AS (\(fragment: Self.cancellationEvents(by: cancelledBy, from: "cancelled"))),
-                session AS (
-                    INSERT INTO sessions (tenant_id, user_id, session_id)
-                    SELECT \(fragment: key.sessionValues) FROM admitted
-                    ON CONFLICT (tenant_id, user_id, session_id) DO NOTHING
-                    RETURNING 1
-                ), task AS (
-                    INSERT INTO tasks (\(unsafeSQL: TaskKey.taskColumns), query, system_message, message, queued_at, api_key_id,
-                                       in_flight_limited, events, agent_id, agent_version)
-                    SELECT \(fragment: key.taskValues), \(query), \(systemMessage), 'queued',
-                           clock_timestamp(), \(apiKeyID), \(maxInFlight != nil), 1, \(agent), (SELECT version FROM agent)
-                    FROM admitted
-                    ON CONFLICT DO NOTHING
-                    RETURNING \(unsafeSQL: EventRecord.returning), tasks.agent_id, tasks.agent_version
-                ), logged AS (\(fragment: EventRecord.append(Self.invokedEvent, from: "task"))),
-                touched AS (
-                    UPDATE sessions SET updated_at = now()
-                    WHERE \(fragment: key.matchesSession()) AND EXISTS (SELECT 1 FROM task)
-                    RETURNING 1
-                ), query_message AS (
-                    INSERT INTO messages (\(unsafeSQL: TaskKey.taskColumns), position, type, content)
-                    SELECT \(fragment: key.taskValues), 0, 'human', \(query)
-                    FROM task
-                    RETURNING 1
-                )
-                SELECT (SELECT count(*) FROM query_message) AS inserted,
-                       (SELECT count(\(fragment: Notifier.notifyNewWork)) FROM query_message) AS notified,
-                       (SELECT count(*) FROM session) + (SELECT count(*) FROM touched) + (SELECT count(*) FROM logged) AS written,
-                       (SELECT count(*) FROM cancellations) + (SELECT count(\(fragment: Self.notifyCancelled)) FROM cancelled) AS cancelled,
-                       (SELECT ok FROM room) AS room, (SELECT task_id FROM busy) AS busy,
-                       (SELECT version FROM agent) IS NOT NULL AS agent_known
-                """).first
+        let (rejects, interrupts) = (ifBusy == .reject, ifBusy == .interrupt)
+        // One statement text for every policy: the policy's parts are gated by bound flags,
+        // which PostgreSQL checks once before it scans (enqueue probes no session for busy tasks).
+        // The session is touched only when the task goes in (`touched` reads `task`): a
+        // concurrent duplicate that loses the task insert leaves it alone.
+        let statement: PostgresQuery = """
+            WITH room AS (\(fragment: Self.room(
+                apiKeyID: apiKeyID, maxInFlight: maxInFlight, sparing: "\(interrupts) AND \(fragment: key.matchesSession())"))),
+            agent AS (
+                SELECT coalesce(
+                    (SELECT version FROM agents WHERE tenant_id = \(key.tenantID) AND agent_id = \(agent) AND deleted_at IS NULL),
+                    CASE WHEN \(agent)::text = \(Self.defaultAgent)::text THEN 0 END) AS version
+            ), busy AS (
+                SELECT task_id FROM tasks
+                WHERE \(rejects || interrupts) AND \(fragment: key.matchesSession()) AND state IN \(unsafeSQL: Self.unfinished)
+                ORDER BY seq
+                LIMIT 1
+            ), admitted AS (
+                SELECT 1 FROM room
+                WHERE room.ok AND (SELECT version FROM agent) IS NOT NULL AND NOT (\(rejects) AND EXISTS (SELECT 1 FROM busy))
+                  AND NOT EXISTS (SELECT 1 FROM tasks
+                                  WHERE \(fragment: key.matchesTask()))
+            ), cancelled AS (
+                \(fragment: Self.cancelling(key.matchesSession(), by: cancelledBy, provided: "\(interrupts) AND EXISTS (SELECT 1 FROM admitted)"))
+            ), cancellations AS (\(fragment: Self.cancellationEvents(by: cancelledBy, from: "cancelled"))),
+            session AS (
+                INSERT INTO sessions (tenant_id, user_id, session_id)
+                SELECT \(fragment: key.sessionValues) FROM admitted
+                ON CONFLICT (tenant_id, user_id, session_id) DO NOTHING
+                RETURNING 1
+            ), task AS (
+                INSERT INTO tasks (\(unsafeSQL: TaskKey.taskColumns), query, system_message, message, queued_at, api_key_id,
+                                   in_flight_limited, events, agent_id, agent_version)
+                SELECT \(fragment: key.taskValues), \(query), \(systemMessage), 'queued',
+                       clock_timestamp(), \(apiKeyID), \(maxInFlight != nil), 1, \(agent), (SELECT version FROM agent)
+                FROM admitted
+                ON CONFLICT DO NOTHING
+                RETURNING \(unsafeSQL: EventRecord.returning), tasks.agent_id, tasks.agent_version
+            ), logged AS (\(fragment: EventRecord.append(Self.invokedEvent, from: "task"))),
+            touched AS (
+                UPDATE sessions SET updated_at = now()
+                WHERE \(fragment: key.matchesSession()) AND EXISTS (SELECT 1 FROM task)
+                RETURNING 1
+            ), query_message AS (
+                INSERT INTO messages (\(unsafeSQL: TaskKey.taskColumns), position, type, content)
+                SELECT \(fragment: key.taskValues), 0, 'human', \(query)
+                FROM task
+                RETURNING 1
+            )
+            SELECT (SELECT count(*) FROM query_message) AS inserted,
+                   (SELECT count(\(fragment: Notifier.notifyNewWork)) FROM query_message) AS notified,
+                   (SELECT count(*) FROM session) + (SELECT count(*) FROM touched) + (SELECT count(*) FROM logged) AS written,
+                   (SELECT count(*) FROM cancellations) + (SELECT count(\(fragment: Self.notifyCancelled)) FROM cancelled) AS cancelled,
+                   (SELECT ok FROM room) AS room, (SELECT task_id FROM busy) AS busy,
+                   (SELECT version FROM agent) IS NOT NULL AS agent_known
+            """
+        // Without a limit or a busy policy the statement decides alone, so concurrent invokes can
+        // share a commit; reject and interrupt decide on the session's other tasks (two invokes
+        // deciding at once would both see the session free), so they take turns on the session.
+        if let group, maxInFlight == nil || apiKeyID == nil, ifBusy == .enqueue {
+            let outcome = try await group.run(tenantID: key.tenantID, order: key.sessionOrder, statement).first
             if try outcome?.decode("inserted", as: Int.self) == 1 { return .queued }
-            if let existing = try connection.query("""
-                SELECT query, system_message, agent_id FROM tasks
-                WHERE \(fragment: key.matchesTask())
-                """).first {
-                // Exact text, as ids are compared (`Identifier`): another normal form is another query.
-                let storedSystem = try existing.decode("system_message", as: String?.self)
-                let sameSystem =
-                    switch (storedSystem, systemMessage) {
-                    case (nil, nil): true
-                    case (let stored?, let sent?): Identifier.same(stored, sent)
-                    default: false
-                    }
-                guard Identifier.same(try existing.decode("query", as: String.self), query), sameSystem else {
-                    throw StoreConflict("task_id \(key.taskID) already exists in this session with a different query")
-                }
-                let storedAgent = try existing.decode("agent_id", as: String.self)
-                guard Identifier.same(storedAgent, agent) else {
-                    throw StoreConflict("task_id \(key.taskID) already exists in this session for another agent (\(storedAgent))")
-                }
-                return .duplicate
+            return try await pool.tenant(key.tenantID) { connection in
+                try Self.refusal(of: key, outcome: outcome, query: query, systemMessage: systemMessage, agent: agent, ifBusy: ifBusy, connection)
             }
-            if try outcome?.decode("agent_known", as: Bool.self) == false { return .unknownAgent }
-            if try outcome?.decode("room", as: Bool.self) == false { return .limited }
-            if ifBusy == .reject, let busy = try outcome?.decode("busy", as: String?.self) { return .busy(taskID: busy) }
-            throw StoreConflict("task \(key.taskID) was deleted while it was being submitted")
         }
+        return try await serialized(key, apiKeyID: apiKeyID, maxInFlight: maxInFlight, perSession: ifBusy != .enqueue) { connection in
+            let outcome = try connection.query(statement).first
+            if try outcome?.decode("inserted", as: Int.self) == 1 { return .queued }
+            return try Self.refusal(of: key, outcome: outcome, query: query, systemMessage: systemMessage, agent: agent, ifBusy: ifBusy, connection)
+        }
+    }
+
+    /// Why a submission wrote nothing, from its statement's `outcome` and the task already stored.
+    private static func refusal(
+        of key: TaskKey, outcome: PostgresRow?, query: String, systemMessage: String?, agent: String, ifBusy: BusyPolicy,
+        _ connection: PostgresConnection
+    ) throws -> SubmitOutcome {
+        if let existing = try connection.query("""
+            SELECT query, system_message, agent_id FROM tasks
+            WHERE \(fragment: key.matchesTask())
+            """).first {
+            // Exact text, as ids are compared (`Identifier`): another normal form is another query.
+            let storedSystem = try existing.decode("system_message", as: String?.self)
+            let sameSystem =
+                switch (storedSystem, systemMessage) {
+                case (nil, nil): true
+                case (let stored?, let sent?): Identifier.same(stored, sent)
+                default: false
+                }
+            guard Identifier.same(try existing.decode("query", as: String.self), query), sameSystem else {
+                throw StoreConflict("task_id \(key.taskID) already exists in this session with a different query")
+            }
+            let storedAgent = try existing.decode("agent_id", as: String.self)
+            guard Identifier.same(storedAgent, agent) else {
+                throw StoreConflict("task_id \(key.taskID) already exists in this session for another agent (\(storedAgent))")
+            }
+            return .duplicate
+        }
+        if try outcome?.decode("agent_known", as: Bool.self) == false { return .unknownAgent }
+        if try outcome?.decode("room", as: Bool.self) == false { return .limited }
+        if ifBusy == .reject, let busy = try outcome?.decode("busy", as: String?.self) { return .busy(taskID: busy) }
+        throw StoreConflict("task \(key.taskID) was deleted while it was being submitted")
     }
 
     /// Records the human decision on the pending approval and queues the task again, in one
@@ -337,7 +357,7 @@ public struct TaskStore: Sendable {
     ) async throws -> T {
         let limitedKey = maxInFlight == nil ? nil : apiKeyID
         guard limitedKey != nil || perSession else { return try await pool.tenant(key.tenantID, body) }
-        let locked: @Sendable () async throws -> T = {
+        let transaction: @Sendable () async throws -> T = {
             try await pool.tenantTransaction(key.tenantID) { connection in
                 // Key first, then session: every locker takes them in this order.
                 if let limitedKey {
@@ -351,6 +371,19 @@ public struct TaskStore: Sendable {
                 }
                 return try body(connection)
             }
+        }
+        // The statement may lock a session's rows in another order than a group commit holding
+        // some of them (`GroupCommit`); PostgreSQL breaks such a deadlock by failing one side,
+        // and this side, rolled back whole, runs again.
+        let locked: @Sendable () async throws -> T = {
+            for _ in 1..<3 {
+                do {
+                    return try await transaction()
+                } catch let error as StoreError where error.underlying.sqlState == PostgresError.SQLState.deadlockDetected {
+                    continue
+                }
+            }
+            return try await transaction()
         }
         guard let limitedKey else { return try await locked() }
         return try await inFlightTurns.serially(limitedKey, locked)

@@ -7,18 +7,20 @@ import Glibc
 
 /// PostgreSQL's own programs (pgbench, pg_waldump), from the newest server version installed.
 func postgresTool(_ name: String) throws -> String {
-    var candidates: [String] = []
     let versions = (try? FileManager.default.contentsOfDirectory(atPath: "/usr/lib/postgresql")) ?? []
     for version in versions.sorted(by: { (Int($0) ?? 0) > (Int($1) ?? 0) }) {
-        candidates.append("/usr/lib/postgresql/\(version)/bin/\(name)")
+        let candidate = "/usr/lib/postgresql/\(version)/bin/\(name)"
+        if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
     }
-    for directory in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin").split(separator: ":") {
-        candidates.append("\(directory)/\(name)")
-    }
-    guard let found = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
+    guard let found = executableInPath(name) else {
         throw ValidationError("\(name) not found (it ships with the postgresql package)")
     }
     return found
+}
+
+func executableInPath(_ name: String) -> String? {
+    (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin").split(separator: ":").map { "\($0)/\(name)" }
+        .first { FileManager.default.isExecutableFile(atPath: $0) }
 }
 
 /// Commit records in the WAL between two positions: transactions that wrote, each one a WAL
@@ -180,4 +182,30 @@ enum Wrk {
             requests: requests, requestsPerSecond: rate, failures: non2xx + socketErrors, failureReport: report, p50Milliseconds: p50,
             p99Milliseconds: p99)
     }
+}
+
+/// Requests that reached PostgreSQL, counted at its sockets: `ss -ti`'s `data_segs_in` of each
+/// server socket, by the backend that owns it. A client writes each request in one piece (one
+/// statement, or a pipeline of them with BEGIN and COMMIT), so the difference over a phase is the
+/// round trips the server served, which pg_stat_statements cannot tell from statements. nil
+/// without `ss` (iproute2).
+func segmentsIntoServer(port: Int) -> [Int32: Int]? {
+    guard let ss = executableInPath("ss") else { return nil }
+    let outputURL = FileManager.default.temporaryDirectory.appendingPathComponent("agentd-bench-\(UUID().uuidString).ss")
+    defer { try? FileManager.default.removeItem(at: outputURL) }
+    guard (try? spawnAndWait(ss, ["-tinpH", "state", "established", "( sport = :\(port) )"], output: outputURL.path)) == 0,
+        let text = try? String(contentsOf: outputURL, encoding: .utf8)
+    else { return nil }
+    var segments: [Int32: Int] = [:]
+    var owner: Int32?
+    for line in text.split(separator: "\n") {
+        if let pid = line.firstMatch(of: /pid=(\d+)/).flatMap({ Int32($0.1) }) {
+            owner = pid
+        } else if let pid = owner, line.contains("rtt:") {
+            // Absent while it is zero.
+            segments[pid, default: 0] += line.firstMatch(of: /data_segs_in:(\d+)/).flatMap { Int($0.1) } ?? 0
+            owner = nil
+        }
+    }
+    return segments
 }

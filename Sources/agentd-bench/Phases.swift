@@ -87,8 +87,41 @@ struct Phases: Sendable {
 
     // MARK: 2. Throughput
 
+    /// Where the database stood: for round trips (requests into agentd's backends' sockets) and
+    /// commits that wrote (WAL commit records) over a phase.
+    struct DatabaseReading: Sendable {
+        var port: Int
+        var dataDirectory: String
+        var wal: String
+        var segments: [Int32: Int]?
+    }
+
+    func databaseReading() async throws -> DatabaseReading {
+        let row = try await db.query("""
+            SELECT /* agentd-bench */ current_setting('port')::int AS port, current_setting('data_directory') AS dir,
+                   pg_current_wal_lsn()::text AS lsn
+            """).rows[0]
+        let port: Int = try row.decode("port")
+        return DatabaseReading(port: port, dataDirectory: try row.decode("dir"), wal: try row.decode("lsn"), segments: segmentsIntoServer(port: port))
+    }
+
+    /// Round trips (nil without `ss`) and commits per task since `before`.
+    func databaseUse(since before: DatabaseReading, tasks: Int) async throws -> (roundTrips: Double?, commits: Double) {
+        let after = try await databaseReading()
+        let backends = Set(try await db.query("""
+            SELECT /* agentd-bench */ pid FROM pg_stat_activity WHERE application_name = 'agentd'
+            """).rows.map { try $0.decode("pid", as: Int32.self) })
+        let commits = try await Task.detached { try walCommits(dataDirectory: before.dataDirectory, from: before.wal, to: after.wal) }.value
+        var roundTrips: Double?
+        if let segmentsBefore = before.segments, let segmentsAfter = after.segments {
+            roundTrips = Double(backends.reduce(0) { $0 + (segmentsAfter[$1] ?? 0) - (segmentsBefore[$1] ?? 0) }) / Double(max(1, tasks))
+        }
+        return (roundTrips, Double(commits) / Double(max(1, tasks)))
+    }
+
     func throughput(clients: Int, cost: Cost?) async throws {
         let prefix = "p2c\(clients)"
+        let database = try await databaseReading()
         let meter = try await cpuMeter()
         let cpuBefore = meter.read()
         let clock = ContinuousClock()
@@ -113,6 +146,8 @@ struct Phases: Sendable {
         let cpu = meter.since(cpuBefore, tasks: latencies.count, seconds: elapsed)
         let observed = Sample(latencies)
         let rate = Double(observed.count) / elapsed
+        // Read after the phase: tasks still finishing add a little to both.
+        let use = try await databaseUse(since: database, tasks: latencies.count)
         let service = try await serviceTimes(prefix: prefix)
         let model = try await modelCallTimes(prefix: prefix)
         progress(String(format: "throughput, %d clients: %.0f tasks/s, p50 %.2f ms, p99 %.2f ms", clients, rate, observed.p(0.5), observed.p(0.99)))
@@ -132,6 +167,9 @@ struct Phases: Sendable {
         report.add("2 throughput", "\(clients) clients: model call as agentd timed it, p50 / p99", "\(model.milliseconds(0.5)) / \(model.milliseconds(0.99))")
         progress("throughput, \(clients) clients: CPU per task, µs user + system: \(cpu)")
         report.add("2 throughput", "\(clients) clients: CPU per task, µs user + system, by process", cpu)
+        let roundTrips = use.roundTrips.map { String(format: "%.2f", $0) } ?? "n/a (no ss)"
+        progress(String(format: "throughput, %d clients: per task %@ round trips, %.2f commits", clients, roundTrips, use.commits))
+        report.add("2 throughput", "\(clients) clients: database round trips; commits that wrote, per task", String(format: "%@; %.2f", roundTrips, use.commits))
     }
 
     // MARK: 3. Dispatch latency
@@ -361,6 +399,8 @@ struct Phases: Sendable {
         let walBefore: String = try await db.query("SELECT /* agentd-bench */ pg_current_wal_lsn()::text AS lsn").rows[0].decode("lsn")
         let clients = 64
         let client = self.client
+        let port: Int = try await db.query("SELECT /* agentd-bench */ current_setting('port')::int AS port").rows[0].decode("port")
+        let segmentsBefore = segmentsIntoServer(port: port)
         let meter = try await cpuMeter()
         let cpuBefore = meter.read()
         let clock = ContinuousClock()
@@ -383,6 +423,10 @@ struct Phases: Sendable {
             SELECT /* agentd-bench */ pg_current_wal_lsn()::text AS lsn, (pg_current_wal_lsn() - \(walBefore)::pg_lsn)::float8 AS bytes
             """).rows[0]
         let walAfter: String = try wal.decode("lsn")
+        let segmentsAfter = segmentsIntoServer(port: port)
+        let agentdBackends = Set(try await db.query("""
+            SELECT /* agentd-bench */ pid FROM pg_stat_activity WHERE application_name = 'agentd'
+            """).rows.map { try $0.decode("pid", as: Int32.self) })
         let walBytes: Double = try wal.decode("bytes")
         let commits = try await Task.detached { try walCommits(dataDirectory: dataDirectory, from: walBefore, to: walAfter) }.value
         let statements = try await db.query("""
@@ -399,17 +443,23 @@ struct Phases: Sendable {
                 )
             }
         let perTask = Double(total)
-        // "BEGIN; SET LOCAL agentd.tenant_id = ..." is one round trip that pg_stat_statements counts as two statements.
-        let setLocal = statements.filter { $0.query.hasPrefix("SET LOCAL") }.reduce(0) { $0 + $1.calls }
         let all = statements.reduce(0) { $0 + $1.calls }
+        // Counted at the server's sockets: a pipeline of statements (a group commit) is one round trip.
+        var requests: Double?
+        if let segmentsBefore, let segmentsAfter {
+            requests = Double(agentdBackends.reduce(0) { $0 + (segmentsAfter[$1] ?? 0) - (segmentsBefore[$1] ?? 0) })
+        }
         let cost = Cost(
-            roundTrips: (all - setLocal) / perTask, commits: Double(commits) / perTask, statements: all / perTask, walBytes: walBytes / perTask)
-        progress(String(format: "per task: %.2f round trips, %.2f commits, %.0f WAL bytes", cost.roundTrips, cost.commits, cost.walBytes))
+            roundTrips: (requests ?? .nan) / perTask, commits: Double(commits) / perTask, statements: all / perTask, walBytes: walBytes / perTask)
+        progress(
+            String(
+                format: "per task: %.2f round trips, %.2f statements, %.2f commits, %.0f WAL bytes", cost.roundTrips, cost.statements, cost.commits,
+                cost.walBytes))
         for statement in statements.prefix(12) {
             progress(String(format: "  %6.2f/task %7.3f ms  %@", statement.calls / perTask, statement.mean, String(statement.query.prefix(100))))
         }
         report.add(
-            "7 per task", "database round trips per task (\(total) tasks, pg_stat_statements)", String(format: "%.2f", cost.roundTrips),
+            "7 per task", "database round trips per task (\(total) tasks; requests into agentd's backends' sockets, ss)", String(format: "%.2f", cost.roundTrips),
             ratio: String(format: "bounds tasks/s at %.0f by selects/s", ceiling.selectsPerSecond / cost.roundTrips))
         report.add(
             "7 per task", "commits that wrote, per task (WAL commit records)", String(format: "%.2f", cost.commits),

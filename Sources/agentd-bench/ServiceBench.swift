@@ -31,6 +31,7 @@ struct ServiceBench: AsyncParsableCommand {
     @Option(help: "Tasks of the per-task cost run.") var costTasks = 2000
     @Option(help: "WORKER_SLOTS of the service.") var workerSlots = 2048
     @Option(help: "DB_POOL_SIZE of the service.") var dbPoolSize = 8
+    @Option(help: "GROUP_COMMIT_MAX of the service (1: every invoke and step commits alone).") var groupCommitMax = 64
     @Flag(help: "Clients poll the status (2 ms, backing off to 50 ms) instead of waiting with ?wait=.") var poll = false
     @Flag(help: "Every request carries a tenant API key, so that the service authenticates each one (keyed mode, not open).") var keyed = false
     @Option(help: "LLM_STREAM of the service: 1 asks the model for streamed replies, 0 for whole ones.") var llmStream = 1
@@ -45,11 +46,15 @@ struct ServiceBench: AsyncParsableCommand {
     @Option(help: "Reads of each inbox page, one at a time.") var inboxReads = 200
     @Option(help: "Phases to run after the ceiling, comma-separated (2-10).") var only = "2,3,4,5,6,7,8,9,10"
 
+    /// The bench's own connections, as pg_stat_activity names them (agentd's are "agentd").
+    static let applicationName = "agentd-bench"
+
     func run() async throws {
         let levels = clients.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }.filter { $0 > 0 }
         guard !levels.isEmpty else { throw ValidationError("--clients needs at least one positive number") }
         let url = try await BenchDatabase.fresh("bench_service")
-        let db = PostgresPool(configuration: .init(conninfo: url, size: 2))
+        let db = PostgresPool(
+            configuration: .init(conninfo: url, size: 2, connectionSettings: .init(applicationName: Self.applicationName)))
         let report = Report()
         do {
             try await measure(url: url, db: db, levels: levels, report: report)
@@ -77,7 +82,7 @@ struct ServiceBench: AsyncParsableCommand {
                 executable: executable,
                 environment: [
                     "DATABASE_URL": url, "LLM_BASE_URL": model.baseURL, "LLM_MODEL": "scripted", "WORKER_SLOTS": "\(slots)",
-                    "DB_POOL_SIZE": "\(dbPoolSize)", "LLM_STREAM": "\(llmStream)", "OUTBOUND_ALLOWED_HOSTS": "127.0.0.1",
+                    "DB_POOL_SIZE": "\(dbPoolSize)", "GROUP_COMMIT_MAX": "\(groupCommitMax)", "LLM_STREAM": "\(llmStream)", "OUTBOUND_ALLOWED_HOSTS": "127.0.0.1",
                     "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin",
                 ])
         }

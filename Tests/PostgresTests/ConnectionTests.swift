@@ -183,6 +183,83 @@ struct ConnectionTests {
         #expect(entries == ["kept"])
     }
 
+    @Test("a pipelined transaction commits its statements together, each seeing the ones before it, and returns their results in order")
+    func pipelinedTransaction() throws {
+        let connection = try connect()
+        let listener = try connect()
+        defer {
+            connection.close()
+            listener.close()
+        }
+        try connection.execute("CREATE TABLE ledger (id int PRIMARY KEY, entry text)")
+        try listener.listen("ledger")
+        let results = try connection.pipelinedTransaction([
+            "INSERT INTO ledger VALUES (1, \("one")) RETURNING txid_current() AS txid, pg_notify('ledger', 'same')",
+            "INSERT INTO ledger SELECT 2, entry || \("+two") FROM ledger WHERE id = 1 RETURNING txid_current() AS txid, pg_notify('ledger', 'same')",
+            "SELECT count(*) AS rows, txid_current() AS txid FROM ledger",
+        ])
+        #expect(results.count == 3)
+        let txids = try results.map { try $0.rows[0].decode("txid", as: Int64.self) }
+        #expect(Set(txids).count == 1)
+        #expect(results[1].rows.count == 1)
+        #expect(try results[2].rows[0].decode("rows", as: Int.self) == 2)
+        #expect(try connection.query("SELECT entry FROM ledger WHERE id = 2").rows[0].decode("entry", as: String.self) == "one+two")
+        // One commit, so one delivery of a notification sent twice with the same payload.
+        #expect(try listener.waitForNotifications(timeout: .seconds(5)).map(\.payload) == ["same"])
+        #expect(try listener.waitForNotifications(timeout: .milliseconds(200)).isEmpty)
+        // The connection is back to normal use: plain statements and transactions work.
+        #expect(try connection.query("SELECT 1 AS one").rows[0].decode("one", as: Int.self) == 1)
+        #expect(connection.isReusable())
+    }
+
+    @Test("a pipelined transaction with a failing statement rolls back whole, names the statement, and leaves the connection usable")
+    func pipelinedTransactionFailure() throws {
+        let connection = try connect()
+        defer { connection.close() }
+        try connection.execute("CREATE TABLE ledger (id int PRIMARY KEY, entry text)")
+        try connection.query("INSERT INTO ledger VALUES (1, 'kept')")
+        for (statements, failing) in [
+            (["INSERT INTO ledger VALUES (2, 'lost')", "INSERT INTO ledger VALUES (1, 'duplicate')", "INSERT INTO ledger VALUES (3, 'skipped')"] as [PostgresQuery], 1),
+            (["INSERT INTO ledger VALUES (4, 'lost')", "SELECT 1/0 AS boom"], 1),
+            (["SELECT nonsense FROM nowhere"], 0),
+        ] {
+            let failure = #expect(throws: PostgresConnection.PipelineFailure.self) { try connection.pipelinedTransaction(statements) }
+            #expect(failure?.index == failing)
+            #expect(failure?.error.sqlState != nil)
+            #expect(connection.isReusable())
+            #expect(try connection.query("SELECT count(*) AS rows FROM ledger").rows[0].decode("rows", as: Int.self) == 1)
+        }
+        let duplicate = try #require(try? connection.pipelinedTransaction(["SELECT 1"]))
+        #expect(duplicate.count == 1)
+        // A NUL in a parameter is refused before anything is sent, as that statement's failure.
+        let unbindable = #expect(throws: PostgresConnection.PipelineFailure.self) {
+            try connection.pipelinedTransaction(["SELECT 1", "SELECT \("a\u{0}b")::text AS v"])
+        }
+        #expect(unbindable?.index == 1)
+        #expect(unbindable?.error.code == .encoding)
+        #expect(try connection.query("SELECT 2 AS two").rows[0].decode("two", as: Int.self) == 2)
+    }
+
+    @Test("a pipelined transaction whose backend is terminated before its commit fails, as a connection failure, with nothing written")
+    func pipelinedTransactionLostConnection() throws {
+        let connection = try connect()
+        let killer = try connect()
+        defer {
+            connection.close()
+            killer.close()
+        }
+        try connection.execute("CREATE TABLE ledger (id int PRIMARY KEY)")
+        let statements: [PostgresQuery] = ["INSERT INTO ledger VALUES (\(1))", "INSERT INTO ledger VALUES (\(2) + 1)"]
+        // Prepared by a first run, so that the second's statements go out in the pipeline itself.
+        _ = try connection.pipelinedTransaction(statements)
+        try killer.query("SELECT pg_terminate_backend(\(Int(connection.backendPID))::int) AS killed")
+        // The server ends the session at the first statement, before COMMIT: a failure to replay, as a connection failure.
+        let failure = #expect(throws: PostgresConnection.PipelineFailure.self) { try connection.pipelinedTransaction(statements) }
+        #expect(failure?.error.isConnectionFailure == true)
+        #expect(!connection.isReusable())
+        #expect(try killer.query("SELECT count(*) AS rows FROM ledger").rows[0].decode("rows", as: Int.self) == 2)
+    }
+
     @Test("NOTIFY reaches a LISTENing connection with its payload; an idle wait ends at its timeout")
     func listenNotify() throws {
         let listener = try connect()
