@@ -64,8 +64,17 @@ struct ChatStream {
     }
 
     /// One event (its `data:` lines joined); its text delta, if any.
+    /// `[DONE]`, between spaces or tabs: by bytes, as Foundation's `trimmingCharacters` was a
+    /// measurable share of every streamed chunk.
+    static func isDone(_ payload: String) -> Bool {
+        var bytes = payload.utf8[...]
+        while let first = bytes.first, first == UInt8(ascii: " ") || first == UInt8(ascii: "\t") { bytes = bytes.dropFirst() }
+        while let last = bytes.last, last == UInt8(ascii: " ") || last == UInt8(ascii: "\t") { bytes = bytes.dropLast() }
+        return bytes.elementsEqual("[DONE]".utf8)
+    }
+
     private mutating func dispatch(_ payload: String) throws -> String? {
-        if payload.trimmingCharacters(in: .whitespaces) == "[DONE]" {
+        if Self.isDone(payload) {
             done = true
             return nil
         }

@@ -59,28 +59,37 @@ public struct PostgresQuery: Sendable, Hashable, ExpressibleByStringInterpolatio
         /// other than its placeholders (no dollar quoting, no `$` in literals).
         public mutating func appendInterpolation(fragment: PostgresQuery) {
             let offset = binds.count
-            var rewritten = ""
-            var scalars = fragment.sql.unicodeScalars.makeIterator()
-            var pending: Unicode.Scalar? = scalars.next()
-            while let scalar = pending {
-                pending = scalars.next()
-                guard scalar == "$" else {
-                    rewritten.unicodeScalars.append(scalar)
+            binds.append(contentsOf: fragment.binds)
+            // Nothing to renumber: a fragment's placeholders exist only for its binds. (The
+            // service's statements are built this way on every call, so this path is hot.)
+            guard offset > 0, !fragment.binds.isEmpty else {
+                sql += fragment.sql
+                return
+            }
+            // By UTF-8 bytes: `$` and digits are ASCII, and no byte of a multi-byte character is.
+            let dollar = UInt8(ascii: "$")
+            let source = Array(fragment.sql.utf8)
+            var rewritten: [UInt8] = []
+            rewritten.reserveCapacity(source.count + 16)
+            var index = 0
+            while index < source.count {
+                guard source[index] == dollar else {
+                    rewritten.append(source[index])
+                    index += 1
                     continue
                 }
-                var digits = ""
-                while let next = pending, next.properties.numericType == .decimal, next.isASCII {
-                    digits.unicodeScalars.append(next)
-                    pending = scalars.next()
-                }
-                if let number = Int(digits) {
-                    rewritten += "$\(number + offset)"
+                var end = index + 1
+                while end < source.count, source[end] >= UInt8(ascii: "0"), source[end] <= UInt8(ascii: "9") { end += 1 }
+                let digits = source[(index + 1)..<end]
+                if !digits.isEmpty, digits.count <= 18 {
+                    let number = digits.reduce(0) { $0 * 10 + Int($1 - UInt8(ascii: "0")) }
+                    rewritten.append(contentsOf: "$\(number + offset)".utf8)
                 } else {
-                    rewritten += "$" + digits
+                    rewritten.append(contentsOf: source[index..<end])
                 }
+                index = end
             }
-            sql += rewritten
-            binds.append(contentsOf: fragment.binds)
+            sql += String(decoding: rewritten, as: UTF8.self)
         }
 
         /// Raw SQL; never pass anything that came from a request.

@@ -34,6 +34,24 @@ enum StoreCoding {
         try PostgresJSON(value, encoder: encoder)
     }
 
+    // The hot values by the hand-written writer (JSONText.swift), which prints what `encoder`
+    // does: JSONEncoder was a measurable share of every completion (its result and tool calls).
+    // They throw as the generic form does, so that call sites read alike.
+
+    static func json(_ value: JSONValue) throws -> PostgresJSON {
+        PostgresJSON(rawBytes: value.serialized)
+    }
+
+    static func json(_ value: [String: JSONValue]) throws -> PostgresJSON {
+        PostgresJSON(rawBytes: JSONValue.object(value).serialized)
+    }
+
+    /// As ToolCall's Codable form: `{"args": …, "id": …, "name": …}`.
+    static func json(_ calls: [ToolCall]) throws -> PostgresJSON {
+        PostgresJSON(
+            rawBytes: JSONValue.array(calls.map { .object(["id": .string($0.id), "name": .string($0.name), "args": .object($0.args)]) }).serialized)
+    }
+
     /// `[ToolCall]` as `json(_:)` stored it, read with the hand-written parser (Codable's
     /// JSONDecoder was a hot spot of every step).
     static func toolCalls(from json: PostgresJSON) throws -> [ToolCall] {

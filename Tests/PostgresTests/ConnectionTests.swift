@@ -108,6 +108,22 @@ struct ConnectionTests {
         #expect(try row.decode("text", as: String.self) == "xy")
     }
 
+    @Test("fragments renumber two-digit placeholders, keep other text byte for byte, and nest")
+    func fragmentRenumbering() throws {
+        var inner: PostgresQuery = "SELECT '名前 ü' AS label"
+        for value in 1...11 { inner = "\(fragment: inner), \(value) AS v\(unsafeSQL: String(value))" }
+        #expect(inner.sql.hasSuffix("$10 AS v10, $11 AS v11"))
+        let outer: PostgresQuery = "WITH a AS (SELECT \("x") AS x), b AS (\(fragment: inner)) SELECT \(fragment: "\(7) AS seven")"
+        #expect(outer.binds.count == 13)
+        #expect(outer.sql.hasPrefix("WITH a AS (SELECT $1 AS x), b AS (SELECT '名前 ü' AS label, $2 AS v1, $3 AS v2"))
+        #expect(outer.sql.hasSuffix("$11 AS v10, $12 AS v11) SELECT $13 AS seven"))
+        let connection = try connect()
+        defer { connection.close() }
+        let row = try #require(try connection.query("SELECT label, v11 FROM (\(fragment: inner)) AS i WHERE \(1) = 1").first)
+        #expect(try row.decode("label", as: String.self) == "名前 ü")
+        #expect(try row.decode("v11", as: Int.self) == 11)
+    }
+
     @Test("decoding errors name the column and the types")
     func decodingErrors() throws {
         let connection = try connect()
