@@ -59,11 +59,11 @@ public struct AgentRun: Sendable {
         stopping: @Sendable () -> Bool = { false }, cancel: CancelSignal = CancelSignal(),
         deltas: @escaping @Sendable (MessageDelta) -> Void = { _ in }
     ) async throws -> Outcome {
-        let context = try await journal.context(historyLimit: settings.historyMessages)
+        let (context, recalled) = try await journal.context(
+            historyLimit: settings.historyMessages, recalling: query, limit: settings.memoryRecallLimit, from: memory, of: key)
         var turn = context.turn
         guard !turn.isEmpty else { return try await fail("the task has no query message") }
         let history = AgentPlanner.historyWindow(context.history, limit: settings.historyMessages)
-        let recalled = try await memory.recalledMemories(tenantID: key.tenantID, userID: key.userID, query: query, limit: settings.memoryRecallLimit)
         let system = AgentPlanner.systemMessage(systemMessage, memories: recalled)
         var modelCalls = turn.filter { $0.type == .ai }.count
         let clock = ContinuousClock()
@@ -222,6 +222,12 @@ public protocol AgentJournal: Sendable {
     /// The task's committed turn, the session's earlier messages (up to `historyLimit`, oldest
     /// first) and the human decisions.
     func context(historyLimit: Int) async throws -> RunContext
+    /// `context(historyLimit:)` and what `memory` recalls for `query` (up to `limit`), read
+    /// together where the journal can (the database's journal: one round trip); by default one
+    /// after the other.
+    func context(
+        historyLimit: Int, recalling query: String, limit: Int, from memory: any MemoryRecall, of key: TaskKey
+    ) async throws -> (RunContext, [String])
     func appendModelReply(position: Int, message: ChatMessage, call: ModelCallRecord) async throws
     /// The final answer and the task's completion with `result`, in one commit.
     func completeWithModelReply(position: Int, message: ChatMessage, call: ModelCallRecord, result: JSONValue) async throws
@@ -237,6 +243,15 @@ public protocol AgentJournal: Sendable {
     /// the service decides the approval once it has waited that long.
     func interrupt(call: ToolCall, data: JSONValue, expiry: ApprovalTimeout?) async throws
     func finish(state: TaskState, result: JSONValue?, message: String?) async throws
+}
+
+extension AgentJournal {
+    public func context(
+        historyLimit: Int, recalling query: String, limit: Int, from memory: any MemoryRecall, of key: TaskKey
+    ) async throws -> (RunContext, [String]) {
+        let context = try await context(historyLimit: historyLimit)
+        return (context, try await memory.recalledMemories(tenantID: key.tenantID, userID: key.userID, query: query, limit: limit))
+    }
 }
 
 /// The user's long-term memories most relevant to a query, best first.

@@ -284,14 +284,98 @@ public final class PostgresConnection: Sendable {
                 guard PQexitPipelineMode(pointer) == 1 else { throw failure(pointer) }
                 return results
             } catch {
-                // Leave no transaction and no pipeline behind: a failed transaction block stays
-                // open until rolled back. A connection that cannot be brought back is closed.
-                if PQexitPipelineMode(pointer) != 1 || (PQtransactionStatus(pointer) != PQTRANS_IDLE && !rollBack(pointer)) {
-                    PQfinish(pointer)
-                    handle.pointer = nil
-                }
+                leavePipeline(&handle, pointer)
                 throw error
             }
+        }
+    }
+
+    /// Runs read-only `queries` sent together in pipeline mode: one round trip for all of them,
+    /// each with its own snapshot, as if run one after another. They share one implicit
+    /// transaction, so they are for reads; a statement that fails is that statement's `.failure`,
+    /// and the ones after it, which the server then skipped, run again one at a time.
+    public func pipelinedReads(_ queries: [PostgresQuery]) throws -> [Result<PostgresResult, PostgresError>] {
+        var outcomes = [Result<PostgresResult, PostgresError>?](repeating: nil, count: queries.count)
+        var sendable: [(index: Int, query: BoundQuery)] = []
+        for (index, query) in queries.enumerated() {
+            do {
+                sendable.append((index, try BoundQuery(query)))
+            } catch let error as PostgresError {
+                outcomes[index] = .failure(error)
+            }
+        }
+        let skipped: [Int] = try handle.withLock { handle in
+            guard let pointer = handle.pointer else {
+                throw PostgresError(code: .connectionClosed, message: "the connection is closed")
+            }
+            var names: [(index: Int, query: BoundQuery, name: String?)] = []
+            for (index, query) in sendable {
+                do {
+                    names.append((index, query, try preparedName(query.key, pointer: pointer)))
+                } catch let error as PostgresError where error.code == .server {
+                    outcomes[index] = .failure(error)
+                }
+            }
+            guard !names.isEmpty else { return [] }
+            guard PQenterPipelineMode(pointer) == 1 else { throw failure(pointer) }
+            do {
+                for (_, query, name) in names {
+                    guard send(query, name: name, pointer: pointer) else { throw failure(pointer) }
+                }
+                guard PQpipelineSync(pointer) == 1 else { throw failure(pointer) }
+                var skipped: [Int] = []
+                for (index, _, _) in names {
+                    guard let result = PQgetResult(pointer) else { throw failure(pointer) }
+                    if PQresultStatus(result) == PGRES_PIPELINE_ABORTED {
+                        PQclear(result)
+                        skipped.append(index)
+                    } else {
+                        do {
+                            outcomes[index] = .success(try consume(result, pointer: pointer))
+                        } catch let error as PostgresError {
+                            if error.isConnectionFailure || PQstatus(pointer) != CONNECTION_OK { throw error }
+                            outcomes[index] = .failure(error)
+                        }
+                    }
+                    if let extra = PQgetResult(pointer) {
+                        PQclear(extra)
+                        throw PostgresError(code: .clientError, message: "a pipelined statement returned more than one result")
+                    }
+                }
+                guard let sync = PQgetResult(pointer) else { throw failure(pointer) }
+                let syncStatus = PQresultStatus(sync)
+                PQclear(sync)
+                guard syncStatus == PGRES_PIPELINE_SYNC, PQexitPipelineMode(pointer) == 1 else { throw failure(pointer) }
+                return skipped
+            } catch {
+                leavePipeline(&handle, pointer)
+                throw error
+            }
+        }
+        for index in skipped {
+            do {
+                outcomes[index] = .success(try query(queries[index]))
+            } catch let error as PostgresError {
+                outcomes[index] = .failure(error)
+            }
+        }
+        return outcomes.map { $0 ?? .failure(PostgresError(code: .clientError, message: "a pipelined statement has no result")) }
+    }
+
+    /// Sends one statement of a pipeline, by its prepared name if it has one.
+    private func send(_ query: BoundQuery, name: String?, pointer: OpaquePointer) -> Bool {
+        query.withValues { values in
+            if let name { return PQsendQueryPrepared(pointer, name, Int32(query.key.types.count), values, nil, nil, 0) }
+            return PQsendQueryParams(pointer, query.key.sql, Int32(query.key.types.count), query.key.types, values, nil, nil, 0)
+        } == 1
+    }
+
+    /// After a pipeline failed: leaves no pipeline and no transaction behind (a failed transaction
+    /// block stays open until rolled back); a connection that cannot be brought back is closed.
+    private func leavePipeline(_ handle: inout Handle, _ pointer: OpaquePointer) {
+        if PQexitPipelineMode(pointer) != 1 || (PQtransactionStatus(pointer) != PQTRANS_IDLE && !rollBack(pointer)) {
+            PQfinish(pointer)
+            handle.pointer = nil
         }
     }
 
@@ -305,11 +389,7 @@ public final class PostgresConnection: Sendable {
     private func runPipeline(_ bound: [BoundQuery], names: [String?], pointer: OpaquePointer) throws -> [PostgresResult] {
         guard PQsendQueryParams(pointer, "BEGIN", 0, nil, nil, nil, nil, 0) == 1 else { throw failure(pointer) }
         for (query, name) in zip(bound, names) {
-            let sent = query.withValues { values in
-                if let name { return PQsendQueryPrepared(pointer, name, Int32(query.key.types.count), values, nil, nil, 0) }
-                return PQsendQueryParams(pointer, query.key.sql, Int32(query.key.types.count), query.key.types, values, nil, nil, 0)
-            }
-            guard sent == 1 else { throw failure(pointer) }
+            guard send(query, name: name, pointer: pointer) else { throw failure(pointer) }
         }
         guard PQsendQueryParams(pointer, "COMMIT", 0, nil, nil, nil, nil, 0) == 1, PQpipelineSync(pointer) == 1 else {
             throw failure(pointer)

@@ -54,11 +54,17 @@ public struct MemoryStore: Sendable {
     /// breaks ties). When the user has no more than `limit` memories, all of them, since then
     /// nothing needs choosing.
     public func recall(tenantID: String, userID: String, query: String, limit: Int) async throws -> [MemoryHit] {
-        guard limit > 0 else { return [] }
+        guard let statement = Self.recallStatement(tenantID: tenantID, userID: userID, query: query, limit: limit) else { return [] }
+        return try await hits(tenantID, statement)
+    }
+
+    /// `recall`'s statement (nil: nothing to recall), for a caller that sends it with others.
+    static func recallStatement(tenantID: String, userID: String, query: String, limit: Int) -> PostgresQuery? {
+        guard limit > 0 else { return nil }
         let query = Self.searched(query)
         // Two branches behind one-time filters: "all of them" reads the user's few rows; the
         // search reads only matching rows through the (tenant_id, user_id, search) GIN index.
-        return try await hits(tenantID, """
+        return """
             WITH search AS (SELECT agentd_search_query(\(query)) AS q),
                  few AS (SELECT count(*) <= \(limit) AS all_fit
                          FROM (SELECT 1 FROM memories WHERE tenant_id = \(tenantID) AND user_id = \(userID) LIMIT \(limit + 1)) AS s)
@@ -74,7 +80,7 @@ public struct MemoryStore: Sendable {
             ) AS hits
             ORDER BY score DESC, created_at DESC
             LIMIT \(limit)
-            """)
+            """
     }
 
     /// The user's memories that match `query`, best first.
@@ -111,7 +117,11 @@ public struct MemoryStore: Sendable {
     }
 
     private func hits(_ tenantID: String, _ query: PostgresQuery) async throws -> [MemoryHit] {
-        try await pool.tenant(tenantID) { try $0.query(query) }.rows.map { row in
+        try Self.hits(in: try await pool.tenant(tenantID) { try $0.query(query) })
+    }
+
+    static func hits(in result: PostgresResult) throws -> [MemoryHit] {
+        try result.rows.map { row in
             MemoryHit(
                 id: try row.decode("memory_id"), text: try row.decode("memory_info"), createdAt: try row.decode("created"),
                 score: try row.decode("score", as: Double?.self))

@@ -37,6 +37,32 @@ public struct TaskJournal: AgentJournal {
 
     /// Loads the task's turn, the session's last `historyLimit` earlier messages and the human decisions.
     public func context(historyLimit: Int) async throws -> RunContext {
+        let query = contextStatement(historyLimit: historyLimit)
+        return try Self.context(from: try await pool.tenant(key.tenantID) { try $0.query(query).rows })
+    }
+
+    /// The context and the memories recalled for the task (`key` is this journal's), both
+    /// statements in one round trip (pipelined) when `memory` is this database's `MemoryStore`.
+    public func context(
+        historyLimit: Int, recalling query: String, limit: Int, from memory: any MemoryRecall, of key: TaskKey
+    ) async throws -> (RunContext, [String]) {
+        guard memory is MemoryStore,
+            let recall = MemoryStore.recallStatement(tenantID: key.tenantID, userID: key.userID, query: query, limit: limit)
+        else {
+            let context = try await context(historyLimit: historyLimit)
+            return (context, try await memory.recalledMemories(tenantID: key.tenantID, userID: key.userID, query: query, limit: limit))
+        }
+        let statements = [contextStatement(historyLimit: historyLimit), recall]
+        let results = try await pool.tenant(key.tenantID) { try $0.pipelinedReads(statements) }
+        guard results.count == 2 else { throw StoreError(PostgresError(code: .clientError, message: "the pipelined reads lost a result")) }
+        do {
+            return (try Self.context(from: try results[0].get().rows), try MemoryStore.hits(in: try results[1].get()).map(\.text))
+        } catch let error as PostgresError {
+            throw StoreError(error)
+        }
+    }
+
+    private func contextStatement(historyLimit: Int) -> PostgresQuery {
         let limit = max(0, historyLimit)
         // One statement, one round trip: part 0 is the turn, part 1 the history (newest first),
         // part 2 the decisions. Every task has at least its query message, so the last `limit`
@@ -63,7 +89,10 @@ public struct TaskJournal: AgentJournal {
             ) AS context
             ORDER BY part, k1, k2
             """
-        let rows = try await pool.tenant(key.tenantID) { try $0.query(query).rows }
+        return query
+    }
+
+    private static func context(from rows: [PostgresRow]) throws -> RunContext {
         var turn: [ChatMessage] = []
         var recent: [ChatMessage] = []
         var decisions: [String: HumanDecision] = [:]

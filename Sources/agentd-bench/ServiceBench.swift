@@ -32,6 +32,9 @@ struct ServiceBench: AsyncParsableCommand {
     @Option(help: "WORKER_SLOTS of the service.") var workerSlots = 2048
     @Option(help: "DB_POOL_SIZE of the service.") var dbPoolSize = 8
     @Option(help: "GROUP_COMMIT_MAX of the service (1: every invoke and step commits alone).") var groupCommitMax = 64
+    @Option(
+        help: "More environment for the agentd processes, NAME=VALUE, repeatable (e.g. LD_PRELOAD=… or GLIBC_TUNABLES=…, for A/B runs).")
+    var agentdEnvironment: [String] = []
     @Flag(help: "Clients poll the status (2 ms, backing off to 50 ms) instead of waiting with ?wait=.") var poll = false
     @Flag(help: "Every request carries a tenant API key, so that the service authenticates each one (keyed mode, not open).") var keyed = false
     @Option(help: "LLM_STREAM of the service: 1 asks the model for streamed replies, 0 for whole ones.") var llmStream = 1
@@ -77,6 +80,13 @@ struct ServiceBench: AsyncParsableCommand {
         let executable =
             agentd.map { URL(fileURLWithPath: $0) }
             ?? URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("agentd")
+        var extraEnvironment: [String: String] = [:]
+        for assignment in agentdEnvironment {
+            guard let equals = assignment.firstIndex(of: "="), equals != assignment.startIndex else {
+                throw ValidationError("--agentd-environment takes NAME=VALUE, not \(assignment)")
+            }
+            extraEnvironment[String(assignment[..<equals])] = String(assignment[assignment.index(after: equals)...])
+        }
         let launch = { (slots: Int) in
             try await AgentdProcess(
                 executable: executable,
@@ -84,7 +94,7 @@ struct ServiceBench: AsyncParsableCommand {
                     "DATABASE_URL": url, "LLM_BASE_URL": model.baseURL, "LLM_MODEL": "scripted", "WORKER_SLOTS": "\(slots)",
                     "DB_POOL_SIZE": "\(dbPoolSize)", "GROUP_COMMIT_MAX": "\(groupCommitMax)", "LLM_STREAM": "\(llmStream)", "OUTBOUND_ALLOWED_HOSTS": "127.0.0.1",
                     "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin",
-                ])
+                ].merging(extraEnvironment) { _, extra in extra })
         }
         let child: AgentdProcess
         do {

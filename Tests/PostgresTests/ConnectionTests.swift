@@ -256,6 +256,36 @@ struct ConnectionTests {
         #expect(try connection.query("SELECT 2 AS two").rows[0].decode("two", as: Int.self) == 2)
     }
 
+    @Test("pipelined reads answer each statement in order in one round trip; a failing one fails alone")
+    func pipelinedReads() throws {
+        let connection = try connect()
+        defer { connection.close() }
+        try connection.execute("CREATE TABLE ledger (id int PRIMARY KEY, entry text); INSERT INTO ledger VALUES (1, 'one'), (2, 'two')")
+        let good = try connection.pipelinedReads([
+            "SELECT entry FROM ledger WHERE id = \(1)", "SELECT count(*) AS rows FROM ledger", "SELECT entry FROM ledger WHERE id = \(2)",
+        ])
+        #expect(try good.map { try $0.get().rows.count } == [1, 1, 1])
+        #expect(try good[0].get().rows[0].decode("entry", as: String.self) == "one")
+        #expect(try good[1].get().rows[0].decode("rows", as: Int.self) == 2)
+        #expect(try good[2].get().rows[0].decode("entry", as: String.self) == "two")
+        // Refused at execution (prepared fine), at preparation, and at binding: each fails alone.
+        let mixed = try connection.pipelinedReads([
+            "SELECT 1 / (\(0) - 0) AS boom", "SELECT entry FROM ledger WHERE id = \(2)", "SELECT nonsense FROM nowhere",
+            "SELECT \("a\u{0}b")::text AS v", "SELECT count(*) AS rows FROM ledger",
+        ])
+        func failed(_ result: Result<PostgresResult, PostgresError>) -> PostgresError? {
+            if case .failure(let error) = result { return error }
+            return nil
+        }
+        #expect(failed(mixed[0])?.sqlState == "22012")
+        #expect(try mixed[1].get().rows[0].decode("entry", as: String.self) == "two")
+        #expect(failed(mixed[2])?.sqlState == "42P01")
+        #expect(failed(mixed[3])?.code == .encoding)
+        #expect(try mixed[4].get().rows[0].decode("rows", as: Int.self) == 2)
+        #expect(connection.isReusable())
+        #expect(try connection.query("SELECT 3 AS three").rows[0].decode("three", as: Int.self) == 3)
+    }
+
     @Test("a pipelined transaction whose backend is terminated before its commit fails, as a connection failure, with nothing written")
     func pipelinedTransactionLostConnection() throws {
         let connection = try connect()
