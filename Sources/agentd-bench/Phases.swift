@@ -496,11 +496,21 @@ struct Phases: Sendable {
     }
 
     func serviceTimes(prefix: String) async throws -> ServiceTimes {
+        // Dispatch starts at the invoke's commit: its query message (position 0, never updated)
+        // carries the invoke's transaction, and with track_commit_timestamp (make bench sets it)
+        // that transaction's commit time. `queued_at` is read while the invoke's statement runs,
+        // which is earlier than its commit when the invoke shares a group commit.
+        let commitTimes = try await db.query("SELECT /* agentd-bench */ current_setting('track_commit_timestamp') = 'on' AS on")
+            .rows[0].decode("on", as: Bool.self)
+        let start: PostgresQuery = commitTimes ? "pg_xact_commit_timestamp(m.xmin)" : "t.queued_at"
         let rows = try await db.query("""
-            SELECT /* agentd-bench */ extract(epoch FROM claimed_at - queued_at)::float8 * 1000 AS dispatch,
-                   extract(epoch FROM finished_at - created_at)::float8 * 1000 AS total,
-                   extract(epoch FROM finished_at - queued_at)::float8 * 1000 AS since_queued
-            FROM tasks WHERE user_id LIKE \(prefix + "%") AND state = 'completed'
+            SELECT /* agentd-bench */ extract(epoch FROM t.claimed_at - \(fragment: start))::float8 * 1000 AS dispatch,
+                   extract(epoch FROM t.finished_at - t.created_at)::float8 * 1000 AS total,
+                   extract(epoch FROM t.finished_at - t.queued_at)::float8 * 1000 AS since_queued
+            FROM tasks t
+            JOIN messages m ON m.tenant_id = t.tenant_id AND m.user_id = t.user_id AND m.session_id = t.session_id
+                           AND m.task_id = t.task_id AND m.position = 0
+            WHERE t.user_id LIKE \(prefix + "%") AND t.state = 'completed'
             """).rows
         return ServiceTimes(
             dispatch: Sample(try rows.map { try $0.decode("dispatch") }), total: Sample(try rows.map { try $0.decode("total") }),
