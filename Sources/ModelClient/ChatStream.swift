@@ -63,7 +63,6 @@ struct ChatStream {
         return last
     }
 
-    /// One event (its `data:` lines joined); its text delta, if any.
     /// `[DONE]`, between spaces or tabs: by bytes, as Foundation's `trimmingCharacters` was a
     /// measurable share of every streamed chunk.
     static func isDone(_ payload: String) -> Bool {
@@ -73,6 +72,7 @@ struct ChatStream {
         return bytes.elementsEqual("[DONE]".utf8)
     }
 
+    /// One event (its `data:` lines joined); its text delta, if any.
     private mutating func dispatch(_ payload: String) throws -> String? {
         if Self.isDone(payload) {
             done = true

@@ -23,6 +23,7 @@ import Synchronization
 /// had alone, its own error included.
 public final class GroupCommit: Sendable {
     private struct Waiter {
+        var id: Int
         var tenantID: String
         var order: String
         var query: PostgresQuery
@@ -32,6 +33,7 @@ public final class GroupCommit: Sendable {
     private struct State {
         var waiting: [Waiter] = []
         var writing = 0
+        var nextID = 0
     }
 
     private let state = Mutex(State())
@@ -51,15 +53,30 @@ public final class GroupCommit: Sendable {
     /// Runs `query` for the tenant, alone or in a group, committed when it returns.
     /// - Parameter order: where the statement's row locks sort (the session's key): statements
     ///   of one order keep the order they arrived in.
+    /// Cancelling the caller withdraws a statement not yet sent (as a pooled statement's caller
+    /// cancelled before it ran); one already in a group runs to its end.
     func run(tenantID: String, order: String, _ query: PostgresQuery) async throws -> PostgresResult {
-        try await withCheckedThrowingContinuation { continuation in
-            let leads = state.withLock { state in
-                state.waiting.append(Waiter(tenantID: tenantID, order: order, query: query, continuation: continuation))
-                guard state.writing < concurrentGroups else { return false }
-                state.writing += 1
-                return true
+        try Task.checkCancellation()
+        let id = state.withLock { state in
+            state.nextID += 1
+            return state.nextID
+        }
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                let leads = state.withLock { state in
+                    state.waiting.append(Waiter(id: id, tenantID: tenantID, order: order, query: query, continuation: continuation))
+                    guard state.writing < concurrentGroups else { return false }
+                    state.writing += 1
+                    return true
+                }
+                if leads { Task { await self.drain() } }
             }
-            if leads { Task { await self.drain() } }
+        } onCancel: {
+            let withdrawn = state.withLock { state -> Waiter? in
+                guard let index = state.waiting.firstIndex(where: { $0.id == id }) else { return nil }
+                return state.waiting.remove(at: index)
+            }
+            withdrawn?.continuation.resume(throwing: CancellationError())
         }
     }
 

@@ -41,10 +41,10 @@ public struct TaskJournal: AgentJournal {
         return try Self.context(from: try await pool.tenant(key.tenantID) { try $0.query(query).rows })
     }
 
-    /// The context and the memories recalled for the task (`key` is this journal's), both
-    /// statements in one round trip (pipelined) when `memory` is this database's `MemoryStore`.
+    /// The context and the memories recalled for this journal's task (the run's key is the same
+    /// one), both statements in one round trip (pipelined) when `memory` is this database's `MemoryStore`.
     public func context(
-        historyLimit: Int, recalling query: String, limit: Int, from memory: any MemoryRecall, of key: TaskKey
+        historyLimit: Int, recalling query: String, limit: Int, from memory: any MemoryRecall, of _: TaskKey
     ) async throws -> (RunContext, [String]) {
         guard memory is MemoryStore,
             let recall = MemoryStore.recallStatement(tenantID: key.tenantID, userID: key.userID, query: query, limit: limit)

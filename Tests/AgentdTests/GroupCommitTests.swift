@@ -10,15 +10,22 @@ struct GroupCommitTests {
     /// A group writer busy for a moment: what arrives meanwhile waits and goes out as one group.
     static let slowStatement: PostgresQuery = "SELECT pg_sleep(0.3) AS slept, txid_current() AS txid"
 
-    @Test("statements that arrive while a group is written share the next commit, each with its own result")
-    func sharedCommit() async throws {
+    /// A pool on an empty database with `table` created, and a one-writer group busy with
+    /// `slowStatement` for a moment (the task answering it returned), so that what is run next waits.
+    static func busyGroup(creating table: String) async throws -> (PostgresPool, GroupCommit, Task<PostgresResult, any Error>) {
         let url = try await TestDatabase.empty()
         let pool = PostgresPool(configuration: .init(conninfo: url, size: 4))
-        defer { Task { await pool.shutdown() } }
-        try await pool.query("CREATE TABLE ledger (id int PRIMARY KEY, tenant text)")
+        try await pool.query(PostgresQuery(unsafeSQL: "CREATE TABLE " + table))
         let group = GroupCommit(pool: pool, maxStatements: 64, concurrentGroups: 1)
         let slow = Task { try await group.run(tenantID: "a", order: "", Self.slowStatement) }
         try await Task.sleep(for: .milliseconds(100))
+        return (pool, group, slow)
+    }
+
+    @Test("statements that arrive while a group is written share the next commit, each with its own result")
+    func sharedCommit() async throws {
+        let (pool, group, slow) = try await Self.busyGroup(creating: "ledger (id int PRIMARY KEY, tenant text)")
+        defer { Task { await pool.shutdown() } }
         let answers = try await withThrowingTaskGroup(of: (Int, String, Int64).self) { tasks in
             for id in 0..<30 {
                 let tenant = id % 3 == 0 ? "b" : "a"
@@ -48,14 +55,9 @@ struct GroupCommitTests {
 
     @Test("a statement that fails in a group fails alone: the others commit once each")
     func failureIsReplayed() async throws {
-        let url = try await TestDatabase.empty()
-        let pool = PostgresPool(configuration: .init(conninfo: url, size: 4))
+        let (pool, group, slow) = try await Self.busyGroup(creating: "ledger (id int PRIMARY KEY)")
         defer { Task { await pool.shutdown() } }
-        try await pool.query("CREATE TABLE ledger (id int PRIMARY KEY)")
         try await pool.query("INSERT INTO ledger VALUES (7)")
-        let group = GroupCommit(pool: pool, maxStatements: 64, concurrentGroups: 1)
-        let slow = Task { try await group.run(tenantID: "a", order: "", Self.slowStatement) }
-        try await Task.sleep(for: .milliseconds(100))
         let outcomes = await withTaskGroup(of: (Int, (any Error)?).self) { tasks in
             for id in 0..<12 {
                 tasks.addTask {
@@ -77,5 +79,20 @@ struct GroupCommitTests {
         #expect(failure.underlying.isUniqueViolation)
         let ids = try await pool.query("SELECT id FROM ledger ORDER BY id").rows.map { try $0.decode("id", as: Int.self) }
         #expect(ids == Array(0..<12))
+    }
+
+    @Test("a caller cancelled while its statement waits for the next group withdraws it: it never runs")
+    func cancelledWaiterIsWithdrawn() async throws {
+        let (pool, group, slow) = try await Self.busyGroup(creating: "ledger (id int PRIMARY KEY)")
+        defer { Task { await pool.shutdown() } }
+        let withdrawn = Task { try await group.run(tenantID: "a", order: "s", "INSERT INTO ledger VALUES (\(1)) RETURNING id") }
+        let kept = Task { try await group.run(tenantID: "a", order: "s", "INSERT INTO ledger VALUES (\(2)) RETURNING id") }
+        try await Task.sleep(for: .milliseconds(50))
+        withdrawn.cancel()
+        await #expect(throws: CancellationError.self) { try await withdrawn.value }
+        _ = try await kept.value
+        _ = try await slow.value
+        let ids = try await pool.query("SELECT id FROM ledger ORDER BY id").rows.map { try $0.decode("id", as: Int.self) }
+        #expect(ids == [2])
     }
 }
