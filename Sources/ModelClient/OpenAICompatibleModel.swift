@@ -224,7 +224,7 @@ public struct OpenAICompatibleModel: ChatModel {
     }
 
     static func parseReply(_ data: Data, fallbackModel: String, logger: Logger) throws -> ModelReply {
-        guard let body = try? JSONDecoder().decode(JSONValue.self, from: data),
+        guard let body = try? JSONValue(parsing: data),
             case .array(let choices)? = body["choices"], let message = choices.first?["message"]
         else {
             let excerpt = String(decoding: data.prefix(200), as: UTF8.self)

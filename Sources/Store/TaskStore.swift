@@ -408,7 +408,8 @@ public struct TaskStore: Sendable {
     }
 
     /// The tasks of `keys`, one statement per tenant among them. A key with no task is an idle
-    /// session if the session exists without any task, else not found. The settled ones go to `settled`.
+    /// session if the session exists without any task, else not found: a second statement, for
+    /// those keys only. The settled ones go to `settled`.
     static func snapshots(_ keys: [TaskKey], pool: PostgresPool, settled: SettledTasks?) async throws -> [TaskKey: Lookup] {
         var found: [TaskKey: Lookup] = [:]
         for (tenant, keys) in Dictionary(grouping: keys, by: { Identifier($0.tenantID) }) {
@@ -416,44 +417,57 @@ public struct TaskStore: Sendable {
             // Taken before the statement: an invalidation that arrives while it runs drops the fill.
             let generation = settled?.generation
             var fills: [(key: TaskKey, snapshot: TaskSnapshot, bytes: Int)] = []
-            let rows = try await pool.tenant(tenant) { connection in
-                try connection.query("""
+            // The idle test is not in the read itself: PostgreSQL plans this statement each time
+            // (a custom plan for the keys' count beats the generic one), and its two sub-selects
+            // more than doubled that planning (0.6 against 0.25 ms).
+            let (rows, idle) = try await pool.tenant(tenant) { connection in
+                let rows = try connection.query("""
                     SELECT k.user_id, k.session_id, k.task_id, t.state, t.message, t.query, t.result, t.interrupt_data, t.agent_id, t.agent_version,
-                           extract(epoch FROM t.updated_at) AS updated,
-                           t.task_id IS NULL
-                             AND EXISTS (SELECT 1 FROM sessions s
-                                         WHERE s.tenant_id = \(tenant) AND s.user_id = k.user_id AND s.session_id = k.session_id)
-                             AND NOT EXISTS (SELECT 1 FROM tasks o
-                                             WHERE o.tenant_id = \(tenant) AND o.user_id = k.user_id AND o.session_id = k.session_id) AS idle
+                           extract(epoch FROM t.updated_at) AS updated
                     FROM unnest(\(keys.map(\.userID))::text[], \(keys.map(\.sessionID))::text[], \(keys.map(\.taskID))::text[])
                          AS k(user_id, session_id, task_id)
-                    LEFT JOIN tasks t
+                    JOIN tasks t
                       ON t.tenant_id = \(tenant) AND t.user_id = k.user_id AND t.session_id = k.session_id AND t.task_id = k.task_id
                     """).rows
+                let answered = Set(try rows.map { [try $0.decode("user_id", as: String.self), try $0.decode("session_id"), try $0.decode("task_id")] })
+                let missing = keys.filter { !answered.contains([$0.userID, $0.sessionID, $0.taskID]) }
+                guard !missing.isEmpty else { return (rows, [PostgresRow]()) }
+                let idle = try connection.query("""
+                    SELECT k.user_id, k.session_id, k.task_id,
+                           EXISTS (SELECT 1 FROM sessions s
+                                   WHERE s.tenant_id = \(tenant) AND s.user_id = k.user_id AND s.session_id = k.session_id)
+                             AND NOT EXISTS (SELECT 1 FROM tasks o
+                                             WHERE o.tenant_id = \(tenant) AND o.user_id = k.user_id AND o.session_id = k.session_id) AS idle
+                    FROM unnest(\(missing.map(\.userID))::text[], \(missing.map(\.sessionID))::text[], \(missing.map(\.taskID))::text[])
+                         AS k(user_id, session_id, task_id)
+                    """).rows
+                return (rows, idle)
+            }
+            for row in idle {
+                let key = TaskKey(
+                    tenantID: tenant, userID: try row.decode("user_id"), sessionID: try row.decode("session_id"), taskID: try row.decode("task_id"))
+                found[key] = try row.decode("idle", as: Bool.self) ? .idleSession : .notFound
             }
             for row in rows {
                 let key = TaskKey(
                     tenantID: tenant, userID: try row.decode("user_id"), sessionID: try row.decode("session_id"), taskID: try row.decode("task_id"))
-                if let state = try row.decode("state", as: String?.self) {
-                    let message = try row.decode("message", as: String?.self)
-                    let query = try row.decode("query", as: String.self)
-                    let result = try row.decode("result", as: PostgresJSON?.self)
-                    let interruptData = try row.decode("interrupt_data", as: PostgresJSON?.self)
-                    let task = TaskSnapshot(
-                        state: TaskState(rawValue: state) ?? .error, message: message, query: query,
-                        result: try result.map { try JSONValue(parsing: $0.bytes) },
-                        interruptData: try interruptData.map { try JSONValue(parsing: $0.bytes) },
-                        updatedAt: try row.decode("updated", as: Double.self),
-                        agentID: try row.decode("agent_id", as: String.self), agentVersion: try row.decode("agent_version", as: Int.self))
-                    found[key] = .task(task)
-                    if settled != nil, SettledTasks.settledStates.contains(task.state) {
-                        // Parsed JSON (`JSONValue`: an enum per value, a dictionary per object) takes several times its text.
-                        let bytes = key.description.utf8.count + (message?.utf8.count ?? 0) + query.utf8.count
-                            + 8 * ((result?.bytes.count ?? 0) + (interruptData?.bytes.count ?? 0))
-                        fills.append((key, task, bytes))
-                    }
-                } else {
-                    found[key] = try row.decode("idle", as: Bool.self) ? .idleSession : .notFound
+                let state: String = try row.decode("state")
+                let message = try row.decode("message", as: String?.self)
+                let query = try row.decode("query", as: String.self)
+                let result = try row.decode("result", as: PostgresJSON?.self)
+                let interruptData = try row.decode("interrupt_data", as: PostgresJSON?.self)
+                let task = TaskSnapshot(
+                    state: TaskState(rawValue: state) ?? .error, message: message, query: query,
+                    result: try result.map { try JSONValue(parsing: $0.bytes) },
+                    interruptData: try interruptData.map { try JSONValue(parsing: $0.bytes) },
+                    updatedAt: try row.decode("updated", as: Double.self),
+                    agentID: try row.decode("agent_id", as: String.self), agentVersion: try row.decode("agent_version", as: Int.self))
+                found[key] = .task(task)
+                if settled != nil, SettledTasks.settledStates.contains(task.state) {
+                    // Parsed JSON (`JSONValue`: an enum per value, a dictionary per object) takes several times its text.
+                    let bytes = key.description.utf8.count + (message?.utf8.count ?? 0) + query.utf8.count
+                        + 8 * ((result?.bytes.count ?? 0) + (interruptData?.bytes.count ?? 0))
+                    fills.append((key, task, bytes))
                 }
             }
             if let settled, let generation, !fills.isEmpty { settled.fill(fills, readAfter: generation) }

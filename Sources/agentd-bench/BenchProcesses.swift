@@ -184,6 +184,110 @@ enum Wrk {
     }
 }
 
+extension Wrk {
+    /// What `tasks` measured: each completed task's time from its invoke to the status read that
+    /// saw it completed, in ms, and the requests that failed.
+    struct Tasks: Sendable {
+        var latencies: [Double]
+        var failures: Int
+        var failureReport: String
+    }
+
+    /// The throughput phase's clients as wrk connections, one per wrk thread (each thread runs the
+    /// script in a Lua state of its own, so the state is the client's): invoke, then
+    /// `GET /agent/status/...?wait=30` until the task has ended, then the next task. The clock is
+    /// `clock_gettime(CLOCK_MONOTONIC)` through LuaJIT's FFI, which Debian's wrk is built with.
+    static func tasks(
+        _ wrk: String, baseURL: String, userPrefix: String, authorization: String?, clients: Int, seconds: Int
+    ) throws -> Tasks {
+        func literal(_ text: String) -> String {
+            "\"" + text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
+        }
+        let script = """
+            local ffi = require("ffi")
+            ffi.cdef[[
+            typedef struct { long tv_sec; long tv_nsec; } agentd_timespec;
+            int clock_gettime(int clock, agentd_timespec *now);
+            ]]
+            local timespec = ffi.new("agentd_timespec")
+            local function now()
+                ffi.C.clock_gettime(1, timespec)
+                return tonumber(timespec.tv_sec) * 1000 + tonumber(timespec.tv_nsec) / 1e6
+            end
+            \(authorization.map { "wrk.headers[\"Authorization\"] = \(literal($0))" } ?? "")
+            wrk.headers["Content-Type"] = "application/json"
+            local threads = {}
+            function setup(thread)
+                thread:set("client", #threads)
+                table.insert(threads, thread)
+            end
+            local user, number, waiting, started = nil, 0, false, 0
+            latencies, failures, report = {}, 0, ""
+            function init(args) user = \(literal(userPrefix)) .. "-u" .. client end
+            function request()
+                if not waiting then
+                    number = number + 1
+                    started = now()
+                    return wrk.format("POST", "/agent/invoke", nil, string.format(
+                        '{"user_id":"%s","session_id":"s","task_id":"t%d","query":"question %d"}', user, number, number))
+                end
+                return wrk.format("GET", string.format("/agent/status/%s/s/t%d?wait=30", user, number))
+            end
+            function response(status, headers, body)
+                if status ~= 200 then
+                    failures = failures + 1
+                    if #report < 400 then report = report .. status .. " " .. body:sub(1, 120) .. "; " end
+                    waiting = false
+                    return
+                end
+                if not waiting then
+                    waiting = true
+                    return
+                end
+                local state = body:match('"status"%s*:%s*"(%a+)"')
+                if state == "completed" then
+                    latencies[#latencies + 1] = now() - started
+                    waiting = false
+                elseif state ~= "queued" and state ~= "running" then
+                    failures = failures + 1
+                    if #report < 400 then report = report .. user .. "/t" .. number .. " ended " .. tostring(state) .. "; " end
+                    waiting = false
+                end
+            end
+            function done(summary, latency, requests)
+                local failed, reports = 0, ""
+                for _, thread in ipairs(threads) do
+                    local measured = thread:get("latencies")
+                    local parts = {}
+                    for index, value in ipairs(measured) do parts[index] = string.format("%.3f", value) end
+                    if #parts > 0 then io.write("AGENTD-LATENCIES ", table.concat(parts, ","), "\\n") end
+                    failed = failed + thread:get("failures")
+                    reports = reports .. thread:get("report")
+                end
+                io.write("AGENTD-FAILURES ", failed, " ", reports, "\\n")
+            end
+            """
+        let (status, text) = try runWithScript(script, extension: "lua") { scriptPath in
+            (wrk, ["-t", "\(clients)", "-c", "\(clients)", "-d", "\(seconds)s", "--timeout", "60s", "-s", scriptPath, baseURL])
+        }
+        guard status == 0, let failureLine = text.firstMatch(of: /AGENTD-FAILURES ([0-9]+) ?(.*)/) else {
+            throw ValidationError("wrk failed: \(text.suffix(800))")
+        }
+        var latencies: [Double] = []
+        for line in text.split(separator: "\n") where line.hasPrefix("AGENTD-LATENCIES ") {
+            latencies += line.dropFirst("AGENTD-LATENCIES ".count).split(separator: ",").compactMap { Double($0) }
+        }
+        let socketErrors =
+            text.firstMatch(of: /Socket errors: connect ([0-9]+), read ([0-9]+), write ([0-9]+), timeout ([0-9]+)/).map {
+                [$0.1, $0.2, $0.3, $0.4].compactMap { Int($0) }.reduce(0, +)
+            } ?? 0
+        let socketReport = text.split(separator: "\n").filter { $0.contains("Socket errors") }.joined(separator: "; ")
+        return Tasks(
+            latencies: latencies, failures: (Int(failureLine.1) ?? 0) + socketErrors,
+            failureReport: String(failureLine.2) + socketReport)
+    }
+}
+
 /// Requests that reached PostgreSQL, counted at its sockets: `ss -ti`'s `data_segs_in` of each
 /// server socket, by the backend that owns it. A client writes each request in one piece (one
 /// statement, or a pipeline of them with BEGIN and COMMIT), so the difference over a phase is the

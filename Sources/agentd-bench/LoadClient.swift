@@ -1,3 +1,4 @@
+import AgentKit
 import AsyncHTTPClient
 import Foundation
 import NIOCore
@@ -52,14 +53,13 @@ struct LoadClient: Sendable {
         guard status == 200 else { throw Failure(description: "resume answered \(status): \(String(buffer: body))") }
     }
 
-    private struct StatusBody: Decodable {
-        var status: String
-    }
-
     func status(user: String, session: String, task: String, wait: Int? = nil) async throws -> String {
         let (code, body) = try await send(.GET, "/agent/status/\(user)/\(session)/\(task)" + (wait.map { "?wait=\($0)" } ?? ""))
         guard code == 200 else { throw Failure(description: "status answered \(code): \(String(buffer: body))") }
-        return try JSONDecoder().decode(StatusBody.self, from: Data(buffer: body)).status
+        guard let status = (try? JSONValue(parsing: body.readableBytesView))?["status"]?.stringValue else {
+            throw Failure(description: "status answered without a status: \(String(buffer: body))")
+        }
+        return status
     }
 
     /// Waits for the task's status to be one of `states` and returns it: with `GET ...?wait=30`
