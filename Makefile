@@ -42,8 +42,8 @@ test-console: deps
 
 # The service under load (BENCHMARKS.md): release build, a throwaway cluster with production's
 # durability (fsync and synchronous_commit on) and pg_stat_statements, the scripted model server,
-# agentd as a child process, wrk (Debian package) for the status reads, one table on standard output. BENCH_FLAGS adds options
-# (`agentd-bench service --help`).
+# agentd as a child process, wrk (Debian package) for the throughput clients and the status
+# reads, one table on standard output. BENCH_FLAGS adds options (`agentd-bench service --help`).
 BENCH_PG_OPTIONS ?= -c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track_planning=on -c track_commit_timestamp=on
 bench: deps
 	$(SWIFT) build $(RELEASE) --product agentd
