@@ -26,13 +26,15 @@ run: build
 	DATABASE_URL="$${DATABASE_URL:-$(DEV_DATABASE_URL)}" exec "$$($(SWIFT) build --show-bin-path)/agentd" serve
 
 # Builds first so that the cluster is up only while tests run. The MCP tests start a real MCP
-# server: the Python MCP SDK from PyPI, in .data/mcp-venv (scripts/mcp-venv.sh). The console's
-# test drives headless Chromium (Debian) through Selenium (PyPI, .data/browser-venv:
+# server: the Python MCP SDK from PyPI, in .data/mcp-venv (scripts/mcp-venv.sh). The metrics tests
+# parse /metrics with prometheus_client's parser (PyPI, .data/metrics-venv: scripts/metrics-venv.sh).
+# The console's test drives headless Chromium (Debian) through Selenium (PyPI, .data/browser-venv:
 # scripts/browser-venv.sh) and leaves its screenshots in .data/screenshots. It runs after the
 # rest, alone: Chromium's CPU would otherwise starve the suite's deadline tests on two cores.
 test: deps
 	$(SWIFT) build --build-tests
-	MCP_PYTHON="$$(scripts/mcp-venv.sh)" CONSOLE_PYTHON="$$(scripts/browser-venv.sh)" scripts/with-test-db.sh sh -c \
+	MCP_PYTHON="$$(scripts/mcp-venv.sh)" CONSOLE_PYTHON="$$(scripts/browser-venv.sh)" METRICS_PYTHON="$$(scripts/metrics-venv.sh)" \
+		scripts/with-test-db.sh sh -c \
 		'$(SWIFT) test --skip-build --skip ConsoleBrowserTests && $(SWIFT) test --skip-build --filter ConsoleBrowserTests'
 
 # The console's browser test alone (make test runs it too).

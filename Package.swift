@@ -6,6 +6,8 @@ let asyncHTTPClient = Target.Dependency.product(name: "AsyncHTTPClient", package
 let logging = Target.Dependency.product(name: "Logging", package: "swift-log")
 let serviceLifecycle = Target.Dependency.product(name: "ServiceLifecycle", package: "swift-service-lifecycle")
 let unixSignals = Target.Dependency.product(name: "UnixSignals", package: "swift-service-lifecycle")
+let coreMetrics = Target.Dependency.product(name: "CoreMetrics", package: "swift-metrics")
+let prometheus = Target.Dependency.product(name: "Prometheus", package: "swift-prometheus")
 
 let package = Package(
     name: "agentd",
@@ -21,6 +23,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
         // libpq's C API; pkg-config finds the headers, apt names the package that ships them.
@@ -29,6 +33,8 @@ let package = Package(
         .target(name: "Postgres", dependencies: ["CLibPQ", .product(name: "NIOPosix", package: "swift-nio"), logging]),
         // The agent: the run (AgentRun), messages, the ChatModel and Tool protocols, the step planner. No SQL, no HTTP.
         .target(name: "AgentKit"),
+        // The service's metrics through swift-metrics (a factory per service: Prometheus's in `agentd serve`).
+        .target(name: "Telemetry", dependencies: ["AgentKit", coreMetrics]),
         // ChatModel over any OpenAI-compatible /chat/completions endpoint.
         .target(name: "ModelClient", dependencies: ["AgentKit", asyncHTTPClient, logging]),
         // HTTP to the hosts tenants name (MCP servers, webhooks) under the SSRF rules.
@@ -48,7 +54,7 @@ let package = Package(
         // Repositories, the Notifier (LISTEN), migrations: every SQL statement of the service lives here.
         .target(name: "Store", dependencies: ["Postgres", "AgentKit", logging, serviceLifecycle, .product(name: "Crypto", package: "swift-crypto")]),
         // Claimer, worker slots, leases, reaper; runs an AgentRun per claimed task. No driver: Store's errors only.
-        .target(name: "TaskDispatch", dependencies: ["Store", "AgentKit", logging, serviceLifecycle]),
+        .target(name: "TaskDispatch", dependencies: ["Store", "AgentKit", "Telemetry", logging, serviceLifecycle]),
         // Sends the webhook deliveries that Store holds: signed, retried with backoff, any process.
         .target(
             name: "Webhooks",
@@ -57,11 +63,14 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
             ]),
         // The REST contract: routes, request/response types, status waits, error mapping. No driver.
-        .target(name: "API", dependencies: ["Store", "AgentKit", hummingbird, asyncHTTPClient, logging, .product(name: "NIOHTTP1", package: "swift-nio")]),
+        .target(name: "API", dependencies: ["Store", "AgentKit", "Telemetry", hummingbird, asyncHTTPClient, logging, .product(name: "NIOHTTP1", package: "swift-nio")]),
         // Configuration and wiring: one function builds the whole service for main and the tests.
         .target(
             name: "AgentdApp",
-            dependencies: ["API", "TaskDispatch", "Store", "ModelClient", "MCPClient", "Outbound", "Webhooks", "AgentKit", "Postgres", hummingbird, asyncHTTPClient, logging, serviceLifecycle, unixSignals]
+            dependencies: [
+                "API", "TaskDispatch", "Store", "ModelClient", "MCPClient", "Outbound", "Webhooks", "AgentKit", "Postgres", "Telemetry", hummingbird,
+                asyncHTTPClient, logging, serviceLifecycle, unixSignals, coreMetrics, prometheus,
+            ]
         ),
         .executableTarget(
             name: "agentd",

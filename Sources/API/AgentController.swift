@@ -2,6 +2,7 @@ import AgentKit
 import Foundation
 import Hummingbird
 import Store
+import Telemetry
 
 /// The REST contract of the original service (see ../shared/API.md): same paths, fields,
 /// shapes and status values.
@@ -10,12 +11,14 @@ public struct AgentController: Sendable {
     let sessions: SessionStore
     let memories: MemoryStore
     let watch: TaskWatch
+    let metrics: ServiceMetrics
 
-    public init(tasks: TaskStore, sessions: SessionStore, memories: MemoryStore, watch: TaskWatch) {
+    public init(tasks: TaskStore, sessions: SessionStore, memories: MemoryStore, watch: TaskWatch, metrics: ServiceMetrics = .disabled()) {
         self.tasks = tasks
         self.sessions = sessions
         self.memories = memories
         self.watch = watch
+        self.metrics = metrics
     }
 
     /// Longest `?wait=` on a status read, in seconds: well inside any proxy's idle timeout.
@@ -95,7 +98,10 @@ public struct AgentController: Sendable {
             key, query: query, systemMessage: system, agentID: agent, apiKeyID: context.keyID, maxInFlight: context.maxTasksInFlight,
             ifBusy: policy ?? .enqueue, cancelledBy: "task \(key.taskID) (if_busy=interrupt, \(Self.caller(context)))")
         switch outcome {
-        case .queued, .duplicate: return ids(key)
+        case .queued:
+            metrics.tasksSubmitted.increment()
+            return ids(key)
+        case .duplicate: return ids(key)
         case .limited: throw Self.inFlightLimit(context)
         case .unknownAgent: throw APIError.unprocessable("agent_id: this tenant has no agent \(agent ?? TaskStore.defaultAgent)")
         case .busy(let unfinished):

@@ -52,11 +52,30 @@ public struct ModelReply: Sendable {
 
 /// A model call that failed for good (after any retries); `message` says why, for the task's error.
 public struct ModelError: Error, Sendable, CustomStringConvertible {
+    /// What kind of failure, from a closed set (a metric's label).
+    public enum Kind: String, Sendable, CaseIterable {
+        /// A 4xx other than 429.
+        case httpStatus = "http_status"
+        case rateLimited = "rate_limited"
+        case serverError = "server_error"
+        case timeout
+        /// Not a chat completion, or a stream that broke its format.
+        case malformed
+        /// The stream ended before the reply was whole.
+        case truncated
+        case tooLarge = "too_large"
+        /// No answer at all: refused, reset, name not found.
+        case unreachable
+        case other
+    }
+
     /// Why, with how many attempts were made.
     public var message: String
+    public var kind: Kind
 
-    public init(message: String) {
+    public init(message: String, kind: Kind = .other) {
         self.message = message
+        self.kind = kind
     }
 
     public var description: String { message }

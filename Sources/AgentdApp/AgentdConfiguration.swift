@@ -55,6 +55,8 @@ public struct AgentdConfiguration: Sendable {
     public var statusCacheBytes = 64 << 20
     /// `GROUP_COMMIT_MAX`: invokes and step commits that arrive together share one commit, this many at most (`GroupCommit`); 1: each alone.
     public var groupCommitMax = 64
+    /// `METRICS`: `GET /metrics` and the figures behind it; off, every metric is a no-op and the route answers 404.
+    public var metricsEnabled = true
 
     public static let defaultDatabaseURL = "postgres://postgres@127.0.0.1:5432/agentd"
 
@@ -140,6 +142,13 @@ public struct AgentdConfiguration: Sendable {
         if let recall = try integer("MEMORY_RECALL_LIMIT", 0...100) { memoryRecallLimit = recall }
         if let megabytes = try integer("STATUS_CACHE_MB", 0...65_536) { statusCacheBytes = megabytes << 20 }
         if let group = try integer("GROUP_COMMIT_MAX", 1...1000) { groupCommitMax = group }
+        if let metrics = value("METRICS") {
+            switch metrics.lowercased() {
+            case "1", "true", "on": metricsEnabled = true
+            case "0", "false", "off": metricsEnabled = false
+            default: throw Invalid(description: "METRICS=\(metrics) must be 1 or 0")
+            }
+        }
         if let tools = environment["APPROVAL_TOOLS"] {
             approvalTools = Set(tools.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty })
         }
@@ -257,6 +266,9 @@ extension AgentdConfiguration {
         Variable(
             name: "`GROUP_COMMIT_MAX`", defaultValue: "`64`",
             meaning: "invokes and task steps that arrive while a commit is being written share the next one (one round trip, one commit), this many at most; `1`: each commits alone"),
+        Variable(
+            name: "`METRICS`", defaultValue: "`1`",
+            meaning: "`1`: `GET /metrics` in Prometheus's text format (open mode: anyone on loopback; with keys: operator keys only); `0`: no metrics, the route answers 404"),
         Variable(name: "`APPROVAL_TOOLS`", defaultValue: "`book_hotel`", meaning: "comma-separated tools that wait for a human; empty for none"),
         Variable(
             name: "`APPROVAL_TIMEOUT_S`", defaultValue: "none",

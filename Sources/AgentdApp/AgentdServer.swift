@@ -8,10 +8,12 @@ import MCPClient
 import ModelClient
 import Outbound
 import Postgres
+import Prometheus
 import ServiceLifecycle
 import Synchronization
 import Store
 import TaskDispatch
+import Telemetry
 import UnixSignals
 import Webhooks
 
@@ -24,12 +26,28 @@ public enum AgentdServer {
         _ configuration: AgentdConfiguration, logger: Logger, gracefulShutdownSignals: [UnixSignal] = [.sigterm, .sigint],
         model: (any ChatModel)? = nil, onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) async throws {
+        // This service's own registry (not the process-wide default): the tests run several
+        // services in one process and scrape each.
+        let registry = PrometheusCollectorRegistry()
+        var factory = PrometheusMetricsFactory(registry: registry)
+        factory.durationHistogramBuckets = ServiceMetrics.durationBuckets
+        factory.valueHistogramBuckets = ServiceMetrics.valueBuckets
+        let metrics = configuration.metricsEnabled ? ServiceMetrics(factory: factory) : .disabled()
         let pool = PostgresPool(
             configuration: .init(
                 conninfo: configuration.databaseURL, size: configuration.dbPoolSize, acquireTimeout: .seconds(5),
                 connectionSettings: .init(
-                    statementTimeout: configuration.statementTimeout, role: configuration.dbRole)),
+                    statementTimeout: configuration.statementTimeout, role: configuration.dbRole),
+                onAcquired: { metrics.poolWait.recordNanoseconds($0.nanoseconds) }),
             logger: logger)
+        let poolSize = configuration.dbPoolSize
+        let connections = (idle: metrics.gauge(ServiceMetrics.Name.connections, [("state", "idle")]),
+                           busy: metrics.gauge(ServiceMetrics.Name.connections, [("state", "busy")]))
+        metrics.onScrape {
+            let statistics = pool.statistics
+            connections.idle.record(statistics.idle)
+            connections.busy.record(min(poolSize, statistics.open - statistics.idle))
+        }
         // AsyncHTTPClient keeps 8 connections per host by default and queues the rest; every busy
         // worker slot may be waiting on the model, so the model host gets one connection per slot.
         var httpConfiguration = HTTPClient.Configuration()
@@ -49,7 +67,10 @@ public enum AgentdServer {
         do {
             try await serve(
                 configuration, pool: pool, httpClient: httpClient, peerClient: peerClient, toolbox: toolbox, webhookHTTP: webhookHTTP,
-                model: model, logger: logger, signals: gracefulShutdownSignals, onServerRunning: onServerRunning)
+                model: model, metrics: metrics, scrape: {
+                    metrics.prepareScrape()
+                    return registry.emitToBuffer()
+                }, logger: logger, signals: gracefulShutdownSignals, onServerRunning: onServerRunning)
         } catch {
             await toolbox.close()
             await webhookHTTP.shutdown()
@@ -67,12 +88,13 @@ public enum AgentdServer {
 
     private static func serve(
         _ configuration: AgentdConfiguration, pool: PostgresPool, httpClient: HTTPClient, peerClient: HTTPClient, toolbox: MCPToolbox,
-        webhookHTTP: OutboundHTTP, model: (any ChatModel)?,
+        webhookHTTP: OutboundHTTP, model: (any ChatModel)?, metrics: ServiceMetrics, scrape: @escaping @Sendable () async -> [UInt8],
         logger: Logger,
         signals: [UnixSignal], onServerRunning: @escaping @Sendable (Int) async -> Void
     ) async throws {
-        let chatModel = model ?? makeModel(configuration, httpClient: httpClient, logger: logger)
-        logger.info("model", metadata: ["name": "\(chatModel.name)", "base_url": "\(configuration.llmBaseURL ?? "offline")"])
+        let unmetered = model ?? makeModel(configuration, httpClient: httpClient, logger: logger)
+        logger.info("model", metadata: ["name": "\(unmetered.name)", "base_url": "\(configuration.llmBaseURL ?? "offline")"])
+        let chatModel = MeteredChatModel(unmetered, metrics: metrics)
         let owner = "\(ProcessInfo.processInfo.hostName):\(ProcessInfo.processInfo.processIdentifier):\(UUID().uuidString.prefix(8))"
         let watch = TaskWatch()
         // This process's own steps wake its event streams at once; `EventPoller` covers the others'.
@@ -106,7 +128,8 @@ public enum AgentdServer {
         let expiry = ApprovalExpiry(interrupts: interrupts, logger: logger, onExpired: { watch.changed($0) })
         let runner = TaskRunner(
             queue: queue, memories: memories, model: chatModel, agents: catalog,
-            logger: logger, onDelta: { watch.delta($0, $1) }, onRunEnded: { watch.runEnded($0) }, onApprovalAsked: { expiry.asked($0) })
+            logger: logger, onDelta: { watch.delta($0, $1) }, onRunEnded: { watch.runEnded($0) }, onApprovalAsked: { expiry.asked($0) },
+            metrics: metrics)
         let webhooks = WebhookStore(pool: pool, secrets: secrets)
         let deliverer = WebhookDeliverer(store: webhooks, http: webhookHTTP, logger: logger)
         notifier.onWebhooks { deliverer.poke() }
@@ -116,7 +139,12 @@ public enum AgentdServer {
         let dispatcher = Dispatcher(
             configuration: .init(
                 slots: configuration.workerSlots, lease: configuration.lease, shutdownGrace: configuration.shutdownGrace),
-            queue: queue, runner: runner, notifier: notifier, logger: logger)
+            queue: queue, runner: runner, notifier: notifier, logger: logger, metrics: metrics)
+        let tasksInFlight = metrics.gauge(ServiceMetrics.Name.tasksInFlight)
+        metrics.onScrape { tasksInFlight.record(dispatcher.running) }
+        // The first connect is not a reconnect.
+        let connected = Atomic<Bool>(false)
+        notifier.onConnect { if connected.exchange(true, ordering: .relaxed) { metrics.notifyReconnects.increment() } }
 
         let keys = KeyStore(pool: pool, notifier: readCaches ? notifier : nil)
         let open = !configuration.authRequired && configuration.bindsLoopbackOnly
@@ -128,6 +156,8 @@ public enum AgentdServer {
 
         // HTTP allows HEAD wherever GET is: the GET handler runs and its body is dropped.
         let router = Router(context: AgentRequestContext.self, options: .autoGenerateHeadEndpoints)
+        // Outermost, so that it counts the status ErrorMiddleware makes of an error.
+        if configuration.metricsEnabled { router.add(middleware: HTTPMetricsMiddleware(metrics: metrics)) }
         router.add(middleware: ErrorMiddleware(logger: logger))
         let openAPI = Self.openAPIDocument()
         if openAPI == nil { logger.warning("openapi.yaml not found beside the sql/ folder; GET /openapi.yaml answers 404") }
@@ -147,8 +177,12 @@ public enum AgentdServer {
         // Every route added after it has a caller, or is refused: the data routes' context
         // cannot exist without one.
         router.add(middleware: AuthMiddleware(keys: keys, mode: open ? .openWhileNoKeys : .required))
+        if configuration.metricsEnabled { router.addRoutes(MetricsController(scrape: scrape).endpoints) }
         let data = router.group(context: TenantRequestContext.self)
-        data.addRoutes(AgentController(tasks: TaskStore(pool: pool, settled: settled, group: groupCommit), sessions: SessionStore(pool: pool), memories: memories, watch: watch).endpoints)
+        let tasks = TaskStore(
+            pool: pool, settled: settled, group: groupCommit, onCancelled: { for _ in 0..<$0 { metrics.taskFinished(.cancelled) } })
+        data.addRoutes(
+            AgentController(tasks: tasks, sessions: SessionStore(pool: pool), memories: memories, watch: watch, metrics: metrics).endpoints)
         data.addRoutes(MemoryController(memories: memories).endpoints)
         data.addRoutes(InboxController(interrupts: interrupts).endpoints)
         data.addRoutes(
@@ -171,7 +205,7 @@ public enum AgentdServer {
                 toolbox, notifier, dispatcher,
                 LeaseReaper(
                     queue: queue, interval: configuration.lease / 3,
-                    maxAttempts: configuration.maxAttempts, logger: logger),
+                    maxAttempts: configuration.maxAttempts, logger: logger, metrics: metrics),
                 expiry,
             ] + (webhooks.canStoreSecrets ? [deliverer] : []),
             onServerRunning: { channel in

@@ -101,7 +101,7 @@ public struct OpenAICompatibleModel: ChatModel {
                 // A call abandoned by cancellation is not the model's failure.
                 try Task.checkCancellation()
                 guard failure.retryable, attempt <= configuration.maxRetries else {
-                    throw ModelError(message: failure.describe(attempts: attempt))
+                    throw ModelError(message: failure.describe(attempts: attempt), kind: failure.kind)
                 }
                 let delay = backoff(attempt: attempt, retryAfter: failure.retryAfter)
                 logger.debug("model call failed; retrying", metadata: ["attempt": "\(attempt)", "reason": "\(failure.reason)"])
@@ -115,6 +115,7 @@ public struct OpenAICompatibleModel: ChatModel {
     struct Failure: Error {
         var reason: String
         var retryable: Bool
+        var kind: ModelError.Kind
         var retryAfter: Duration?
         /// A 4xx that names `stream`: the server does not stream.
         var refusedStreaming = false
@@ -144,6 +145,7 @@ public struct OpenAICompatibleModel: ChatModel {
                     Failure(
                         reason: "model server answered \(status) \(response.status.reasonPhrase): \(excerpt)",
                         retryable: status == 429 || status >= 500,
+                        kind: status == 429 ? .rateLimited : status >= 500 ? .serverError : .httpStatus,
                         retryAfter: Self.retryAfter(response.headers.first(name: "Retry-After")),
                         refusedStreaming: streaming && (400..<500).contains(status) && status != 429 && excerpt.lowercased().contains("stream")))
             }
@@ -153,7 +155,7 @@ public struct OpenAICompatibleModel: ChatModel {
                 for try await chunk in response.body {
                     received += chunk.readableBytes
                     guard received <= Self.maxResponseBytes else {
-                        return .failure(Failure(reason: "model stream longer than \(Self.maxResponseBytes) bytes", retryable: false))
+                        return .failure(Failure(reason: "model stream longer than \(Self.maxResponseBytes) bytes", retryable: false, kind: .tooLarge))
                     }
                     for text in try stream.feed(chunk.readableBytesView) { onText(text) }
                 }
@@ -162,19 +164,19 @@ public struct OpenAICompatibleModel: ChatModel {
             let bytes = try await response.body.collect(upTo: Self.maxResponseBytes)
             return .success(try Self.parseReply(Data(bytes.readableBytesView), fallbackModel: model, logger: logger))
         } catch let error as ChatStream.Malformed {
-            return .failure(Failure(reason: error.message, retryable: false))
+            return .failure(Failure(reason: error.message, retryable: false, kind: .malformed))
         } catch is ChatStream.Truncated {
-            return .failure(Failure(reason: "model stream ended before the reply was complete", retryable: true))
+            return .failure(Failure(reason: "model stream ended before the reply was complete", retryable: true, kind: .truncated))
         } catch let error as ModelError {
-            return .failure(Failure(reason: error.message, retryable: false))
+            return .failure(Failure(reason: error.message, retryable: false, kind: error.kind))
         } catch let error as HTTPClientError where error == .deadlineExceeded || error == .readTimeout || error == .connectTimeout {
-            return .failure(Failure(reason: "model request timed out after \(timeout)", retryable: true))
+            return .failure(Failure(reason: "model request timed out after \(timeout)", retryable: true, kind: .timeout))
         } catch is CancellationError {
-            return .failure(Failure(reason: "cancelled", retryable: false))
+            return .failure(Failure(reason: "cancelled", retryable: false, kind: .other))
         } catch let error as NIOTooManyBytesError {
-            return .failure(Failure(reason: "model response larger than \(Self.maxResponseBytes) bytes: \(error)", retryable: false))
+            return .failure(Failure(reason: "model response larger than \(Self.maxResponseBytes) bytes: \(error)", retryable: false, kind: .tooLarge))
         } catch {
-            return .failure(Failure(reason: "model server unreachable: \(error)", retryable: true))
+            return .failure(Failure(reason: "model server unreachable: \(error)", retryable: true, kind: .unreachable))
         }
     }
 
@@ -228,7 +230,7 @@ public struct OpenAICompatibleModel: ChatModel {
             case .array(let choices)? = body["choices"], let message = choices.first?["message"]
         else {
             let excerpt = String(decoding: data.prefix(200), as: UTF8.self)
-            throw ModelError(message: "model server answered 200 without a chat completion: \(excerpt)")
+            throw ModelError(message: "model server answered 200 without a chat completion: \(excerpt)", kind: .malformed)
         }
         var calls: [ToolCall] = []
         if case .array(let wireCalls)? = message["tool_calls"] {

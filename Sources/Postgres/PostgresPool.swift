@@ -16,15 +16,18 @@ public final class PostgresPool: Sendable {
         /// How long a caller waits for a free connection before `poolTimeout`.
         public var acquireTimeout: Duration
         public var connectionSettings: PostgresConnection.Settings
+        /// Told how long each caller waited for its connection (a metric's histogram).
+        public var onAcquired: (@Sendable (Duration) -> Void)?
 
         public init(
             conninfo: String, size: Int = 8, acquireTimeout: Duration = .seconds(5),
-            connectionSettings: PostgresConnection.Settings = .init()
+            connectionSettings: PostgresConnection.Settings = .init(), onAcquired: (@Sendable (Duration) -> Void)? = nil
         ) {
             self.conninfo = conninfo
             self.size = max(1, size)
             self.acquireTimeout = acquireTimeout
             self.connectionSettings = connectionSettings
+            self.onAcquired = onAcquired
         }
     }
 
@@ -85,8 +88,10 @@ public final class PostgresPool: Sendable {
     private func withConnection<T: Sendable>(
         preferring settings: [(name: String, value: String)]?, _ body: @escaping @Sendable (PostgresConnection) throws -> T
     ) async throws -> T {
+        let asked = ContinuousClock.now
         let connection = try await acquire(preferring: settings)
         defer { release(connection) }
+        configuration.onAcquired?(ContinuousClock.now - asked)
         // A cancel that arrived while acquiring would find no statement to cancel.
         try Task.checkCancellation()
         return try await withTaskCancellationHandler {

@@ -45,6 +45,11 @@ public final class Notifier: Service {
         self.listener = listener
     }
 
+    /// `handler` runs each time the listening connection is (re)established, the first time included.
+    public func onConnect(_ handler: @escaping @Sendable () -> Void) {
+        subscribers.handlers.withLock { $0.connects.append(handler) }
+    }
+
     /// `handler` runs when new work may be waiting.
     public func onNewWork(_ handler: @escaping @Sendable () -> Void) {
         subscribers.handlers.withLock { $0.newWork.append(handler) }
@@ -122,6 +127,7 @@ public final class Notifier: Service {
             var webhooks: [@Sendable () -> Void] = []
             var invalidated: [@Sendable (Invalidated?) -> Void] = []
             var keys: [@Sendable () -> Void] = []
+            var connects: [@Sendable () -> Void] = []
         }
 
         let handlers = Mutex(Handlers())
@@ -133,6 +139,7 @@ public final class Notifier: Service {
             for handler in current.webhooks { handler() }
             for handler in current.invalidated { handler(nil) }
             for handler in current.keys { handler() }
+            for handler in current.connects { handler() }
         }
 
         func deliver(_ notifications: [PostgresNotification]) {

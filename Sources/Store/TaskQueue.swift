@@ -12,6 +12,8 @@ public struct ClaimedTask: Sendable {
     /// The agent and version the task runs (0: the environment's configuration).
     public var agentID: String
     public var agentVersion: Int
+    /// Seconds from its queueing (invoke, resume or release) to this claim.
+    public var queueWait: Double
 }
 
 /// A claim that its worker let go of without settling the task; see `releaseAbandoned`.
@@ -111,13 +113,15 @@ public struct TaskQueue: Sendable {
                         FROM candidate
                         WHERE \(unsafeSQL: TaskKey.sameTask("tasks", "candidate"))
                         RETURNING \(unsafeSQL: EventRecord.returning), tasks.seq, tasks.query, tasks.system_message, tasks.attempts,
-                                  tasks.agent_id, tasks.agent_version
+                                  tasks.agent_id, tasks.agent_version,
+                                  extract(epoch FROM tasks.claimed_at - tasks.queued_at)::float8 AS queue_wait
                     ), logged AS (
                         \(fragment: EventRecord.append(EventRecord(
                             kind: .running,
                             data: "jsonb_build_object('attempt', s.attempts, 'agent_id', s.agent_id, 'agent_version', s.agent_version)"), from: "claimed"))
                     )
-                    SELECT tenant_id, user_id, session_id, task_id, seq, query, system_message, attempts, agent_id, agent_version FROM claimed
+                    SELECT tenant_id, user_id, session_id, task_id, seq, query, system_message, attempts, agent_id, agent_version, queue_wait
+                    FROM claimed
                     """).rows.map { row in
                     ClaimedTask(
                         key: TaskKey(
@@ -125,7 +129,8 @@ public struct TaskQueue: Sendable {
                             sessionID: try row.decode("session_id"), taskID: try row.decode("task_id")),
                         seq: try row.decode("seq"), query: try row.decode("query"),
                         systemMessage: try row.decode("system_message", as: String?.self), attempt: try row.decode("attempts"),
-                        agentID: try row.decode("agent_id"), agentVersion: try row.decode("agent_version"))
+                        agentID: try row.decode("agent_id"), agentVersion: try row.decode("agent_version"),
+                        queueWait: try row.decode("queue_wait"))
                 }.sorted { $0.seq < $1.seq }
             }
             for task in claimed { onStep(task.key) }

@@ -61,10 +61,17 @@ public struct TaskStore: Sendable {
     /// Settled tasks this process read, answered without a statement (nil: every read reads the database).
     let settled: SettledTasks?
 
-    public init(pool: PostgresPool, settled: SettledTasks? = nil, group: GroupCommit? = nil) {
+    /// Told how many tasks a statement cancelled (a cancel, a session's cancel, `if_busy=interrupt`),
+    /// those cancelled before not counted again.
+    let onCancelled: @Sendable (Int) -> Void
+
+    public init(
+        pool: PostgresPool, settled: SettledTasks? = nil, group: GroupCommit? = nil, onCancelled: @escaping @Sendable (Int) -> Void = { _ in }
+    ) {
         self.pool = pool
         self.group = group
         self.settled = settled
+        self.onCancelled = onCancelled
         // Half the pool at most, so that workers always find connections.
         snapshots = Batched(concurrentReads: max(1, pool.configuration.size / 2)) { keys in
             try await Self.snapshots(keys, pool: pool, settled: settled)
@@ -161,11 +168,18 @@ public struct TaskStore: Sendable {
                 try Self.refusal(of: key, outcome: outcome, query: query, systemMessage: systemMessage, agent: agent, ifBusy: ifBusy, connection)
             }
         }
-        return try await serialized(key, apiKeyID: apiKeyID, maxInFlight: maxInFlight, perSession: ifBusy != .enqueue) { connection in
+        let (outcome, cancelled) = try await serialized(key, apiKeyID: apiKeyID, maxInFlight: maxInFlight, perSession: ifBusy != .enqueue) {
+            connection -> (SubmitOutcome, Int) in
             let outcome = try connection.query(statement).first
-            if try outcome?.decode("inserted", as: Int.self) == 1 { return .queued }
-            return try Self.refusal(of: key, outcome: outcome, query: query, systemMessage: systemMessage, agent: agent, ifBusy: ifBusy, connection)
+            // Two per cancelled task: its event and its notification.
+            if try outcome?.decode("inserted", as: Int.self) == 1 { return (.queued, try outcome?.decode("cancelled", as: Int.self) ?? 0) }
+            return (
+                try Self.refusal(of: key, outcome: outcome, query: query, systemMessage: systemMessage, agent: agent, ifBusy: ifBusy, connection), 0
+            )
         }
+        // Counted once the transaction committed.
+        if cancelled > 0 { onCancelled(cancelled / 2) }
+        return outcome
     }
 
     /// Why a submission wrote nothing, from its statement's `outcome` and the task already stored.
@@ -268,7 +282,10 @@ public struct TaskStore: Sendable {
                        (SELECT count(\(fragment: Self.notifyCancelled)) FROM cancelled) AS notified,
                        \(fragment: Notifier.wakeSessionQueue(of: key, ifAnyIn: "cancelled")) AS woke
                 """).first
-            if let message = try outcome?.decode("message", as: String?.self) { return .cancelled(message: message) }
+            if let message = try outcome?.decode("message", as: String?.self) {
+                onCancelled(1)
+                return .cancelled(message: message)
+            }
             guard let current = try connection.query("""
                 SELECT state, message FROM tasks
                 WHERE \(fragment: key.matchesTask())
@@ -295,6 +312,7 @@ public struct TaskStore: Sendable {
                 """).first
             guard let row, try row.decode("sessions", as: Int.self) > 0 else { return nil }
             guard case .array(let ids) = try JSONValue(parsing: try row.decode("task_ids", as: PostgresJSON.self).bytes) else { return [] }
+            if !ids.isEmpty { onCancelled(ids.count) }
             return ids.compactMap(\.stringValue)
         }
     }

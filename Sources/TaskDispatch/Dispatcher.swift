@@ -4,6 +4,7 @@ import Logging
 import ServiceLifecycle
 import Store
 import Synchronization
+import Telemetry
 
 /// Takes queued tasks and runs them in worker slots.
 ///
@@ -35,6 +36,7 @@ public final class Dispatcher: Service {
     let runner: TaskRunner
     let notifier: Notifier
     let logger: Logger
+    let metrics: ServiceMetrics
     private let inFlight = Atomic<Int>(0)
     private let stopping = Atomic<Bool>(false)
     /// Tasks whose workers let go of them unsettled; released by the maintenance loop as soon
@@ -58,7 +60,11 @@ public final class Dispatcher: Service {
     private let cancelled = Mutex<[Int64: ContinuousClock.Instant]>([:])
     static let cancelMemory: Duration = .seconds(60)
 
-    public init(configuration: Configuration, queue: TaskQueue, runner: TaskRunner, notifier: Notifier, logger: Logger) {
+    public init(
+        configuration: Configuration, queue: TaskQueue, runner: TaskRunner, notifier: Notifier, logger: Logger,
+        metrics: ServiceMetrics = .disabled()
+    ) {
+        self.metrics = metrics
         self.configuration = configuration
         self.queue = queue
         self.runner = runner
@@ -110,6 +116,8 @@ public final class Dispatcher: Service {
                     }
                     let claimedAt = ContinuousClock.now
                     for task in claimed {
+                        metrics.taskAttempts.increment()
+                        metrics.queueWait.recordNanoseconds(Int64(max(0, task.queueWait) * 1e9))
                         inFlight.add(1, ordering: .relaxed)
                         let cancel = CancelSignal()
                         runs.withLock { $0[task.key] = Running(cancel: cancel, claimedAt: claimedAt, seq: task.seq) }
@@ -118,6 +126,7 @@ public final class Dispatcher: Service {
                         }
                         group.addTask {
                             let settled = await self.runner.run(task, stopping: { self.stopping.load(ordering: .relaxed) }, cancel: cancel)
+                            self.metrics.taskRun.recordNanoseconds((ContinuousClock.now - claimedAt).nanoseconds)
                             // Only its own entry: a resumed task may already run again under a new one.
                             self.runs.withLock { runs in if runs[task.key]?.cancel === cancel { runs[task.key] = nil } }
                             if !settled { _ = self.abandoned.withLock { $0.insert(AbandonedLease(task)) } }

@@ -2,6 +2,7 @@ import AgentKit
 import Foundation
 import Logging
 import Store
+import Telemetry
 
 /// Runs one claimed task (an `AgentRun` over the task's journal in PostgreSQL) and decides
 /// what becomes of it when the run stops early: handed back, lost, or failed.
@@ -18,12 +19,13 @@ public struct TaskRunner: Sendable {
     let onRunEnded: @Sendable (TaskKey) -> Void
     /// Told when a run stopped to ask an approval that expires (`ApprovalExpiry.asked`).
     let onApprovalAsked: @Sendable (ApprovalTimeout) -> Void
+    let metrics: ServiceMetrics
 
     public init(
         queue: TaskQueue, memories: MemoryStore, model: any ChatModel, agents: AgentCatalog, logger: Logger,
         onDelta: @escaping @Sendable (TaskKey, MessageDelta) -> Void = { _, _ in },
         onRunEnded: @escaping @Sendable (TaskKey) -> Void = { _ in },
-        onApprovalAsked: @escaping @Sendable (ApprovalTimeout) -> Void = { _ in }
+        onApprovalAsked: @escaping @Sendable (ApprovalTimeout) -> Void = { _ in }, metrics: ServiceMetrics = .disabled()
     ) {
         self.queue = queue
         self.memories = memories
@@ -33,6 +35,7 @@ public struct TaskRunner: Sendable {
         self.onDelta = onDelta
         self.onRunEnded = onRunEnded
         self.onApprovalAsked = onApprovalAsked
+        self.metrics = metrics
     }
 
     /// - Parameters:
@@ -54,7 +57,9 @@ public struct TaskRunner: Sendable {
             agent = try await agents.resolve(tenantID: task.key.tenantID, agentID: task.agentID, version: task.agentVersion)
         } catch let unavailable as AgentUnavailable {
             logger.warning("task failed: its agent cannot be run", metadata: ["reason": "\(unavailable)"])
-            return (try? await journal.finish(state: .error, result: nil, message: unavailable.description)) != nil
+            guard (try? await journal.finish(state: .error, result: nil, message: unavailable.description)) != nil else { return false }
+            metrics.taskFinished(.error)
+            return true
         } catch {
             logger.warning("could not read the task's agent; the task goes back to the queue", metadata: ["error": "\(String(reflecting: error))"])
             return false
@@ -69,8 +74,10 @@ public struct TaskRunner: Sendable {
             case .interrupted(let call):
                 logger.debug("waiting for a human", metadata: ["tool": "\(call.name)"])
                 if let timeout = agent.settings.approvalTimeout { onApprovalAsked(timeout) }
-            case .failed(let reason): logger.info("task failed", metadata: ["reason": "\(reason)"])
-            case .completed: break
+            case .failed(let reason):
+                logger.info("task failed", metadata: ["reason": "\(reason)"])
+                metrics.taskFinished(.error)
+            case .completed: metrics.taskFinished(.completed)
             }
             return true
         } catch is AgentRun.HandedBack {
@@ -94,6 +101,7 @@ public struct TaskRunner: Sendable {
             logger.error("task failed", metadata: ["error": "\(String(reflecting: error))"])
             do {
                 try await journal.finish(state: .error, result: nil, message: "internal error while running the task")
+                metrics.taskFinished(.error)
                 return true
             } catch {
                 return false
