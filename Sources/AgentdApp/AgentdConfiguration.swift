@@ -57,6 +57,8 @@ public struct AgentdConfiguration: Sendable {
     public var groupCommitMax = 64
     /// `METRICS`: `GET /metrics` and the figures behind it; off, every metric is a no-op and the route answers 404.
     public var metricsEnabled = true
+    /// `METRICS_DB_INTERVAL_S`: how old the cluster's figures on /metrics (queue depth, approvals waiting) may be before a scrape counts them again.
+    public var metricsDatabaseInterval: Duration = .seconds(10)
 
     public static let defaultDatabaseURL = "postgres://postgres@127.0.0.1:5432/agentd"
 
@@ -142,6 +144,7 @@ public struct AgentdConfiguration: Sendable {
         if let recall = try integer("MEMORY_RECALL_LIMIT", 0...100) { memoryRecallLimit = recall }
         if let megabytes = try integer("STATUS_CACHE_MB", 0...65_536) { statusCacheBytes = megabytes << 20 }
         if let group = try integer("GROUP_COMMIT_MAX", 1...1000) { groupCommitMax = group }
+        if let interval = try seconds("METRICS_DB_INTERVAL_S", 1...3600) { metricsDatabaseInterval = interval }
         if let metrics = value("METRICS") {
             switch metrics.lowercased() {
             case "1", "true", "on": metricsEnabled = true
@@ -269,6 +272,9 @@ extension AgentdConfiguration {
         Variable(
             name: "`METRICS`", defaultValue: "`1`",
             meaning: "`1`: `GET /metrics` in Prometheus's text format (open mode: anyone on loopback; with keys: operator keys only); `0`: no metrics, the route answers 404"),
+        Variable(
+            name: "`METRICS_DB_INTERVAL_S`", defaultValue: "`10`",
+            meaning: "how old the cluster's figures on `/metrics` (tasks queued, approvals waiting) may be: the first scrape after that counts them again, for every process"),
         Variable(name: "`APPROVAL_TOOLS`", defaultValue: "`book_hotel`", meaning: "comma-separated tools that wait for a human; empty for none"),
         Variable(
             name: "`APPROVAL_TIMEOUT_S`", defaultValue: "none",

@@ -43,6 +43,9 @@ public enum AgentdServer {
         let poolSize = configuration.dbPoolSize
         let connections = (idle: metrics.gauge(ServiceMetrics.Name.connections, [("state", "idle")]),
                            busy: metrics.gauge(ServiceMetrics.Name.connections, [("state", "busy")]))
+        let gauges = MetricGauges(pool: pool)
+        let queueDepth = metrics.gauge(ServiceMetrics.Name.queueDepth)
+        let interruptsPending = metrics.gauge(ServiceMetrics.Name.interruptsPending)
         metrics.onScrape {
             let statistics = pool.statistics
             connections.idle.record(statistics.idle)
@@ -67,7 +70,16 @@ public enum AgentdServer {
         do {
             try await serve(
                 configuration, pool: pool, httpClient: httpClient, peerClient: peerClient, toolbox: toolbox, webhookHTTP: webhookHTTP,
-                model: model, metrics: metrics, scrape: {
+                model: model, metrics: metrics,
+                scrape: {
+                    // The cluster's figures, counted at most once per interval by all processes together.
+                    do {
+                        let figures = try await gauges.read(interval: configuration.metricsDatabaseInterval)
+                        queueDepth.record(figures.queueDepth)
+                        interruptsPending.record(figures.interruptsPending)
+                    } catch {
+                        logger.debug("could not read the queue's figures for /metrics", metadata: ["error": "\(String(reflecting: error))"])
+                    }
                     metrics.prepareScrape()
                     return registry.emitToBuffer()
                 }, logger: logger, signals: gracefulShutdownSignals, onServerRunning: onServerRunning)
@@ -111,7 +123,12 @@ public enum AgentdServer {
             readCaches && configuration.statusCacheBytes > 0 ? SettledTasks(capacityBytes: configuration.statusCacheBytes, notifier: notifier) : nil
         // One per process, shared by invokes and workers' steps, so that they share commits too.
         let groupCommit = configuration.groupCommitMax > 1 ? GroupCommit(pool: pool, maxStatements: configuration.groupCommitMax) : nil
-        let queue = TaskQueue(pool: pool, owner: owner, lease: configuration.lease, settled: settled, group: groupCommit, onStep: { watch.changed($0) })
+        let queue = TaskQueue(
+            pool: pool, owner: owner, lease: configuration.lease, settled: settled, group: groupCommit,
+            onStep: { key in
+                watch.changed(key)
+                metrics.stepCommitted(key)
+            })
         let memories = MemoryStore(pool: pool)
         let secrets = try configuration.secretsKey.map { try SecretBox(encoded: $0) }
         if secrets == nil { logger.notice("AGENTD_SECRETS_KEY is not set: agents whose MCP servers have header values are refused") }
@@ -125,7 +142,9 @@ public enum AgentdServer {
                     memoryRecallLimit: configuration.memoryRecallLimit, approvalTimeout: configuration.approvalTimeout)),
             remote: toolbox, timeoutAction: configuration.approvalTimeoutAction)
         let interrupts = InterruptStore(pool: pool)
-        let expiry = ApprovalExpiry(interrupts: interrupts, logger: logger, onExpired: { watch.changed($0) })
+        let expiry = ApprovalExpiry(
+            interrupts: interrupts, logger: logger, onExpired: { watch.changed($0) },
+            onDecided: { metrics.decided($0, by: "timeout", waited: $1) })
         let runner = TaskRunner(
             queue: queue, memories: memories, model: chatModel, agents: catalog,
             logger: logger, onDelta: { watch.delta($0, $1) }, onRunEnded: { watch.runEnded($0) }, onApprovalAsked: { expiry.asked($0) },
@@ -180,7 +199,8 @@ public enum AgentdServer {
         if configuration.metricsEnabled { router.addRoutes(MetricsController(scrape: scrape).endpoints) }
         let data = router.group(context: TenantRequestContext.self)
         let tasks = TaskStore(
-            pool: pool, settled: settled, group: groupCommit, onCancelled: { for _ in 0..<$0 { metrics.taskFinished(.cancelled) } })
+            pool: pool, settled: settled, group: groupCommit, onCancelled: { for _ in 0..<$0 { metrics.taskFinished(.cancelled) } },
+            onDecided: { metrics.decided($0, by: $1, waited: $2) })
         data.addRoutes(
             AgentController(tasks: tasks, sessions: SessionStore(pool: pool), memories: memories, watch: watch, metrics: metrics).endpoints)
         data.addRoutes(MemoryController(memories: memories).endpoints)

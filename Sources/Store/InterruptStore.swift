@@ -132,9 +132,7 @@ public struct InterruptStore: Sendable {
     /// never both decide one approval, and never wait on each other. (Unlike a resume it leaves
     /// `sessions.updated_at` alone: no client acted, and locking sessions after tasks in join
     /// order could deadlock two processes that share a deadline.)
-    /// - Returns: the tasks queued again, and the seconds until the next deadline of an approval
-    ///   that still waits (nil: none has one).
-    public func expire(limit: Int) async throws -> (expired: [TaskKey], nextDeadlineIn: Double?) {
+    public func expire(limit: Int) async throws -> Expiry {
         let decisionEvent = EventRecord(
             kind: .decision,
             data: """
@@ -163,10 +161,11 @@ public struct InterruptStore: Sendable {
                     FROM task
                     WHERE \(unsafeSQL: TaskKey.sameTask("interrupts", "task")) AND interrupts.tool_call_id = task.tool_call_id
                       AND interrupts.decision IS NULL
-                    RETURNING 1
+                    RETURNING interrupts.decision, extract(epoch FROM interrupts.decided_at - interrupts.created_at)::float8 AS waited
                 )
                 SELECT task.tenant_id, task.user_id, task.session_id, task.task_id,
                        (SELECT count(*) FROM logged) + (SELECT count(*) FROM decided) AS written,
+                       (SELECT coalesce(json_agg(json_build_array(decision, waited)), '[]') FROM decided) AS decisions,
                        (SELECT count(\(fragment: Notifier.notifyNewWork)) FROM task) AS notified,
                        (SELECT extract(epoch FROM min(n.expires_at) - now())::float8 FROM interrupts n
                         WHERE n.decision IS NULL AND n.withdrawn_at IS NULL AND n.expires_at > now()) AS next_in
@@ -179,6 +178,22 @@ public struct InterruptStore: Sendable {
             return TaskKey(
                 tenantID: try row.decode("tenant_id"), userID: try row.decode("user_id"), sessionID: try row.decode("session_id"), taskID: task)
         }
-        return (expired, try rows.first?.decode("next_in", as: Double?.self))
+        var decisions: [(decision: String, waited: Double)] = []
+        if let json = try rows.first?.decode("decisions", as: PostgresJSON.self), case .array(let items) = try JSONValue(parsing: json.bytes) {
+            for case .array(let pair) in items where pair.count == 2 {
+                if let decision = pair[0].stringValue, let waited = pair[1].numberValue { decisions.append((decision, waited)) }
+            }
+        }
+        return Expiry(expired: expired, nextDeadlineIn: try rows.first?.decode("next_in", as: Double?.self), decisions: decisions)
+    }
+
+    /// What `expire` did.
+    public struct Expiry: Sendable {
+        /// The tasks queued again.
+        public var expired: [TaskKey]
+        /// Seconds until the next deadline of an approval that still waits (nil: none has one).
+        public var nextDeadlineIn: Double?
+        /// Each approval decided: its timeout action and the seconds it had waited.
+        public var decisions: [(decision: String, waited: Double)]
     }
 }

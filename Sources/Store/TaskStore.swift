@@ -64,14 +64,19 @@ public struct TaskStore: Sendable {
     /// Told how many tasks a statement cancelled (a cancel, a session's cancel, `if_busy=interrupt`),
     /// those cancelled before not counted again.
     let onCancelled: @Sendable (Int) -> Void
+    /// Told of each approval a resume decided: the decision (`accept`, `edit`, `reject`,
+    /// `response`), who (`human`), and the seconds it had waited.
+    let onDecided: @Sendable (String, String, Double?) -> Void
 
     public init(
-        pool: PostgresPool, settled: SettledTasks? = nil, group: GroupCommit? = nil, onCancelled: @escaping @Sendable (Int) -> Void = { _ in }
+        pool: PostgresPool, settled: SettledTasks? = nil, group: GroupCommit? = nil, onCancelled: @escaping @Sendable (Int) -> Void = { _ in },
+        onDecided: @escaping @Sendable (String, String, Double?) -> Void = { _, _, _ in }
     ) {
         self.pool = pool
         self.group = group
         self.settled = settled
         self.onCancelled = onCancelled
+        self.onDecided = onDecided
         // Half the pool at most, so that workers always find connections.
         snapshots = Batched(concurrentReads: max(1, pool.configuration.size / 2)) { keys in
             try await Self.snapshots(keys, pool: pool, settled: settled)
@@ -228,7 +233,8 @@ public struct TaskStore: Sendable {
                 jsonb_build_object('tool_call_id', s.tool_call_id, 'response_type', \(decision.kind.rawValue)::text, 'args', \(args)::jsonb,
                                    'decided_by', 'human')
                 """)
-        return try await serialized(key, apiKeyID: apiKeyID, maxInFlight: maxInFlight, perSession: false) { connection in
+        let (outcome, waited) = try await serialized(key, apiKeyID: apiKeyID, maxInFlight: maxInFlight, perSession: false) {
+            connection -> (ResumeOutcome, Double?) in
             let resumed = try connection.query("""
                 WITH room AS (\(fragment: Self.room(apiKeyID: apiKeyID, maxInFlight: maxInFlight))), task AS (
                     UPDATE tasks SET state = 'queued', message = 'queued', queued_at = clock_timestamp(), updated_at = now(),
@@ -243,30 +249,33 @@ public struct TaskStore: Sendable {
                     FROM task
                     WHERE \(fragment: key.matchesTask("interrupts"))
                       AND interrupts.tool_call_id = task.tool_call_id AND interrupts.decision IS NULL
-                    RETURNING 1
+                    RETURNING extract(epoch FROM interrupts.decided_at - interrupts.created_at)::float8 AS waited
                 ), touched AS (
                     UPDATE sessions SET updated_at = now()
                     WHERE \(fragment: key.matchesSession()) AND EXISTS (SELECT 1 FROM task)
                     RETURNING 1
                 )
-                SELECT (SELECT count(*) FROM task) AS resumed,
+                SELECT (SELECT count(*) FROM task) AS resumed, (SELECT waited FROM decided) AS waited,
                        (SELECT count(\(fragment: Notifier.notifyNewWork)) FROM task) AS notified,
                        (SELECT count(*) FROM decided) + (SELECT count(*) FROM touched) + (SELECT count(*) FROM logged) AS written,
                        (SELECT ok FROM room) AS room
                 """).first
-            if try resumed?.decode("resumed", as: Int.self) == 1 { return .queued }
+            if try resumed?.decode("resumed", as: Int.self) == 1 { return (.queued, try resumed?.decode("waited", as: Double?.self)) }
             guard let row = try connection.query("""
                 SELECT state, interrupt_data ->> 'tool_call_id' AS waiting FROM tasks
                 WHERE \(fragment: key.matchesTask())
                 """).first
-            else { return .notFound }
+            else { return (.notFound, nil) }
             let current = TaskState(rawValue: try row.decode("state", as: String.self)) ?? .queued
-            if current == .interrupted, try resumed?.decode("room", as: Bool.self) == false { return .limited }
+            if current == .interrupted, try resumed?.decode("room", as: Bool.self) == false { return (.limited, nil) }
             if current == .interrupted, let toolCallID, let waiting = try row.decode("waiting", as: String?.self), waiting != toolCallID {
-                return .waitsOnAnotherCall(waiting)
+                return (.waitsOnAnotherCall(waiting), nil)
             }
-            return .notInterrupted(current)
+            return (.notInterrupted(current), nil)
         }
+        // Counted once the transaction committed.
+        if outcome == .queued { onDecided(decision.kind.rawValue, "human", waited) }
+        return outcome
     }
 
     /// Cancels the task if it has not ended, in one statement: queued or waiting for a human, it

@@ -14,6 +14,8 @@ public struct ApprovalExpiry: Service {
     let logger: Logger
     /// Told of each task queued again (this process's event streams).
     let onExpired: @Sendable (TaskKey) -> Void
+    /// Told of each approval decided: its timeout action and the seconds it had waited.
+    let onDecided: @Sendable (String, Double) -> Void
     let scheduler: RoundScheduler
 
     /// Approvals decided per statement; more wait for the next round, which comes at once.
@@ -21,11 +23,12 @@ public struct ApprovalExpiry: Service {
 
     public init(
         interrupts: InterruptStore, safetyInterval: Duration = .seconds(10), logger: Logger,
-        onExpired: @escaping @Sendable (TaskKey) -> Void = { _ in }
+        onExpired: @escaping @Sendable (TaskKey) -> Void = { _ in }, onDecided: @escaping @Sendable (String, Double) -> Void = { _, _ in }
     ) {
         self.interrupts = interrupts
         self.logger = logger
         self.onExpired = onExpired
+        self.onDecided = onDecided
         scheduler = RoundScheduler(safetyInterval: safetyInterval)
     }
 
@@ -38,10 +41,11 @@ public struct ApprovalExpiry: Service {
         await cancelWhenGracefulShutdown {
             await scheduler.run {
                 do {
-                    let (expired, nextIn) = try await interrupts.expire(limit: Self.batchSize)
-                    for key in expired { onExpired(key) }
-                    if !expired.isEmpty { logger.info("approvals expired", metadata: ["tasks": "\(expired.count)"]) }
-                    return expired.count == Self.batchSize ? 0 : nextIn
+                    let round = try await interrupts.expire(limit: Self.batchSize)
+                    for key in round.expired { onExpired(key) }
+                    for (decision, waited) in round.decisions { onDecided(decision, waited) }
+                    if !round.expired.isEmpty { logger.info("approvals expired", metadata: ["tasks": "\(round.expired.count)"]) }
+                    return round.expired.count == Self.batchSize ? 0 : round.nextDeadlineIn
                 } catch {
                     logger.warning("deciding expired approvals failed", metadata: ["error": "\(String(reflecting: error))"])
                     return 1

@@ -117,6 +117,7 @@ public final class Dispatcher: Service {
                     let claimedAt = ContinuousClock.now
                     for task in claimed {
                         metrics.taskAttempts.increment()
+                        metrics.stepsStarted(task.key)
                         metrics.queueWait.recordNanoseconds(Int64(max(0, task.queueWait) * 1e9))
                         inFlight.add(1, ordering: .relaxed)
                         let cancel = CancelSignal()
@@ -127,6 +128,7 @@ public final class Dispatcher: Service {
                         group.addTask {
                             let settled = await self.runner.run(task, stopping: { self.stopping.load(ordering: .relaxed) }, cancel: cancel)
                             self.metrics.taskRun.recordNanoseconds((ContinuousClock.now - claimedAt).nanoseconds)
+                            self.metrics.stepsEnded(task.key)
                             // Only its own entry: a resumed task may already run again under a new one.
                             self.runs.withLock { runs in if runs[task.key]?.cancel === cancel { runs[task.key] = nil } }
                             if !settled { _ = self.abandoned.withLock { $0.insert(AbandonedLease(task)) } }

@@ -66,7 +66,7 @@ public struct TaskRunner: Sendable {
         }
         let run = AgentRun(
             key: task.key, query: task.query, systemMessage: task.systemMessage ?? agent.systemMessage, journal: journal,
-            memory: memories, model: model, tools: agent.tools, settings: agent.settings)
+            memory: memories, model: model, tools: agent.tools.metered(by: metrics), settings: agent.settings)
         do {
             let onDelta = self.onDelta
             let key = task.key

@@ -1,3 +1,4 @@
+import AgentKit
 import CoreMetrics
 import Synchronization
 
@@ -19,7 +20,19 @@ public final class ServiceMetrics: Sendable {
     public let queueWait: Timer
     /// Claimed → the run stopped (ended, paused for a human, or handed back).
     public let taskRun: Timer
+    /// One step: from the claim or the step before to the step's commit.
+    public let stepRun: Timer
     private let finished: [TaskEnd: Counter]
+
+    // Approvals
+    /// Asked → decided, by a human or by the expiry.
+    public let interruptWait: Timer
+    private let decisions = Mutex<[String: Counter]>([:])
+
+    // Tools
+    private let tools = Mutex<[ToolKey: (count: Counter, seconds: Timer)]>([:])
+    public let toolNames = BoundedValues(limit: 64)
+    private let stepStarts = Mutex<[TaskKey: ContinuousClock.Instant]>([:])
 
     // Database and notifications
     /// Time spent waiting for a pooled connection (zero for most statements).
@@ -41,6 +54,8 @@ public final class ServiceMetrics: Sendable {
         leasesExpired = Counter(label: Name.leasesExpired, factory: factory)
         queueWait = Timer(label: Name.queueWait, factory: factory)
         taskRun = Timer(label: Name.taskRun, dimensions: [("scope", "task")], factory: factory)
+        stepRun = Timer(label: Name.taskRun, dimensions: [("scope", "step")], factory: factory)
+        interruptWait = Timer(label: Name.interruptWait, factory: factory)
         finished = Dictionary(
             uniqueKeysWithValues: TaskEnd.allCases.map { ($0, Counter(label: Name.tasksFinished, dimensions: [("status", $0.rawValue)], factory: factory)) })
         poolWait = Timer(label: Name.poolWait, factory: factory)
@@ -67,6 +82,12 @@ public final class ServiceMetrics: Sendable {
         public static let tokenUsage = "gen_ai_client_token_usage"
         public static let operationDuration = "gen_ai_client_operation_duration_seconds"
         public static let modelErrors = "agentd_model_errors_total"
+        public static let queueDepth = "agentd_queue_depth"
+        public static let interruptsPending = "agentd_interrupts_pending"
+        public static let interruptWait = "agentd_interrupt_wait_seconds"
+        public static let decisions = "agentd_decisions_total"
+        public static let toolCalls = "agentd_tool_calls_total"
+        public static let toolSeconds = "agentd_tool_call_seconds"
     }
 
     /// Histogram buckets by metric name, for the Prometheus factory. Sub-millisecond buckets for
@@ -86,8 +107,13 @@ public final class ServiceMetrics: Sendable {
             .milliseconds(500), .seconds(1), .milliseconds(2500), .seconds(5), .seconds(10), .seconds(30), .seconds(60), .seconds(120),
             .seconds(300),
         ]
+        let human: [Duration] = [
+            .seconds(1), .seconds(5), .seconds(15), .seconds(30), .seconds(60), .seconds(300), .seconds(900), .seconds(1800),
+            .seconds(3600), .seconds(4 * 3600), .seconds(12 * 3600), .seconds(24 * 3600), .seconds(7 * 24 * 3600),
+        ]
         return [
             Name.queueWait: fast, Name.httpSeconds: fast, Name.poolWait: fast, Name.operationDuration: model, Name.taskRun: run,
+            Name.toolSeconds: run, Name.interruptWait: human,
         ]
     }()
 
@@ -103,6 +129,70 @@ public final class ServiceMetrics: Sendable {
     }
 
     public func taskFinished(_ end: TaskEnd) { finished[end]?.increment() }
+
+    /// A run of the task started (its claim): its first step is timed from here.
+    public func stepsStarted(_ key: TaskKey) {
+        stepStarts.withLock { $0[key] = .now }
+    }
+
+    /// A step of the task committed; the next one is timed from here. A step of a run that
+    /// `stepsStarted` did not see (a claim of another process) is not timed.
+    public func stepCommitted(_ key: TaskKey) {
+        let now = ContinuousClock.now
+        let start = stepStarts.withLock { starts -> ContinuousClock.Instant? in
+            guard let start = starts[key] else { return nil }
+            starts[key] = now
+            return start
+        }
+        guard let start else { return }
+        stepRun.recordNanoseconds((now - start).nanoseconds)
+    }
+
+    /// The run stopped: no step of it is timed any more.
+    public func stepsEnded(_ key: TaskKey) {
+        _ = stepStarts.withLock { $0.removeValue(forKey: key) }
+    }
+
+    // MARK: Approvals
+
+    /// An approval decided: `decision` as stored (accept, edit, reject, response), `by` human or
+    /// timeout, after `waited` seconds.
+    public func decided(_ decision: String, by: String, waited: Double?) {
+        let decision = ["accept", "edit", "reject", "response"].contains(decision) ? decision : "other"
+        let by = by == "timeout" ? "timeout" : "human"
+        let counter = decisions.withLock { cache in
+            let key = decision + "/" + by
+            if let counter = cache[key] { return counter }
+            let counter = Counter(label: Name.decisions, dimensions: [("decision", decision), ("decided_by", by)], factory: factory)
+            cache[key] = counter
+            return counter
+        }
+        counter.increment()
+        if let waited { interruptWait.recordNanoseconds(Int64(max(0, waited) * 1e9)) }
+    }
+
+    // MARK: Tools
+
+    private struct ToolKey: Hashable {
+        var tool: String
+        var outcome: String
+    }
+
+    /// A tool call that ran: `outcome` ok or error (it threw).
+    public func toolCall(_ tool: String, outcome: String, nanoseconds: Int64) {
+        let key = ToolKey(tool: toolNames.admit(tool), outcome: outcome == "ok" ? "ok" : "error")
+        let series = tools.withLock { cache in
+            if let series = cache[key] { return series }
+            let series = (
+                Counter(label: Name.toolCalls, dimensions: [("tool", key.tool), ("outcome", key.outcome)], factory: factory),
+                Timer(label: Name.toolSeconds, dimensions: [("tool", key.tool)], factory: factory)
+            )
+            cache[key] = series
+            return series
+        }
+        series.count.increment()
+        series.seconds.recordNanoseconds(nanoseconds)
+    }
 
     // MARK: HTTP
 
