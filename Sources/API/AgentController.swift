@@ -96,7 +96,8 @@ public struct AgentController: Sendable {
         let agent = try body.agent_id.map { try Validate.id($0, field: "agent_id") }
         let outcome = try await tasks.submit(
             key, query: query, systemMessage: system, agentID: agent, apiKeyID: context.keyID, maxInFlight: context.maxTasksInFlight,
-            ifBusy: policy ?? .enqueue, cancelledBy: "task \(key.taskID) (if_busy=interrupt, \(Self.caller(context)))")
+            ifBusy: policy ?? .enqueue, cancelledBy: "task \(key.taskID) (if_busy=interrupt, \(Self.caller(context)))",
+            requestID: context.requestID.isEmpty ? nil : context.requestID)
         switch outcome {
         case .queued:
             metrics.tasksSubmitted.increment()
@@ -207,7 +208,8 @@ public struct AgentController: Sendable {
             throw APIError.unprocessable("tool_call_id must be 1 to \(Self.maxToolCallIDBytes) bytes without NUL")
         }
         let outcome = try await tasks.resume(
-            key, decision: decision, toolCallID: body.tool_call_id, apiKeyID: context.keyID, maxInFlight: context.maxTasksInFlight)
+            key, decision: decision, toolCallID: body.tool_call_id, apiKeyID: context.keyID, maxInFlight: context.maxTasksInFlight,
+            requestID: context.requestID.isEmpty ? nil : context.requestID)
         switch outcome {
         case .queued:
             return key

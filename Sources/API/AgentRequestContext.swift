@@ -24,6 +24,8 @@ public struct Caller: Sendable {
 public struct AgentRequestContext: RequestContext {
     public var coreContext: CoreRequestContextStorage
     public var caller: Caller?
+    /// `x-request-id`: the client's when it sent a usable one, else made here (`RequestIDMiddleware`).
+    public var requestID = ""
 
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
@@ -37,12 +39,14 @@ public struct AgentRequestContext: RequestContext {
 public struct TenantRequestContext: ChildRequestContext {
     public var coreContext: CoreRequestContextStorage
     public let caller: Caller
+    public let requestID: String
 
     public init(context: AgentRequestContext) throws {
         // Unreachable behind AuthMiddleware, which sets a caller or refuses the request.
         guard let caller = context.caller else { throw AuthMiddleware.unauthorized("an API key is required: send Authorization: Bearer <key>") }
         coreContext = context.coreContext
         self.caller = caller
+        requestID = context.requestID
     }
 
     public var maxUploadSize: Int { APILimits.maxBodyBytes }

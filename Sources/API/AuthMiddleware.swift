@@ -37,6 +37,7 @@ public struct AuthMiddleware: RouterMiddleware {
         guard let header = request.headers[.authorization] else {
             if mode == .openWhileNoKeys, try await !keys.anyActive() {
                 context.caller = .openMode
+                context.logger[metadataKey: "tenant"] = "\(Caller.openMode.tenantID)"
                 return try await next(request, context)
             }
             throw Self.unauthorized("an API key is required: send Authorization: Bearer <key>")
@@ -58,6 +59,7 @@ public struct AuthMiddleware: RouterMiddleware {
         }
         context.caller = Caller(
             tenantID: key.tenantID, userScope: key.userID, keyID: key.keyID, isAdmin: key.isAdmin, maxTasksInFlight: key.maxTasksInFlight)
+        context.logger[metadataKey: "tenant"] = "\(key.tenantID)"
         return try await next(request, context)
     }
 

@@ -4,8 +4,8 @@ import Telemetry
 
 /// Counts and times every request by its route template (`agentd_http_requests_total`,
 /// `agentd_http_request_seconds`). Added first, so it sees the status that `ErrorMiddleware`
-/// made of an error; the time runs until the body is written (a `?wait=` read or an event stream
-/// counts its whole length).
+/// made of an error; the time runs until the handler answered, and for a streamed body until it
+/// is written (an event stream counts its whole length; a `?wait=` read its wait).
 public struct HTTPMetricsMiddleware: RouterMiddleware {
     public typealias Context = AgentRequestContext
     let metrics: ServiceMetrics
@@ -22,7 +22,13 @@ public struct HTTPMetricsMiddleware: RouterMiddleware {
             // The router's template, set when a route matched ("NotFound" when none did).
             let route = context.endpointPath ?? "NotFound"
             let body = response.body
-            response.body = ResponseBody(contentLength: body.contentLength) { writer in
+            // A body of known length is written at once: counted now. Wrapping every body in a
+            // closure cost the server its single write of head and body (4 % of throughput).
+            guard body.contentLength == nil else {
+                metrics.httpRequest(route: route, method: method, status: status, nanoseconds: (ContinuousClock.now - start).nanoseconds)
+                return response
+            }
+            response.body = ResponseBody { writer in
                 defer { metrics.httpRequest(route: route, method: method, status: status, nanoseconds: (ContinuousClock.now - start).nanoseconds) }
                 try await body.write(writer)
             }

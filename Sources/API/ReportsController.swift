@@ -12,9 +12,9 @@ public struct ReportsController: Sendable {
     public init(reports: ReportStore) { self.reports = reports }
 
     public static let defaultDays = 30
-    public static let maxDays = 366
+    public static let maxDays = ReportStore.maxDays
     public static let defaultLimit = 500
-    public static let maxLimit = 5000
+    public static let maxLimit = ReportStore.maxRows
 
     public var endpoints: RouteCollection<TenantRequestContext> {
         let routes = RouteCollection(context: TenantRequestContext.self)
@@ -39,15 +39,7 @@ public struct ReportsController: Sendable {
         let days = try Self.days(request)
         let limit = try Validate.limit(request, default: Self.defaultLimit, max: Self.maxLimit)
         let rows = try await reports.usage(scope, days: days, grouping: grouping, limit: limit + 1)
-        let items: [JSONValue] = rows.prefix(limit).map { row in
-            [
-                "tenant_id": .string(row.tenantID), "user_id": row.userID.map(JSONValue.string) ?? .null, "day": .string(row.day),
-                "users": .number(Double(row.users)), "model_calls": .number(Double(row.modelCalls)),
-                "failed_calls": .number(Double(row.failedCalls)), "prompt_tokens": .number(Double(row.promptTokens)),
-                "completion_tokens": .number(Double(row.completionTokens)),
-                "avg_latency_ms": row.averageLatencyMilliseconds.map(JSONValue.number) ?? .null,
-            ]
-        }
+        let items: [JSONValue] = rows.prefix(limit).map { .object(Dictionary(uniqueKeysWithValues: $0.fields.map { ($0.name, $0.value) })) }
         return JSONBody.response(["days": .number(Double(days)), "by": .string(grouping.rawValue), "rows": .array(items), "truncated": .bool(rows.count > limit)])
     }
 
@@ -55,16 +47,7 @@ public struct ReportsController: Sendable {
     @Sendable func approvals(_ request: Request, context: TenantRequestContext) async throws -> Response {
         try Validate.tenantWide(context, "the approvals report is read")
         let rows = try await reports.approvals(ReportScope(tenantID: try Self.tenant(request, context), userID: nil))
-        let items: [JSONValue] = rows.map { row in
-            [
-                "tenant_id": .string(row.tenantID), "tool_name": .string(row.toolName), "asked": .number(Double(row.asked)),
-                "pending": .number(Double(row.pending)), "accepted": .number(Double(row.accepted)), "edited": .number(Double(row.edited)),
-                "rejected": .number(Double(row.rejected)), "responded": .number(Double(row.responded)),
-                "expired": .number(Double(row.expired)), "withdrawn": .number(Double(row.withdrawn)),
-                "approval_rate": row.approvalRate.map(JSONValue.number) ?? .null,
-                "avg_seconds_to_decide": row.averageSecondsToDecide.map(JSONValue.number) ?? .null,
-            ]
-        }
+        let items: [JSONValue] = rows.map { .object(Dictionary(uniqueKeysWithValues: $0.fields.map { ($0.name, $0.value) })) }
         return JSONBody.response(["rows": .array(items)])
     }
 
@@ -73,13 +56,7 @@ public struct ReportsController: Sendable {
         try Validate.tenantWide(context, "the latency report is read")
         let days = try Self.days(request)
         let rows = try await reports.latency(ReportScope(tenantID: try Self.tenant(request, context), userID: nil), days: days)
-        let items: [JSONValue] = rows.map { row in
-            [
-                "tenant_id": .string(row.tenantID), "day": .string(row.day), "state": .string(row.state), "tasks": .number(Double(row.tasks)),
-                "p50_seconds": row.p50Seconds.map(JSONValue.number) ?? .null, "p95_seconds": row.p95Seconds.map(JSONValue.number) ?? .null,
-                "avg_attempts": row.averageAttempts.map(JSONValue.number) ?? .null,
-            ]
-        }
+        let items: [JSONValue] = rows.map { .object(Dictionary(uniqueKeysWithValues: $0.fields.map { ($0.name, $0.value) })) }
         return JSONBody.response(["days": .number(Double(days)), "rows": .array(items)])
     }
 

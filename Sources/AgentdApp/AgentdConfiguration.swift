@@ -57,6 +57,8 @@ public struct AgentdConfiguration: Sendable {
     public var groupCommitMax = 64
     /// `METRICS`: `GET /metrics` and the figures behind it; off, every metric is a no-op and the route answers 404.
     public var metricsEnabled = true
+    /// `LOG_FORMAT`: text lines, or one JSON object per line (`JSONLogHandler`).
+    public var logFormat = LogFormat.text
     /// `METRICS_DB_INTERVAL_S`: how old the cluster's figures on /metrics (queue depth, approvals waiting) may be before a scrape counts them again.
     public var metricsDatabaseInterval: Duration = .seconds(10)
 
@@ -208,6 +210,16 @@ public struct AgentdConfiguration: Sendable {
             }
             logLevel = parsed
         }
+        if let format = value("LOG_FORMAT") {
+            guard let parsed = LogFormat(rawValue: format.lowercased()) else {
+                throw Invalid(description: "LOG_FORMAT=\(format) must be text or json")
+            }
+            logFormat = parsed
+        }
+    }
+
+    public enum LogFormat: String, Sendable {
+        case text, json
     }
 
     /// `PEER_URL`, or what it defaults to once the server listens on `port`.
@@ -293,6 +305,9 @@ extension AgentdConfiguration {
         Variable(name: "`AGENTD_SECRETS_KEY`", defaultValue: "unset: header values and webhooks are refused", meaning: "32 random bytes, base64 (`openssl rand -base64 32`) or hex: seals MCP servers' header values and webhook secrets (AES-256-GCM) in the database"),
         Variable(name: "`MCP_TOOLS_TTL_S`", defaultValue: "`300`", meaning: "how long an MCP server's tool list is used before it is listed again (sooner when the server says it changed)"),
         Variable(name: "`LOG_LEVEL`", defaultValue: "`info`", meaning: "trace, debug, info, notice, warning, error, critical"),
+        Variable(
+            name: "`LOG_FORMAT`", defaultValue: "`text`",
+            meaning: "`json`: one JSON object per line on standard error (`time`, `level`, `message`, `logger`, `request_id`, `tenant`, `task` where known)"),
         Variable(name: "`AGENTD_SQL_DIR`", defaultValue: "`sql/` found from the working directory or the binary", meaning: "migrations folder"),
     ]
 

@@ -175,7 +175,8 @@ public enum AgentdServer {
 
         // HTTP allows HEAD wherever GET is: the GET handler runs and its body is dropped.
         let router = Router(context: AgentRequestContext.self, options: .autoGenerateHeadEndpoints)
-        // Outermost, so that it counts the status ErrorMiddleware makes of an error.
+        router.add(middleware: RequestIDMiddleware())
+        // Outermost but the id, so that it counts the status ErrorMiddleware makes of an error.
         if configuration.metricsEnabled { router.add(middleware: HTTPMetricsMiddleware(metrics: metrics)) }
         router.add(middleware: ErrorMiddleware(logger: logger))
         let openAPI = Self.openAPIDocument()

@@ -31,7 +31,8 @@ public final class AgentdProcess: @unchecked Sendable {
         let deadline = clock.now + .seconds(30)
         var found: Int?
         while found == nil, clock.now < deadline, process.isRunning {
-            found = Self.read(logURL).firstMatch(of: /address=http:\/\/127\.0\.0\.1:(\d+)/).flatMap { Int($0.1) }
+            // `address=http://…` in text lines, `"address":"http://…"` in JSON ones.
+            found = Self.read(logURL).firstMatch(of: /address"?[=:]"?http:\/\/127\.0\.0\.1:(\d+)/).flatMap { Int($0.1) }
             if found == nil { try await Task.sleep(for: .milliseconds(20)) }
         }
         guard let found else {

@@ -1,3 +1,4 @@
+import AgentKit
 import Postgres
 
 /// Whose rows a report covers: one tenant, or every tenant (operator keys); one user, or all.
@@ -63,6 +64,10 @@ public struct ReportStore: Sendable {
     let pool: PostgresPool
 
     public init(pool: PostgresPool) { self.pool = pool }
+
+    /// The longest span a report covers, in days, and the most rows a usage report returns.
+    public static let maxDays = 366
+    public static let maxRows = 5000
 
     public enum UsageGrouping: String, Sendable, CaseIterable {
         /// One row per tenant and day.
@@ -146,5 +151,46 @@ public struct ReportStore: Sendable {
             return try await pool.tenant(tenant) { try $0.query(query) }.rows
         }
         return try await pool.system { try $0.query(query) }.rows
+    }
+}
+
+// The columns of each report row in their order, as `GET /reports/...` and `agentd report` print them.
+extension UsageRow {
+    public static let columns = [
+        "tenant_id", "user_id", "day", "users", "model_calls", "failed_calls", "prompt_tokens", "completion_tokens", "avg_latency_ms",
+    ]
+
+    public var fields: [(name: String, value: JSONValue)] {
+        Array(zip(Self.columns, [
+            .string(tenantID), userID.map(JSONValue.string) ?? .null, .string(day), .number(Double(users)), .number(Double(modelCalls)),
+            .number(Double(failedCalls)), .number(Double(promptTokens)), .number(Double(completionTokens)),
+            averageLatencyMilliseconds.map(JSONValue.number) ?? .null,
+        ]))
+    }
+}
+
+extension ApprovalRow {
+    public static let columns = [
+        "tenant_id", "tool_name", "asked", "pending", "accepted", "edited", "rejected", "responded", "expired", "withdrawn", "approval_rate",
+        "avg_seconds_to_decide",
+    ]
+
+    public var fields: [(name: String, value: JSONValue)] {
+        Array(zip(Self.columns, [
+            .string(tenantID), .string(toolName), .number(Double(asked)), .number(Double(pending)), .number(Double(accepted)),
+            .number(Double(edited)), .number(Double(rejected)), .number(Double(responded)), .number(Double(expired)),
+            .number(Double(withdrawn)), approvalRate.map(JSONValue.number) ?? .null, averageSecondsToDecide.map(JSONValue.number) ?? .null,
+        ]))
+    }
+}
+
+extension LatencyRow {
+    public static let columns = ["tenant_id", "day", "state", "tasks", "p50_seconds", "p95_seconds", "avg_attempts"]
+
+    public var fields: [(name: String, value: JSONValue)] {
+        Array(zip(Self.columns, [
+            .string(tenantID), .string(day), .string(state), .number(Double(tasks)), p50Seconds.map(JSONValue.number) ?? .null,
+            p95Seconds.map(JSONValue.number) ?? .null, averageAttempts.map(JSONValue.number) ?? .null,
+        ]))
     }
 }

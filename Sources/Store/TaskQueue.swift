@@ -14,6 +14,8 @@ public struct ClaimedTask: Sendable {
     public var agentVersion: Int
     /// Seconds from its queueing (invoke, resume or release) to this claim.
     public var queueWait: Double
+    /// The `x-request-id` of the request that queued it (its invoke or resume), for the run's logs.
+    public var requestID: String?
 }
 
 /// A claim that its worker let go of without settling the task; see `releaseAbandoned`.
@@ -114,13 +116,14 @@ public struct TaskQueue: Sendable {
                         WHERE \(unsafeSQL: TaskKey.sameTask("tasks", "candidate"))
                         RETURNING \(unsafeSQL: EventRecord.returning), tasks.seq, tasks.query, tasks.system_message, tasks.attempts,
                                   tasks.agent_id, tasks.agent_version,
-                                  extract(epoch FROM tasks.claimed_at - tasks.queued_at)::float8 AS queue_wait
+                                  extract(epoch FROM tasks.claimed_at - tasks.queued_at)::float8 AS queue_wait, tasks.request_id
                     ), logged AS (
                         \(fragment: EventRecord.append(EventRecord(
                             kind: .running,
                             data: "jsonb_build_object('attempt', s.attempts, 'agent_id', s.agent_id, 'agent_version', s.agent_version)"), from: "claimed"))
                     )
-                    SELECT tenant_id, user_id, session_id, task_id, seq, query, system_message, attempts, agent_id, agent_version, queue_wait
+                    SELECT tenant_id, user_id, session_id, task_id, seq, query, system_message, attempts, agent_id, agent_version, queue_wait,
+                           request_id
                     FROM claimed
                     """).rows.map { row in
                     ClaimedTask(
@@ -130,7 +133,7 @@ public struct TaskQueue: Sendable {
                         seq: try row.decode("seq"), query: try row.decode("query"),
                         systemMessage: try row.decode("system_message", as: String?.self), attempt: try row.decode("attempts"),
                         agentID: try row.decode("agent_id"), agentVersion: try row.decode("agent_version"),
-                        queueWait: try row.decode("queue_wait"))
+                        queueWait: try row.decode("queue_wait"), requestID: try row.decode("request_id", as: String?.self))
                 }.sorted { $0.seq < $1.seq }
             }
             for task in claimed { onStep(task.key) }

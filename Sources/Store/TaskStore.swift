@@ -104,7 +104,7 @@ public struct TaskStore: Sendable {
     ///   - cancelledBy: who cancels the session's unfinished tasks under `.interrupt`.
     public func submit(
         _ key: TaskKey, query: String, systemMessage: String?, agentID: String? = nil, apiKeyID: String? = nil, maxInFlight: Int? = nil,
-        ifBusy: BusyPolicy = .enqueue, cancelledBy: String = "a newer task"
+        ifBusy: BusyPolicy = .enqueue, cancelledBy: String = "a newer task", requestID: String? = nil
     ) async throws -> SubmitOutcome {
         let agent = agentID ?? Self.defaultAgent
         let (rejects, interrupts) = (ifBusy == .reject, ifBusy == .interrupt)
@@ -139,9 +139,9 @@ public struct TaskStore: Sendable {
                 RETURNING 1
             ), task AS (
                 INSERT INTO tasks (\(unsafeSQL: TaskKey.taskColumns), query, system_message, message, queued_at, api_key_id,
-                                   in_flight_limited, events, agent_id, agent_version)
+                                   in_flight_limited, events, agent_id, agent_version, request_id)
                 SELECT \(fragment: key.taskValues), \(query), \(systemMessage), 'queued',
-                       clock_timestamp(), \(apiKeyID), \(maxInFlight != nil), 1, \(agent), (SELECT version FROM agent)
+                       clock_timestamp(), \(apiKeyID), \(maxInFlight != nil), 1, \(agent), (SELECT version FROM agent), \(requestID)
                 FROM admitted
                 ON CONFLICT DO NOTHING
                 RETURNING \(unsafeSQL: EventRecord.returning), tasks.agent_id, tasks.agent_version
@@ -224,7 +224,8 @@ public struct TaskStore: Sendable {
     /// queues the task under the resuming key, so it counts against that key's in-flight limit.
     /// - Parameter toolCallID: the call the decider saw; the task is resumed only while it waits on that one.
     public func resume(
-        _ key: TaskKey, decision: HumanDecision, toolCallID: String? = nil, apiKeyID: String? = nil, maxInFlight: Int? = nil
+        _ key: TaskKey, decision: HumanDecision, toolCallID: String? = nil, apiKeyID: String? = nil, maxInFlight: Int? = nil,
+        requestID: String? = nil
     ) async throws -> ResumeOutcome {
         let args = try decision.args.map { try StoreCoding.json($0) }
         let decisionEvent = EventRecord(
@@ -238,7 +239,8 @@ public struct TaskStore: Sendable {
             let resumed = try connection.query("""
                 WITH room AS (\(fragment: Self.room(apiKeyID: apiKeyID, maxInFlight: maxInFlight))), task AS (
                     UPDATE tasks SET state = 'queued', message = 'queued', queued_at = clock_timestamp(), updated_at = now(),
-                                     api_key_id = \(apiKeyID), in_flight_limited = \(maxInFlight != nil), events = tasks.events + 2
+                                     api_key_id = \(apiKeyID), in_flight_limited = \(maxInFlight != nil), events = tasks.events + 2,
+                                     request_id = \(requestID)
                     WHERE \(fragment: key.matchesTask()) AND state = 'interrupted' AND (SELECT ok FROM room)
                       AND (\(toolCallID)::text IS NULL OR interrupt_data ->> 'tool_call_id' = \(toolCallID))
                     RETURNING interrupt_data ->> 'tool_call_id' AS tool_call_id, \(unsafeSQL: EventRecord.returning)

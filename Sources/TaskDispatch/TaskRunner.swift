@@ -49,6 +49,8 @@ public struct TaskRunner: Sendable {
     ) async -> Bool {
         var logger = self.logger
         logger[metadataKey: "task"] = "\(task.key)"
+        logger[metadataKey: "tenant"] = "\(task.key.tenantID)"
+        if let requestID = task.requestID { logger[metadataKey: "request_id"] = "\(requestID)" }
         logger[metadataKey: "agent"] = "\(task.agentID)@\(task.agentVersion)"
         defer { onRunEnded(task.key) }
         let journal = queue.journal(for: task)

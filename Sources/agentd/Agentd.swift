@@ -11,7 +11,7 @@ struct Agentd: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "agentd",
         abstract: "Runs LLM agents for many users at once, backed by PostgreSQL.",
-        subcommands: [Serve.self, Migrate.self, Keys.self]
+        subcommands: [Serve.self, Migrate.self, Keys.self, Report.self]
     )
 }
 
@@ -31,6 +31,14 @@ struct Serve: AsyncParsableCommand {
             configuration = try AgentdConfiguration(environment: ProcessInfo.processInfo.environment)
         } catch {
             throw ValidationError("\(error)")
+        }
+        if configuration.logFormat == .json {
+            let level = configuration.logLevel
+            LoggingSystem.bootstrap { label in
+                var handler = JSONLogHandler(label: label)
+                handler.logLevel = level
+                return handler
+            }
         }
         var logger = Logger(label: "agentd")
         logger.logLevel = configuration.logLevel
@@ -138,21 +146,27 @@ struct Keys: AsyncParsableCommand {
     }
 
     static func withStore<T: Sendable>(_ body: (KeyStore) async throws -> T) async throws -> T {
-        let configuration: AgentdConfiguration
-        do {
-            configuration = try AgentdConfiguration(environment: ProcessInfo.processInfo.environment)
-        } catch {
-            throw ValidationError("\(error)")
-        }
-        let pool = PostgresPool(
-            configuration: .init(conninfo: configuration.databaseURL, size: 1, connectionSettings: .init(role: configuration.dbRole)))
-        do {
-            let result = try await body(KeyStore(pool: pool))
-            await pool.shutdown()
-            return result
-        } catch {
-            await pool.shutdown()
-            throw error
-        }
+        try await withServicePool { try await body(KeyStore(pool: $0)) }
+    }
+}
+
+/// A one-connection pool on DATABASE_URL as DB_ROLE (as `serve` connects), for the commands
+/// that run one or two statements, closed when `body` returns.
+func withServicePool<T: Sendable>(_ body: (PostgresPool) async throws -> T) async throws -> T {
+    let configuration: AgentdConfiguration
+    do {
+        configuration = try AgentdConfiguration(environment: ProcessInfo.processInfo.environment)
+    } catch {
+        throw ValidationError("\(error)")
+    }
+    let pool = PostgresPool(
+        configuration: .init(conninfo: configuration.databaseURL, size: 1, connectionSettings: .init(role: configuration.dbRole)))
+    do {
+        let result = try await body(pool)
+        await pool.shutdown()
+        return result
+    } catch {
+        await pool.shutdown()
+        throw error
     }
 }

@@ -177,6 +177,15 @@ struct MetricsTests {
             + (Self.value(samples, "agentd_db_connections", ["state": "busy"]) ?? -1)
         #expect(connections >= 1 && connections <= 4)
         #expect(Self.value(samples, "agentd_notify_reconnects_total") == 0)
+
+        // The Grafana dashboard under deploy/ reads only series the service exports.
+        let dashboard = try String(
+            contentsOf: TestDatabase.sqlDirectory.deletingLastPathComponent().appendingPathComponent("deploy/grafana/agentd.json"), encoding: .utf8)
+        let labels = Set(samples.flatMap(\.labels.keys))
+        let used = Set(dashboard.matches(of: /\b(?:agentd|gen_ai)_[a-z_]+/).map { String($0.output) }).subtracting(labels)
+        #expect(used.count >= 20)
+        let exported = Set(samples.map(\.name))
+        for name in used.sorted() { #expect(exported.contains(name), "the dashboard reads \(name), which /metrics does not have") }
     }
 
     @Test("tasks queued and approvals waiting are the cluster's: two processes share one count per interval")
