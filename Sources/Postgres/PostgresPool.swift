@@ -42,13 +42,92 @@ public final class PostgresPool: Sendable {
         var continuation: CheckedContinuation<Grant, any Error>
     }
 
+    /// Who is served first when callers wait for a connection.
+    public enum Priority: Sendable {
+        case normal
+        /// Served before every `normal` waiter: work that feeds many callers at once (the
+        /// dispatcher's claim). Behind thousands of task starts in the queue, a claim waited up
+        /// to a second, and the tasks it would have started with it.
+        case urgent
+    }
+
     private struct State {
         var idle: [PostgresConnection] = []
         /// Connections that exist or are being opened, idle or not.
         var open = 0
-        var waiters: [Waiter] = []
+        var waiters = WaiterQueue()
+        var urgentWaiters = WaiterQueue()
         var nextWaiterID = 0
         var closed = false
+
+        /// Urgent waiters served in a row while normal ones waited.
+        var urgentStreak = 0
+
+        /// Urgent first, but never more than `maxUrgentStreak` in a row while normal callers wait:
+        /// with a small pool, a steady stream of urgent work must not starve them.
+        mutating func nextWaiter() -> Waiter? {
+            if waiters.isEmpty || urgentStreak < PostgresPool.maxUrgentStreak, let urgent = urgentWaiters.popFirst() {
+                urgentStreak = waiters.isEmpty ? 0 : urgentStreak + 1
+                return urgent
+            }
+            urgentStreak = 0
+            return waiters.popFirst() ?? urgentWaiters.popFirst()
+        }
+    }
+
+    /// First in, first out, without moving the whole queue on each removal (thousands wait
+    /// under a burst of task starts).
+    private struct WaiterQueue {
+        private var items: [Waiter?] = []
+        private var head = 0
+        private(set) var count = 0
+
+        var isEmpty: Bool { count == 0 }
+
+        mutating func append(_ waiter: Waiter) {
+            items.append(waiter)
+            count += 1
+        }
+
+        mutating func popFirst() -> Waiter? {
+            while head < items.count {
+                let waiter = items[head]
+                items[head] = nil
+                head += 1
+                if let waiter {
+                    count -= 1
+                    compact()
+                    return waiter
+                }
+            }
+            compact()
+            return nil
+        }
+
+        /// Removes the waiter `id` (timed out or cancelled), wherever it is.
+        mutating func remove(id: Int) -> Waiter? {
+            guard let index = items[head...].firstIndex(where: { $0?.id == id }), let waiter = items[index] else { return nil }
+            items[index] = nil
+            count -= 1
+            compact()
+            return waiter
+        }
+
+        mutating func removeAll() -> [Waiter] {
+            let all = items[head...].compactMap { $0 }
+            self = WaiterQueue()
+            return all
+        }
+
+        private mutating func compact() {
+            if count == 0 {
+                items.removeAll(keepingCapacity: true)
+                head = 0
+            } else if head > 64, head * 2 > items.count {
+                items.removeFirst(head)
+                head = 0
+            }
+        }
     }
 
     public struct Statistics: Sendable {
@@ -56,6 +135,8 @@ public final class PostgresPool: Sendable {
         public var idle: Int
         public var waiting: Int
     }
+
+    static let maxUrgentStreak = 4
 
     public let configuration: Configuration
     private let threads: NIOThreadPool
@@ -70,7 +151,7 @@ public final class PostgresPool: Sendable {
     }
 
     public var statistics: Statistics {
-        state.withLock { Statistics(open: $0.open, idle: $0.idle.count, waiting: $0.waiters.count) }
+        state.withLock { Statistics(open: $0.open, idle: $0.idle.count, waiting: $0.waiters.count + $0.urgentWaiters.count) }
     }
 
     // MARK: Using a connection
@@ -78,18 +159,21 @@ public final class PostgresPool: Sendable {
     /// Runs `body` on a pool thread with a connection of its own. Cancelling the calling task
     /// cancels the running statement on the server.
     @discardableResult
-    public func withConnection<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) throws -> T) async throws -> T {
-        try await withConnection(preferring: nil, body)
+    public func withConnection<T: Sendable>(
+        priority: Priority = .normal, _ body: @escaping @Sendable (PostgresConnection) throws -> T
+    ) async throws -> T {
+        try await withConnection(preferring: nil, priority: priority, body)
     }
 
     /// `withConnection`, on an idle connection that already has `settings` for its session if there
     /// is one (see `PostgresConnection.applyForSession`): a tenant's work and the dispatcher's
     /// alternate on a pool, and each switch costs a round trip.
     private func withConnection<T: Sendable>(
-        preferring settings: [(name: String, value: String)]?, _ body: @escaping @Sendable (PostgresConnection) throws -> T
+        preferring settings: [(name: String, value: String)]?, priority: Priority,
+        _ body: @escaping @Sendable (PostgresConnection) throws -> T
     ) async throws -> T {
         let asked = ContinuousClock.now
-        let connection = try await acquire(preferring: settings)
+        let connection = try await acquire(preferring: settings, priority: priority)
         defer { release(connection) }
         configuration.onAcquired?(ContinuousClock.now - asked)
         // A cancel that arrived while acquiring would find no statement to cancel.
@@ -121,9 +205,10 @@ public final class PostgresPool: Sendable {
     /// `settings` (see `PostgresConnection.applyForSession`): a one-statement body is one round trip.
     @discardableResult
     public func withSessionSettings<T: Sendable>(
-        _ settings: [(name: String, value: String)], _ body: @escaping @Sendable (PostgresConnection) throws -> T
+        _ settings: [(name: String, value: String)], priority: Priority = .normal,
+        _ body: @escaping @Sendable (PostgresConnection) throws -> T
     ) async throws -> T {
-        try await withConnection(preferring: settings) { connection in
+        try await withConnection(preferring: settings, priority: priority) { connection in
             try connection.applyForSession(settings)
             return try body(connection)
         }
@@ -143,12 +228,10 @@ public final class PostgresPool: Sendable {
     public func shutdown() async {
         let (idle, waiters) = state.withLock { state in
             state.closed = true
-            defer {
-                state.open -= state.idle.count
-                state.idle = []
-                state.waiters = []
-            }
-            return (state.idle, state.waiters)
+            let idle = state.idle
+            state.open -= state.idle.count
+            state.idle = []
+            return (idle, state.urgentWaiters.removeAll() + state.waiters.removeAll())
         }
         for waiter in waiters {
             waiter.continuation.resume(throwing: PostgresError(code: .poolClosed, message: "the pool is shut down"))
@@ -159,9 +242,9 @@ public final class PostgresPool: Sendable {
 
     // MARK: Acquire and release
 
-    private func acquire(preferring settings: [(name: String, value: String)]?) async throws -> PostgresConnection {
+    private func acquire(preferring settings: [(name: String, value: String)]?, priority: Priority) async throws -> PostgresConnection {
         while true {
-            switch try await grant(preferring: settings) {
+            switch try await grant(preferring: settings, priority: priority) {
             case .connection(let connection):
                 if connection.isReusable() { return connection }
                 logger.debug("discarding a pooled connection that went bad while idle")
@@ -172,7 +255,7 @@ public final class PostgresPool: Sendable {
         }
     }
 
-    private func grant(preferring settings: [(name: String, value: String)]?) async throws -> Grant {
+    private func grant(preferring settings: [(name: String, value: String)]?, priority: Priority) async throws -> Grant {
         try Task.checkCancellation()
         let id = state.withLock { state in
             state.nextWaiterID += 1
@@ -194,7 +277,10 @@ public final class PostgresPool: Sendable {
                         state.open += 1
                         return .success(.openSlot)
                     }
-                    state.waiters.append(Waiter(id: id, continuation: continuation))
+                    switch priority {
+                    case .normal: state.waiters.append(Waiter(id: id, continuation: continuation))
+                    case .urgent: state.urgentWaiters.append(Waiter(id: id, continuation: continuation))
+                    }
                     return nil
                 }
                 if let immediate {
@@ -216,10 +302,7 @@ public final class PostgresPool: Sendable {
     }
 
     private func failWaiter(_ id: Int, with error: any Error) {
-        let waiter = state.withLock { state -> Waiter? in
-            guard let index = state.waiters.firstIndex(where: { $0.id == id }) else { return nil }
-            return state.waiters.remove(at: index)
-        }
+        let waiter = state.withLock { state in state.urgentWaiters.remove(id: id) ?? state.waiters.remove(id: id) }
         waiter?.continuation.resume(throwing: error)
     }
 
@@ -241,7 +324,7 @@ public final class PostgresPool: Sendable {
             return
         }
         let handOver = state.withLock { state -> (Waiter?, close: Bool) in
-            if !state.waiters.isEmpty { return (state.waiters.removeFirst(), false) }
+            if let waiter = state.nextWaiter() { return (waiter, false) }
             if state.closed {
                 state.open -= 1
                 return (nil, true)
@@ -261,7 +344,7 @@ public final class PostgresPool: Sendable {
 
     private func giveUpSlot() {
         let waiter = state.withLock { state -> Waiter? in
-            if !state.waiters.isEmpty, !state.closed { return state.waiters.removeFirst() }
+            if !state.closed, let waiter = state.nextWaiter() { return waiter }
             state.open -= 1
             return nil
         }

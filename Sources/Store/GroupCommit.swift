@@ -134,7 +134,11 @@ public final class GroupCommit: Sendable {
         }
         let statements = queries
         do {
-            let results = try await pool.tenant(sessionTenant) { connection in try connection.pipelinedTransaction(statements) }
+            // Urgent: a group answers many callers, and under a burst of task starts it waited
+            // behind all of them for a connection.
+            let results = try await pool.tenant(sessionTenant, priority: .urgent) { connection in
+                try connection.pipelinedTransaction(statements)
+            }
             guard results.count == statements.count else {
                 let error = StoreError(PostgresError(code: .clientError, message: "a group commit returned \(results.count) results for \(statements.count) statements"))
                 for waiter in sorted { waiter.continuation.resume(throwing: error) }
@@ -154,7 +158,8 @@ public final class GroupCommit: Sendable {
     private func writeAlone(_ waiter: Waiter) async {
         let query = waiter.query
         do {
-            waiter.continuation.resume(returning: try await pool.tenant(waiter.tenantID) { connection in try connection.query(query) })
+            let result = try await pool.tenant(waiter.tenantID, priority: .urgent) { connection in try connection.query(query) }
+            waiter.continuation.resume(returning: result)
         } catch {
             waiter.continuation.resume(throwing: error)
         }

@@ -85,47 +85,12 @@ public struct TaskQueue: Sendable {
     /// task or an older queued one, and rows another claimer holds.
     public func claim(limit: Int) async throws -> [ClaimedTask] {
         guard limit > 0 else { return [] }
-        let owner = self.owner
-        let leaseSeconds = lease.seconds
+        let statement = Self.claimStatement(owner: owner, leaseSeconds: lease.seconds, limit: limit)
         do {
-            let claimed = try await pool.system { connection in
-                try connection.query("""
-                    WITH candidate AS (
-                        SELECT t.tenant_id, t.user_id, t.session_id, t.task_id
-                        FROM tasks t
-                        WHERE t.state = 'queued'
-                          -- Two probes, each on a partial index (tasks_one_running_per_session,
-                          -- tasks_queued_by_session): one NOT EXISTS with an OR walked the whole session.
-                          AND NOT EXISTS (
-                              SELECT 1 FROM tasks o
-                              WHERE \(unsafeSQL: TaskKey.sameSession("o", "t"))
-                                AND o.state = 'running')
-                          AND NOT EXISTS (
-                              SELECT 1 FROM tasks o
-                              WHERE \(unsafeSQL: TaskKey.sameSession("o", "t"))
-                                AND o.state = 'queued' AND o.seq < t.seq)
-                        ORDER BY t.seq
-                        LIMIT \(limit)
-                        FOR UPDATE SKIP LOCKED
-                    ), claimed AS (
-                        UPDATE tasks SET state = 'running', message = NULL, lease_owner = \(owner),
-                            lease_expires_at = now() + make_interval(secs => \(leaseSeconds)), attempts = tasks.attempts + 1,
-                            claimed_at = clock_timestamp(), started_at = coalesce(tasks.started_at, clock_timestamp()), updated_at = now(),
-                            events = tasks.events + 1
-                        FROM candidate
-                        WHERE \(unsafeSQL: TaskKey.sameTask("tasks", "candidate"))
-                        RETURNING \(unsafeSQL: EventRecord.returning), tasks.seq, tasks.query, tasks.system_message, tasks.attempts,
-                                  tasks.agent_id, tasks.agent_version,
-                                  extract(epoch FROM tasks.claimed_at - tasks.queued_at)::float8 AS queue_wait, tasks.request_id
-                    ), logged AS (
-                        \(fragment: EventRecord.append(EventRecord(
-                            kind: .running,
-                            data: "jsonb_build_object('attempt', s.attempts, 'agent_id', s.agent_id, 'agent_version', s.agent_version)"), from: "claimed"))
-                    )
-                    SELECT tenant_id, user_id, session_id, task_id, seq, query, system_message, attempts, agent_id, agent_version, queue_wait,
-                           request_id
-                    FROM claimed
-                    """).rows.map { row in
+            // Urgent: a claim starts many tasks, and waiting behind their own start reads it made
+            // dispatch wait out the pool's whole queue.
+            let claimed = try await pool.system(priority: .urgent) { connection in
+                try connection.query(statement).rows.map { row in
                     ClaimedTask(
                         key: TaskKey(
                             tenantID: try row.decode("tenant_id"), userID: try row.decode("user_id"),
@@ -142,6 +107,52 @@ public struct TaskQueue: Sendable {
             // Two claimers raced for one session; the index kept the rule, the next claim proceeds.
             return []
         }
+    }
+
+    /// The claim (public for the test that reads its plan): run in system scope.
+    public static func claimStatement(owner: String, leaseSeconds: Double, limit: Int) -> PostgresQuery {
+        """
+            WITH candidate AS (
+                SELECT t.tenant_id, t.user_id, t.session_id, t.task_id
+                FROM tasks t
+                -- seq > 0 (always true) lets this scan, and only this one, use tasks_queue_order (sql/018).
+                WHERE t.state = 'queued' AND t.seq > 0
+                  -- Two probes per candidate, each one step on a partial index of its session
+                  -- (tasks_one_running_per_session, tasks_queued_by_session). OFFSET 0 keeps them
+                  -- subplans: as anti joins, planned on a nearly empty queue's estimates, they
+                  -- walked every running and queued task for each candidate (quadratic in a burst).
+                  AND NOT EXISTS (
+                      SELECT 1 FROM tasks o
+                      WHERE \(unsafeSQL: TaskKey.sameSession("o", "t"))
+                        AND o.state = 'running'
+                      OFFSET 0)
+                  AND NOT EXISTS (
+                      SELECT 1 FROM tasks o
+                      WHERE \(unsafeSQL: TaskKey.sameSession("o", "t"))
+                        AND o.state = 'queued' AND o.seq < t.seq
+                      OFFSET 0)
+                ORDER BY t.seq
+                LIMIT \(limit)
+                FOR UPDATE SKIP LOCKED
+            ), claimed AS (
+                UPDATE tasks SET state = 'running', message = NULL, lease_owner = \(owner),
+                    lease_expires_at = now() + make_interval(secs => \(leaseSeconds)), attempts = tasks.attempts + 1,
+                    claimed_at = clock_timestamp(), started_at = coalesce(tasks.started_at, clock_timestamp()), updated_at = now(),
+                    events = tasks.events + 1
+                FROM candidate
+                WHERE \(unsafeSQL: TaskKey.sameTask("tasks", "candidate"))
+                RETURNING \(unsafeSQL: EventRecord.returning), tasks.seq, tasks.query, tasks.system_message, tasks.attempts,
+                          tasks.agent_id, tasks.agent_version,
+                          extract(epoch FROM tasks.claimed_at - tasks.queued_at)::float8 AS queue_wait, tasks.request_id
+            ), logged AS (
+                \(fragment: EventRecord.append(EventRecord(
+                    kind: .running,
+                    data: "jsonb_build_object('attempt', s.attempts, 'agent_id', s.agent_id, 'agent_version', s.agent_version)"), from: "claimed"))
+            )
+            SELECT tenant_id, user_id, session_id, task_id, seq, query, system_message, attempts, agent_id, agent_version, queue_wait,
+                   request_id
+            FROM claimed
+            """
     }
 
     /// The journal of a task this process claimed, for its run's step commits.

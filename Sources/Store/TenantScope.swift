@@ -20,8 +20,10 @@ extension PostgresPool {
 
     /// Work for one tenant, each statement its own transaction.
     @discardableResult
-    func tenant<T: Sendable>(_ tenantID: String, _ body: @escaping @Sendable (PostgresConnection) throws -> T) async throws -> T {
-        try await StoreError.mapping { try await withSessionSettings(Self.tenantSettings(tenantID), body) }
+    func tenant<T: Sendable>(
+        _ tenantID: String, priority: Priority = .normal, _ body: @escaping @Sendable (PostgresConnection) throws -> T
+    ) async throws -> T {
+        try await StoreError.mapping { try await withSessionSettings(Self.tenantSettings(tenantID), priority: priority, body) }
     }
 
     /// Work for one tenant in one transaction.
@@ -32,8 +34,10 @@ extension PostgresPool {
 
     /// The dispatcher's cross-tenant work: claiming, lease renewal, reaping, key look-ups.
     @discardableResult
-    func system<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) throws -> T) async throws -> T {
-        try await StoreError.mapping { try await withSessionSettings(Self.systemSettings, body) }
+    func system<T: Sendable>(
+        priority: Priority = .normal, _ body: @escaping @Sendable (PostgresConnection) throws -> T
+    ) async throws -> T {
+        try await StoreError.mapping { try await withSessionSettings(Self.systemSettings, priority: priority, body) }
     }
 
     /// Cross-tenant work in one transaction.

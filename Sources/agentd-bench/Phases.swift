@@ -32,7 +32,7 @@ struct Phases: Sendable {
     }
 
     func run(levels: [Int]) async throws {
-        let phases = Set(bench.only.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
+        let phases = bench.phaseList
         try await warmUp()
         // Per-task cost first: its commits per task turn the throughput figures into a share of the commit ceiling.
         let cost = phases.contains("7") ? try await perTaskCost() : nil
@@ -126,38 +126,7 @@ struct Phases: Sendable {
         let cpuBefore = meter.read()
         let clock = ContinuousClock()
         let started = clock.now
-        let end = started + .seconds(bench.seconds)
-        let client = self.client
-        let latencies: [Double]
-        let generator: String
-        if let wrk = ProcessInfo.processInfo.environment["WRK"], !wrk.isEmpty, !client.polling {
-            // wrk's connections as the clients: the Swift client's own CPU (0.3 ms a task) was a
-            // seventh of what 1,000 tasks/s leaves per task, spent on nothing agentd does.
-            let (baseURL, authorization, seconds) = (client.base, client.authorization, max(1, Int(bench.seconds.rounded())))
-            let result = try await Task.detached {
-                try Wrk.tasks(wrk, baseURL: baseURL, userPrefix: prefix, authorization: authorization, clients: clients, seconds: seconds)
-            }.value
-            guard result.failures == 0 else {
-                throw LoadClient.Failure(description: "wrk: \(result.failures) requests or tasks failed (\(result.failureReport))")
-            }
-            (latencies, generator) = (result.latencies, "wrk")
-        } else {
-            latencies = try await eachClient(clients) { index in
-                var latencies: [Double] = []
-                var number = 0
-                while clock.now < end {
-                    let (user, task) = ("\(prefix)-u\(index)", "t\(number)")
-                    number += 1
-                    let start = clock.now
-                    try await client.invoke(user: user, session: "s", task: task, query: "question \(number)")
-                    let state = try await client.wait(user: user, session: "s", task: task, for: ["completed", "error"])
-                    guard state == "completed" else { throw LoadClient.Failure(description: "\(user)/\(task) ended in \(state)") }
-                    latencies.append((clock.now - start).milliseconds)
-                }
-                return latencies
-            }
-            generator = "this process"
-        }
+        let (latencies, generator) = try await closedLoop(client: client, prefix: prefix, clients: clients, seconds: bench.seconds)
         let elapsed = (clock.now - started).milliseconds / 1000
         let cpu = meter.since(cpuBefore, tasks: latencies.count, seconds: elapsed)
         let observed = Sample(latencies)
@@ -186,6 +155,40 @@ struct Phases: Sendable {
         let roundTrips = use.roundTrips.map { String(format: "%.2f", $0) } ?? "n/a (no ss)"
         progress(String(format: "throughput, %d clients: per task %@ round trips, %.2f commits", clients, roundTrips, use.commits))
         report.add("2 throughput", "\(clients) clients: database round trips; commits that wrote, per task", String(format: "%@; %.2f", roundTrips, use.commits))
+    }
+
+    /// `clients` clients for `seconds`, each one task at a time: invoke, then wait until it ends.
+    /// The time of each task in ms, and what generated the load.
+    func closedLoop(client: LoadClient, prefix: String, clients: Int, seconds: Double) async throws -> (latencies: [Double], generator: String) {
+        if let wrk = ProcessInfo.processInfo.environment["WRK"], !wrk.isEmpty, !client.polling {
+            // wrk's connections as the clients: the Swift client's own CPU (0.3 ms a task) was a
+            // seventh of what 1,000 tasks/s leaves per task, spent on nothing agentd does.
+            let (baseURL, authorization, seconds) = (client.base, client.authorization, max(1, Int(seconds.rounded())))
+            let result = try await Task.detached {
+                try Wrk.tasks(wrk, baseURL: baseURL, userPrefix: prefix, authorization: authorization, clients: clients, seconds: seconds)
+            }.value
+            guard result.failures == 0 else {
+                throw LoadClient.Failure(description: "wrk: \(result.failures) requests or tasks failed (\(result.failureReport))")
+            }
+            return (result.latencies, "wrk")
+        }
+        let clock = ContinuousClock()
+        let end = clock.now + .milliseconds(Int64(seconds * 1000))
+        let latencies = try await eachClient(clients) { index in
+            var latencies: [Double] = []
+            var number = 0
+            while clock.now < end {
+                let (user, task) = ("\(prefix)-u\(index)", "t\(number)")
+                number += 1
+                let start = clock.now
+                try await client.invoke(user: user, session: "s", task: task, query: "question \(number)")
+                let state = try await client.wait(user: user, session: "s", task: task, for: ["completed", "error"])
+                guard state == "completed" else { throw LoadClient.Failure(description: "\(user)/\(task) ended in \(state)") }
+                latencies.append((clock.now - start).milliseconds)
+            }
+            return latencies
+        }
+        return (latencies, "this process")
     }
 
     // MARK: 3. Dispatch latency
@@ -287,12 +290,12 @@ struct Phases: Sendable {
             FROM tasks WHERE user_id LIKE 'p5-%'
             """).rows
         var events: [(at: Double, change: Int)] = []
-        var lastFinish = 0.0
+        var (lastFinish, firstFinish, lastClaim) = (0.0, Double.infinity, 0.0)
         for row in rows {
-            let finished: Double = try row.decode("finished")
-            events.append((try row.decode("claimed"), 1))
+            let (claimed, finished): (Double, Double) = (try row.decode("claimed"), try row.decode("finished"))
+            events.append((claimed, 1))
             events.append((finished, -1))
-            lastFinish = max(lastFinish, finished)
+            (lastFinish, firstFinish, lastClaim) = (max(lastFinish, finished), min(firstFinish, finished), max(lastClaim, claimed))
         }
         // Ends before starts at the same instant, so that back-to-back tasks do not count as overlapping.
         events.sort { $0.at != $1.at ? $0.at < $1.at : $0.change < $1.change }
@@ -303,12 +306,23 @@ struct Phases: Sendable {
             peak = max(peak, running)
         }
         let allDone = lastFinish - startedAt.timeIntervalSince1970
+        // Every task running at once needs the last claim before the first task ends.
+        (lastClaim, firstFinish) = (lastClaim - startedAt.timeIntervalSince1970, firstFinish - startedAt.timeIntervalSince1970)
+        let dispatch = try await serviceTimes(prefix: "p5-").dispatch
+        let modelCalls = try await modelCallTimes(prefix: "p5-")
         progress(String(format: "in flight: %d tasks done in %.2f s, peak %d running, peak %.0f MiB", total, allDone, peak, peakMemory))
+        progress(String(
+            format: "in flight: last claimed at %.2f s, first done at %.2f s; dispatch p50 %@ p99 %@; model call p50 %@ p99 %@", lastClaim, firstFinish,
+            dispatch.milliseconds(0.5), dispatch.milliseconds(0.99), modelCalls.milliseconds(0.5), modelCalls.milliseconds(0.99)))
         report.add(
             "5 in flight", "\(total) tasks at once, model \(bench.inflightModelSeconds) s: submit → all completed",
             String(format: "%.2f s (submitted in %.2f s)", allDone, submitted),
             ratio: String(format: "%.2f× the model latency", allDone / bench.inflightModelSeconds), aim: "< 5 s")
         report.add("5 in flight", "peak tasks running at once", "\(peak) of \(total)", aim: "all")
+        report.add(
+            "5 in flight", "last task claimed; first task done (s after the first invoke); dispatch p50 / p99; model call p50 / p99",
+            String(format: "%.2f s; %.2f s; ", lastClaim, firstFinish)
+                + "\(dispatch.milliseconds(0.5)) / \(dispatch.milliseconds(0.99)); \(modelCalls.milliseconds(0.5)) / \(modelCalls.milliseconds(0.99))")
         report.add(
             "5 in flight", "service peak resident memory", String(format: "%.0f MiB (%.0f MiB idle before)", peakMemory, idle?.resident ?? 0),
             aim: "< 300 MB")

@@ -47,7 +47,12 @@ struct ServiceBench: AsyncParsableCommand {
     @Option(help: "Approvals waiting in the inbox run.") var inboxPending = 10_000
     @Option(help: "Users they belong to.") var inboxUsers = 1000
     @Option(help: "Reads of each inbox page, one at a time.") var inboxReads = 200
-    @Option(help: "Phases to run after the ceiling, comma-separated (2-10).") var only = "2,3,4,5,6,7,8,9,10"
+    @Option(help: "Clients of the metrics-cost runs (phase 11).") var metricsClients = 64
+    @Option(help: "Rounds of the metrics-cost runs, each one run with metrics off and one with them on.") var metricsRounds = 3
+    @Option(help: "Seconds of each metrics-cost run.") var metricsSeconds = 10.0
+    @Option(help: "Phases to run after the ceiling, comma-separated (2-11).") var only = "2,3,4,5,6,7,8,9,10,11"
+
+    var phaseList: Set<String> { Set(only.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }) }
 
     /// The bench's own connections, as pg_stat_activity names them (agentd's are "agentd").
     static let applicationName = "agentd-bench"
@@ -87,27 +92,28 @@ struct ServiceBench: AsyncParsableCommand {
             }
             extraEnvironment[String(assignment[..<equals])] = String(assignment[assignment.index(after: equals)...])
         }
-        let launch = { (slots: Int) in
+        let environment = extraEnvironment
+        let launch = { @Sendable (slots: Int, more: [String: String]) in
             try await AgentdProcess(
                 executable: executable,
                 environment: [
                     "DATABASE_URL": url, "LLM_BASE_URL": model.baseURL, "LLM_MODEL": "scripted", "WORKER_SLOTS": "\(slots)",
                     "DB_POOL_SIZE": "\(dbPoolSize)", "GROUP_COMMIT_MAX": "\(groupCommitMax)", "LLM_STREAM": "\(llmStream)", "OUTBOUND_ALLOWED_HOSTS": "127.0.0.1",
                     "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin",
-                ].merging(extraEnvironment) { _, extra in extra })
+                ].merging(environment) { _, extra in extra }.merging(more) { _, phase in phase })
         }
         let child: AgentdProcess
         do {
-            child = try await launch(workerSlots)
+            child = try await launch(workerSlots, [:])
         } catch {
             await model.stop()
             throw error
         }
         // Phase 8's second process: the API alone, with no worker slot.
         var front: AgentdProcess?
-        if only.split(separator: ",").contains(where: { $0.trimmingCharacters(in: .whitespaces) == "8" }) {
+        if phaseList.contains("8") {
             do {
-                front = try await launch(0)
+                front = try await launch(0, [:])
             } catch {
                 child.stop()
                 await model.stop()
@@ -120,6 +126,12 @@ struct ServiceBench: AsyncParsableCommand {
             bench: self, client: client, db: db, child: child, front: front, model: model, ceiling: ceiling, report: report)
         do {
             try await phases.run(levels: levels)
+            child.stop()
+            front?.stop()
+            if phaseList.contains("11") {
+                try await phases.metricsCost(
+                    clients: metricsClients, rounds: metricsRounds, seconds: metricsSeconds, launch: { try await launch(workerSlots, $0) })
+            }
         } catch {
             child.stop()
             front?.stop()
@@ -127,8 +139,6 @@ struct ServiceBench: AsyncParsableCommand {
             await model.stop()
             throw error
         }
-        child.stop()
-        front?.stop()
         try await http.shutdown()
         await model.stop()
     }

@@ -135,6 +135,10 @@ struct AuthTests {
         let badHeaders: [String?] = [
             nil, "Basic dTE6cGFzcw==", "Bearer", "Bearer agentd_short_x", "Bearer " + keys.revoked,
             "Bearer " + String(keys.tenantA.dropLast()) + (keys.tenantA.hasSuffix("X") ? "Y" : "X"), "bearer  " + keys.tenantA + "extra",
+            // No space after the scheme; a look-alike letter in the key (one Character, two bytes);
+            // an underscore where the secret begins; a token of spaces only.
+            "Bearer" + keys.tenantA, "Bearer " + String(keys.tenantA.dropLast()) + "é",
+            "Bearer " + keys.tenantA.replacingOccurrences(of: "_", with: "-"), "Bearer    ",
         ]
         for header in badHeaders {
             for (method, path, body) in own + otherUser {
@@ -147,6 +151,7 @@ struct AuthTests {
 
         // The header scheme is case-insensitive; the right key still works after all that.
         #expect(try await service.send(.GET, "/agent/sessionids/u1", authorization: "bearer " + keys.userA1).status == 200)
+        #expect(try await service.send(.GET, "/agent/sessionids/u1", authorization: "BEARER \t" + keys.userA1 + " \t").status == 200)
         // Health needs no key.
         #expect(try await service.get("/health").status == 200)
     }

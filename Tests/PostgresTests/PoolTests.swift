@@ -1,5 +1,6 @@
 import Foundation
 import Postgres
+import Synchronization
 import Testing
 import TestSupport
 
@@ -73,6 +74,28 @@ struct PoolTests {
         #expect(error?.code == .poolTimeout)
         _ = try await holder.value
         #expect(try await pool.query("SELECT 1 AS one").count == 1)
+        await pool.shutdown()
+    }
+
+    @Test("urgent callers are served first, but never more than four in a row while normal ones wait")
+    func urgentFirst() async throws {
+        let pool = PostgresPool(configuration: .init(conninfo: url, size: 1, acquireTimeout: .seconds(30)))
+        let gate = DispatchSemaphore(value: 0)
+        let holder = Task { try await pool.withConnection { _ in gate.wait() } }
+        while pool.statistics.open == 0 || pool.statistics.idle == 1 { try await Task.sleep(for: .milliseconds(10)) }
+        final class Served: Sendable { let names = Mutex<[String]>([]) }
+        let served = Served()
+        var callers: [Task<Void, any Error>] = []
+        // Queued one at a time, so that their order in the queue is known.
+        for (name, priority) in (1...6).map({ ("n\($0)", PostgresPool.Priority.normal) }) + (1...6).map({ ("u\($0)", .urgent) }) {
+            let waiting = pool.statistics.waiting
+            callers.append(Task { try await pool.withConnection(priority: priority) { _ in served.names.withLock { $0.append(name) } } })
+            while pool.statistics.waiting == waiting { try await Task.sleep(for: .milliseconds(5)) }
+        }
+        gate.signal()
+        try await holder.value
+        for caller in callers { try await caller.value }
+        #expect(served.names.withLock { $0 } == ["u1", "u2", "u3", "u4", "n1", "u5", "u6", "n2", "n3", "n4", "n5", "n6"])
         await pool.shutdown()
     }
 
