@@ -7,7 +7,9 @@
 -- names a condition that is true of all its rows and that only its own users state (the claim's
 -- scan says seq > 0; the reaper's lease_expires_at < now() implies IS NOT NULL), so the
 -- probes cannot take them.
+-- Both built before either old one is dropped: a DROP INDEX locks the table against reads until
+-- the migration commits, which must not last through a build.
 CREATE INDEX tasks_queue_order ON tasks (seq) WHERE state = 'queued' AND seq > 0;
-DROP INDEX tasks_queued;
 CREATE INDEX tasks_leases ON tasks (lease_expires_at) WHERE state = 'running' AND lease_expires_at IS NOT NULL;
+DROP INDEX tasks_queued;
 DROP INDEX tasks_leased;

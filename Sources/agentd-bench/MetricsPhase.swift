@@ -38,6 +38,7 @@ extension Phases {
                         }
                         return (count, bytes)
                     } : nil
+                defer { scraper?.cancel() }
                 let before = CPUMeter.times(of: process.pid, withReapedChildren: false)
                 let clock = ContinuousClock()
                 let started = clock.now
@@ -45,7 +46,7 @@ extension Phases {
                     client: client, prefix: "p11r\(round)\(metricsOn ? "on" : "off")", clients: clients, seconds: seconds)
                 let elapsed = (clock.now - started).milliseconds / 1000
                 let used = CPUMeter.times(of: process.pid, withReapedChildren: false) - before
-                scraper?.cancel()
+                scraper?.cancel()  // before its value is awaited
                 if let scraped = await scraper?.value {
                     scrapes += scraped.count
                     scrapedBytes = max(scrapedBytes, scraped.bytes)

@@ -72,7 +72,7 @@ struct ClaimPlanTests {
         }
         var walked = Walk()
         Self.walk(top, into: &walked)
-        // Claimable: the first queued task of each of sessions 1,501–3,000. The claim takes the
+        // Claimable: the quiet user's 5, then the first queued task of each of sessions 1,501–3,000. The claim takes the
         // oldest 200; it steps over the queued tasks of busy sessions before them (about 1,500),
         // never over every running or queued task once per candidate (the anti-join plans read
         // hundreds of thousands).
