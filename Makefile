@@ -71,8 +71,9 @@ bench-hop: deps
 	$(SWIFT) build $(RELEASE) --product agentd-bench
 	scripts/with-test-db.sh "$$($(SWIFT) build $(RELEASE) --show-bin-path)/agentd-bench" db-hop $(BENCH_HOP_FLAGS)
 
-# Long-term memory: recall@5 and MRR on bench/memory/recall-set.json, then recall latency over
-# 1,000,000 memories of 10,000 users, on a throwaway cluster. BENCH_MEMORY_FLAGS=--rows 100000 for a shorter run.
+# Long-term memory: recall@5 and MRR@10 by category on bench/memory/recall-set.json and
+# hard-set.json, then recall latency over 1,000,000 memories of 10,000 users, on a throwaway
+# cluster. BENCH_MEMORY_FLAGS=--rows 100000 for a shorter run.
 bench-memory: deps
 	$(SWIFT) build $(RELEASE) --product agentd-bench
 	scripts/with-test-db.sh "$$($(SWIFT) build $(RELEASE) --show-bin-path)/agentd-bench" memory $(BENCH_MEMORY_FLAGS)

@@ -1,8 +1,8 @@
 import Foundation
 import Store
 
-/// A labelled set of memories and queries (bench/memory/recall-set.json) and the measures
-/// of how well recall finds the expected memories.
+/// A labelled set of memories and queries (bench/memory/*.json) and the measures of how well
+/// recall finds the expected memories.
 public struct RecallSet: Decodable, Sendable {
     public struct User: Decodable, Sendable {
         public var user_id: String
@@ -11,14 +11,29 @@ public struct RecallSet: Decodable, Sendable {
     public struct Memory: Decodable, Sendable {
         public var key: String
         public var text: String
+        /// Ground truth only (the service is not told): the earlier memory of the user that this
+        /// one gives a new value for.
+        public var replaces: String?
     }
     public struct Query: Decodable, Sendable {
         public var user_id: String
         public var query: String
+        /// Empty: a negative (nothing should be recalled).
         public var expected: [String]
+        /// "exact", "numbers", "morphology", "typo", "script", "update", "noisy", "synonym",
+        /// "cross_language", "negative"; nil in sets without categories.
+        public var category: String?
+        /// Older memories that `expected` replaced: an expected memory counts only when none of
+        /// these is ranked above it.
+        public var superseded: [String]?
     }
     public var users: [User]
     public var queries: [Query]
+
+    public init(users: [User], queries: [Query]) {
+        self.users = users
+        self.queries = queries
+    }
 
     public static func load(_ path: String) throws -> RecallSet {
         try JSONDecoder().decode(RecallSet.self, from: Data(contentsOf: URL(fileURLWithPath: path)))
@@ -27,42 +42,118 @@ public struct RecallSet: Decodable, Sendable {
     public var memoryCount: Int { users.reduce(0) { $0 + $1.memories.count } }
 }
 
+/// recall@k and MRR@depth of a group of queries (all of them, or one category).
+public struct RecallFigures: Sendable {
+    public var queries = 0
+    public var recallSum = 0.0
+    public var reciprocalSum = 0.0
+    /// Negatives: those that recalled at least one memory.
+    public var negatives = 0
+    public var negativesRecalling = 0
+
+    /// Mean over the queries with expected memories of the share of them among the first k.
+    public var recallAtK: Double { Double(recallSum) / Double(max(1, queries)) }
+    /// Mean reciprocal rank of the first expected memory within the depth (0 when absent).
+    public var meanReciprocalRank: Double { reciprocalSum / Double(max(1, queries)) }
+}
+
 public struct RecallScore: Sendable {
-    /// Mean over queries of the share of expected memories among the first k recalled.
-    public var recallAtK: Double
-    /// Mean reciprocal rank of the first expected memory (0 when none is recalled).
-    public var meanReciprocalRank: Double
-    /// Queries whose expected memories were all recalled.
+    public var k: Int
+    public var depth: Int
+    public var overall: RecallFigures
+    /// By category, in the order they first appear in the set.
+    public var categories: [(name: String, figures: RecallFigures)]
+    /// Queries whose expected memories were all recalled within k (negatives: that recalled nothing).
     public var perfect: Int
-    /// Queries that missed something: the query, what was expected, what came back.
+    /// Queries that missed something: the query, what came back (keys with their scores, best first).
     public var misses: [(query: RecallSet.Query, recalled: [String])]
+    /// Recall latency of the set's queries, ms.
+    public var latencies: [Double]
+    /// Every query with what came back, one line each (category, expected keys, hits with scores).
+    public var dump: [String] = []
+
+    public var recallAtK: Double { overall.recallAtK }
+    public var meanReciprocalRank: Double { overall.meanReciprocalRank }
 }
 
 public enum RecallEvaluation {
-    /// Writes the set's memories under `tenantID`, runs every query through `MemoryStore.recall`
-    /// with limit `k`, and scores what comes back.
-    public static func run(_ set: RecallSet, store: MemoryStore, tenantID: String, k: Int) async throws -> RecallScore {
-        var keyByText: [String: String] = [:]
+    /// Writes the set's memories under `tenantID` (in order, one at a time, as users would), runs
+    /// every query through `MemoryStore.recall` with limit `depth` (at least `k`), and scores the
+    /// first `k` for recall and all `depth` for the reciprocal rank.
+    public static func run(_ set: RecallSet, store: MemoryStore, tenantID: String, k: Int, depth: Int? = nil) async throws -> RecallScore {
+        try await evaluate(set, keys: try await write(set, store: store, tenantID: tenantID), store: store, tenantID: tenantID, k: k, depth: depth)
+    }
+
+    /// Writes the set's memories in order; returns each stored memory's key.
+    public static func write(_ set: RecallSet, store: MemoryStore, tenantID: String) async throws -> [UUID: String] {
+        var keyByID: [UUID: String] = [:]
         for user in set.users {
             for memory in user.memories {
-                _ = try await store.write(tenantID: tenantID, userID: user.user_id, text: memory.text)
-                keyByText[user.user_id + "\u{1}" + memory.text] = memory.key
+                let id = try await store.write(tenantID: tenantID, userID: user.user_id, text: memory.text)
+                keyByID[id] = memory.key
             }
         }
-        var recallSum = 0.0
-        var reciprocalSum = 0.0
+        return keyByID
+    }
+
+    /// Runs the set's queries against memories already written (`write`'s keys).
+    public static func evaluate(
+        _ set: RecallSet, keys keyByID: [UUID: String], store: MemoryStore, tenantID: String, k: Int, depth: Int? = nil
+    ) async throws -> RecallScore {
+        let depth = max(k, depth ?? k)
+        var overall = RecallFigures()
+        var categories: [(name: String, figures: RecallFigures)] = []
         var perfect = 0
         var misses: [(RecallSet.Query, [String])] = []
+        var latencies: [Double] = []
+        var dump: [String] = []
+        let clock = ContinuousClock()
         for query in set.queries {
-            let hits = try await store.recall(tenantID: tenantID, userID: query.user_id, query: query.query, limit: k)
-            let keys = hits.map { keyByText[query.user_id + "\u{1}" + $0.text] ?? "?" }
-            let expected = Set(query.expected)
-            let found = expected.intersection(keys).count
-            recallSum += Double(found) / Double(max(1, expected.count))
-            if let rank = keys.firstIndex(where: expected.contains) { reciprocalSum += 1 / Double(rank + 1) }
-            if found == expected.count { perfect += 1 } else { misses.append((query, keys)) }
+            let start = clock.now
+            let hits = try await store.recall(tenantID: tenantID, userID: query.user_id, query: query.query, limit: depth)
+            let elapsed = clock.now - start
+            latencies.append(Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15)
+            let keys = hits.map { keyByID[$0.id] ?? "?" }
+            let shown = hits.map {
+                (keyByID[$0.id] ?? "?") + ($0.score.map { String(format: "=%.2f", $0) } ?? "") + ($0.coverage.map { String(format: "/%.2f", $0) } ?? "")
+            }
+            let (recall, reciprocal, complete) = score(keys, expected: query.expected, superseded: query.superseded ?? [], k: k)
+            func add(_ figures: inout RecallFigures) {
+                if query.expected.isEmpty {
+                    figures.negatives += 1
+                    if !keys.isEmpty { figures.negativesRecalling += 1 }
+                } else {
+                    figures.queries += 1
+                    figures.recallSum += recall
+                    figures.reciprocalSum += reciprocal
+                }
+            }
+            add(&overall)
+            let name = query.category ?? "all"
+            if let index = categories.firstIndex(where: { $0.name == name }) {
+                add(&categories[index].figures)
+            } else {
+                var figures = RecallFigures()
+                add(&figures)
+                categories.append((name, figures))
+            }
+            if complete { perfect += 1 } else { misses.append((query, shown)) }
+            dump.append([query.category ?? "", query.expected.joined(separator: ","), (query.superseded ?? []).joined(separator: ","), shown.joined(separator: " ")].joined(separator: "\t"))
         }
-        let count = Double(max(1, set.queries.count))
-        return RecallScore(recallAtK: recallSum / count, meanReciprocalRank: reciprocalSum / count, perfect: perfect, misses: misses)
+        return RecallScore(
+            k: k, depth: depth, overall: overall, categories: categories, perfect: perfect, misses: misses, latencies: latencies, dump: dump)
+    }
+
+    /// recall@k, the reciprocal rank within all of `keys`, and whether the query is fully answered.
+    /// An expected memory with a superseded one ranked above it does not count.
+    static func score(_ keys: [String], expected: [String], superseded: [String], k: Int) -> (Double, Double, Bool) {
+        guard !expected.isEmpty else { return (0, 0, keys.isEmpty) }
+        let stale = Set(superseded)
+        let firstStale = keys.firstIndex(where: stale.contains) ?? Int.max
+        let wanted = Set(expected)
+        let counted = keys.enumerated().filter { wanted.contains($0.element) && $0.offset < firstStale }
+        let found = counted.filter { $0.offset < k }.count
+        let reciprocal = counted.first.map { 1 / Double($0.offset + 1) } ?? 0
+        return (Double(found) / Double(expected.count), reciprocal, found == expected.count)
     }
 }

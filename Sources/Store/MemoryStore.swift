@@ -8,13 +8,17 @@ public struct MemoryHit: Sendable, Hashable {
     public var text: String
     /// Unix seconds.
     public var createdAt: Double
-    /// `ts_rank_cd` against the query; nil when listed without one.
+    /// Its BM25 score against the query (README, "Long-term memory"); nil when listed without one.
     public var score: Double?
+    /// The share of the query's most distinctive terms it holds (with a score).
+    public var coverage: Double? = nil
 }
 
-/// Long-term memories, found by full-text search: `agentd_search_document` /
-/// `agentd_search_query` in sql/001_core.sql tokenise Chinese into overlapping two-character
-/// pieces and other text into English stems, for documents and queries alike.
+/// Long-term memories, found by full-text search and ranked by BM25 over each user's own
+/// memories: sql/019's `agentd_search_text` folds both scripts (full-width, traditional Chinese)
+/// and splits Chinese into characters and overlapping two-character pieces and other text into
+/// English stems, for memories and queries alike; its tables keep each user's term statistics
+/// and the synonym groups.
 public struct MemoryStore: Sendable {
     let pool: PostgresPool
 
@@ -51,7 +55,8 @@ public struct MemoryStore: Sendable {
     }
 
     /// What the agent sees: the user's memories most relevant to `query`, best first (recency
-    /// breaks ties). When the user has no more than `limit` memories, all of them, since then
+    /// breaks ties), and only those with enough evidence: a query about nothing the user wrote
+    /// recalls nothing. When the user has no more than `limit` memories, all of them, since then
     /// nothing needs choosing.
     public func recall(tenantID: String, userID: String, query: String, limit: Int) async throws -> [MemoryHit] {
         guard let statement = Self.recallStatement(tenantID: tenantID, userID: userID, query: query, limit: limit) else { return [] }
@@ -61,39 +66,190 @@ public struct MemoryStore: Sendable {
     /// `recall`'s statement (nil: nothing to recall), for a caller that sends it with others.
     static func recallStatement(tenantID: String, userID: String, query: String, limit: Int) -> PostgresQuery? {
         guard limit > 0 else { return nil }
+        return rankedStatement(tenantID: tenantID, userID: userID, query: query, limit: limit, mode: .recall)
+    }
+
+    /// The user's memories that match `query` with the minimum evidence, best first, each with
+    /// its score: what recall would give, without "all of them" for a user with few.
+    public func search(tenantID: String, userID: String, query: String, limit: Int) async throws -> [MemoryHit] {
+        guard limit > 0 else { return [] }
+        return try await hits(tenantID, Self.rankedStatement(tenantID: tenantID, userID: userID, query: query, limit: limit, mode: .search))
+    }
+
+    /// How recall ranks (README, "Long-term memory"): BM25 over the user's own memories.
+    public struct Ranking: Sendable {
+        /// BM25's saturation of a term repeated in one memory, and its correction for length.
+        public var k1 = 1.2
+        public var b = 0.75
+        /// A query term that is a single CJK character counts this much of a two-character piece
+        /// or a word: it is often part of a longer word in one text and not in the other.
+        public var characterWeight = 0.5
+        /// A term that a synonym group gives for the query's own.
+        public var synonymWeight = 0.85
+        /// A word of the user's that is spelt like a query word the user never wrote (a typo, an
+        /// inflection the stemmer leaves apart), by trigram similarity from `minimumSimilarity`.
+        public var similarWeight = 0.85
+        public var minimumSimilarity = 0.45
+        /// The query's most distinctive terms kept (by weight × rarity), and the memories that
+        /// hold any of them read at most: the work per recall is bounded whatever the query's length.
+        public var maximumTerms = 24
+        public var maximumCandidates = 300
+        /// The minimum evidence: a memory is recalled when its score reaches this share of the
+        /// score of one term that only one of the user's memories has (`idf` at df = 1), or when
+        /// it holds this share of the weight of the query's `keyTerms` most distinctive terms.
+        public var minimumShare = 0.5
+        public var sufficientCoverage = 0.8
+        public var keyTerms = 3
+        /// A newer memory that says something changed is put above an older one on the same
+        /// subject (this share of the query's weight they match in common) when its score is
+        /// at least this share of the older one's.
+        public var updateShare = 0.25
+        public var updateOverlap = 0.2
+
+        public init() {}
+    }
+
+    public static let ranking = Ranking()
+
+    /// Words that say a fact changed, in Chinese (simplified and traditional) and English.
+    static let updateCue =
+        "(换|換|改|调|調|搬|涨|漲|升|降|不再|以后|以後|现在|現在|停了|新的|新号|新號|新地址|新老板|新老闆|"
+        + "\\m(now|new|moved|switched|changed|raised|instead|replaced|updated|no longer|taken over|goes up|from next|took over)\\M)"
+
+    enum RankingMode {
+        /// The agent's context: minimum evidence, or every memory of a user who has no more than the limit.
+        case recall
+        /// Minimum evidence only.
+        case search
+    }
+
+    /// One statement: the query's terms (folded and split as documents are) that the user's
+    /// memories hold, with their rarity among them; the terms synonym groups give for the query's
+    /// (shipped and the tenant's); for an English word the user never wrote, the user's words that
+    /// are spelt like it (pg_trgm); the most distinctive of all these; the memories that hold any
+    /// of them; and each memory's BM25 score over them.
+    static func rankedStatement(tenantID: String, userID: String, query: String, limit: Int, mode: RankingMode) -> PostgresQuery {
         let query = Self.searched(query)
-        // Two branches behind one-time filters: "all of them" reads the user's few rows; the
-        // search reads only matching rows through the (tenant_id, user_id, search) GIN index.
+        let r = Self.ranking
+        // Every memory of a user who has no more than the limit (recall only): a one-time filter.
+        let everything: PostgresQuery = mode == .recall ? "(SELECT n FROM st) <= \(limit)" : "false"
+        // Evidence: more than single characters, and either a score of weight or the query's most
+        // distinctive terms (which, when every memory holds them, weigh little each).
+        let threshold: PostgresQuery = """
+            s.worded AND (s.score >= \(r.minimumShare) * ln(1 + (st.n - 0.5) / 1.5) OR s.coverage >= \(r.sufficientCoverage))
+            """
         return """
-            WITH search AS (SELECT agentd_search_query(\(query)) AS q),
-                 few AS (SELECT count(*) <= \(limit) AS all_fit
-                         FROM (SELECT 1 FROM memories WHERE tenant_id = \(tenantID) AND user_id = \(userID) LIMIT \(limit + 1)) AS s)
-            SELECT memory_id, memory_info, extract(epoch FROM created_at) AS created, score FROM (
-                SELECT m.memory_id, m.memory_info, m.created_at, ts_rank_cd(m.search, search.q) AS score
-                FROM memories m, search
-                WHERE m.tenant_id = \(tenantID) AND m.user_id = \(userID) AND (SELECT all_fit FROM few)
+            WITH st AS (
+                SELECT memories AS n, lexemes::float8 / greatest(memories, 1) AS avgdl
+                FROM memory_users WHERE tenant_id = \(tenantID) AND user_id = \(userID)
+            ), q AS (
+                -- Nothing below runs for a user without memories. The query's terms are an array
+                -- looked up with = ANY: one index scan, whatever the planner guesses of their number.
+                SELECT agentd_search_lexemes(\(query)) AS lexemes WHERE EXISTS (SELECT 1 FROM st)
+            ), own AS (
+                SELECT t.lexeme, t.memories AS df,
+                       CASE WHEN t.lexeme ~ '^[\\u3400-\\u4dbf\\u4e00-\\u9fff\\uf900-\\ufaff\\u3040-\\u30ff\\uac00-\\ud7af]$'
+                            THEN \(r.characterWeight) ELSE 1 END::float8 AS weight
+                FROM memory_terms t
+                WHERE t.tenant_id = \(tenantID) AND t.user_id = \(userID) AND t.lexeme = ANY ((SELECT lexemes FROM q)::text[])
+            ), named AS (
+                -- Synonym terms whose every lexeme the query has.
+                SELECT s.tenant_id, s.group_name, s.term
+                FROM memory_synonym_lexemes s
+                WHERE s.lexeme = ANY ((SELECT lexemes FROM q)::text[]) AND s.tenant_id IN ('', \(tenantID))
+                GROUP BY s.tenant_id, s.group_name, s.term, s.lexemes
+                HAVING count(*) = s.lexemes
+            ), synonym AS (
+                SELECT t.lexeme, t.memories AS df
+                FROM memory_terms t
+                WHERE t.tenant_id = \(tenantID) AND t.user_id = \(userID)
+                  AND t.lexeme = ANY ((
+                      SELECT array_agg(DISTINCT o.lexeme)
+                      FROM named n
+                      JOIN memory_synonym_lexemes o ON o.tenant_id = n.tenant_id AND o.group_name = n.group_name AND o.term <> n.term
+                      -- A Chinese term's own characters add nothing its pieces do not say better.
+                      WHERE length(o.lexeme) > 1 OR o.lexemes = 1)::text[])
+            ), unknown AS (
+                -- English words the user never wrote, the longest first: the likeliest to be misspelt content.
+                SELECT l.lexeme FROM q, unnest(q.lexemes) AS l(lexeme)
+                WHERE l.lexeme ~ '^[a-z]{4,}$' AND NOT EXISTS (SELECT 1 FROM own WHERE own.lexeme = l.lexeme)
+                ORDER BY length(l.lexeme) DESC, l.lexeme
+                LIMIT 8
+            ), spelt_like AS (
+                SELECT DISTINCT ON (near.lexeme) near.lexeme, near.memories AS df
+                FROM unknown u
+                CROSS JOIN LATERAL (
+                    -- OFFSET 0: a scan of the user's words of that initial for each word, never a join of all.
+                    SELECT t.lexeme, t.memories FROM memory_terms t
+                    WHERE t.tenant_id = \(tenantID) AND t.user_id = \(userID) AND left(t.lexeme, 1) = left(u.lexeme, 1)
+                      AND similarity(t.lexeme, u.lexeme) >= \(r.minimumSimilarity)
+                    OFFSET 0
+                ) AS near
+                ORDER BY near.lexeme
+            ), terms AS (
+                SELECT lexeme, max(weight) AS weight, max(df) AS df FROM (
+                    SELECT lexeme, weight, df FROM own
+                    UNION ALL
+                    SELECT lexeme, \(r.synonymWeight)::float8, df FROM synonym
+                    UNION ALL
+                    SELECT lexeme, \(r.similarWeight)::float8, df FROM spelt_like
+                ) AS every_term
+                GROUP BY lexeme
+            ), ranked AS (
+                SELECT lexeme, weight, idf, row_number() OVER (ORDER BY weight * idf DESC, lexeme) AS place
+                FROM (SELECT terms.lexeme, terms.weight, ln(1 + (st.n - terms.df + 0.5) / (terms.df + 0.5)) AS idf FROM terms, st) AS t
+                ORDER BY place
+                LIMIT \(r.maximumTerms)
+            ), candidates AS (
+                SELECT m.memory_id, m.memory_info, m.created_at, m.search
+                FROM memories m
+                WHERE m.tenant_id = \(tenantID) AND m.user_id = \(userID)
+                  -- Built once (a sub-select), not once for each memory it is matched against.
+                  AND m.search @@ (SELECT agentd_any_lexeme(array_agg(lexeme)) FROM ranked)
+                LIMIT \(r.maximumCandidates)
+            ), scored AS (
+                -- BM25, and the share of the query's most distinctive terms the memory holds.
+                SELECT c.memory_id, c.memory_info, c.created_at,
+                       sum(ranked.weight * ranked.idf * f.tf * \(r.k1 + 1)
+                           / (f.tf + \(r.k1) * (1 - \(r.b) + \(r.b) * length(c.search) / greatest(st.avgdl, 1)))) AS score,
+                       coalesce(sum(ranked.weight * ranked.idf) FILTER (WHERE ranked.place <= \(r.keyTerms)), 0)
+                           / greatest((SELECT sum(weight * idf) FROM ranked WHERE place <= \(r.keyTerms)), 1e-9) AS coverage,
+                       array_agg(ranked.lexeme) AS matched,
+                       -- Single characters alone are no evidence: they match across words.
+                       bool_or(ranked.weight <> \(r.characterWeight)) AS worded
+                FROM candidates c
+                CROSS JOIN LATERAL unnest(c.search) AS u(lexeme, positions, weights)
+                JOIN ranked ON ranked.lexeme = u.lexeme
+                CROSS JOIN st
+                CROSS JOIN LATERAL (SELECT coalesce(array_length(u.positions, 1), 1)::float8 AS tf) AS f
+                GROUP BY c.memory_id, c.memory_info, c.created_at
+            ), top AS (
+                SELECT * FROM scored ORDER BY score DESC, created_at DESC LIMIT 20
+            ), lifted AS (
+                -- A newer memory on the same subject that says it changed ("moved to", "换成", "now")
+                -- is put just above the older one it may replace, when it is nearly as relevant.
+                SELECT t.memory_id, t.memory_info, t.created_at, t.coverage, t.worded,
+                       greatest(t.score, coalesce(max(o.score) * 1.001, 0)) AS score
+                FROM top t
+                LEFT JOIN top o ON o.created_at < t.created_at AND t.score >= \(r.updateShare) * o.score AND t.score < o.score
+                    AND t.memory_info ~* \(Self.updateCue)
+                    AND (SELECT sum(r.weight * r.idf) FROM ranked r WHERE r.lexeme = ANY (t.matched) AND r.lexeme = ANY (o.matched))
+                        >= \(r.updateOverlap) * (SELECT sum(r.weight * r.idf) FROM ranked r WHERE r.lexeme = ANY (t.matched) OR r.lexeme = ANY (o.matched))
+                GROUP BY t.memory_id, t.memory_info, t.created_at, t.coverage, t.worded, t.score
+            ), pool AS (
+                SELECT m.memory_id, m.memory_info, m.created_at, coalesce(s.score, 0) AS score, s.coverage
+                FROM memories m LEFT JOIN lifted s ON s.memory_id = m.memory_id
+                WHERE m.tenant_id = \(tenantID) AND m.user_id = \(userID) AND \(fragment: everything)
                 UNION ALL
-                SELECT m.memory_id, m.memory_info, m.created_at, ts_rank_cd(m.search, search.q) AS score
-                FROM memories m, search
-                WHERE m.tenant_id = \(tenantID) AND m.user_id = \(userID) AND NOT (SELECT all_fit FROM few)
-                  AND m.search @@ search.q
-            ) AS hits
+                SELECT s.memory_id, s.memory_info, s.created_at, s.score, s.coverage
+                FROM lifted s CROSS JOIN st
+                WHERE NOT \(fragment: everything) AND \(fragment: threshold)
+            )
+            SELECT memory_id, memory_info, extract(epoch FROM created_at) AS created, score, coverage
+            FROM pool
             ORDER BY score DESC, created_at DESC
             LIMIT \(limit)
             """
-    }
-
-    /// The user's memories that match `query`, best first.
-    public func search(tenantID: String, userID: String, query: String, limit: Int) async throws -> [MemoryHit] {
-        let query = Self.searched(query)
-        return try await hits(tenantID, """
-            WITH search AS (SELECT agentd_search_query(\(query)) AS q)
-            SELECT m.memory_id, m.memory_info, extract(epoch FROM m.created_at) AS created, ts_rank_cd(m.search, search.q) AS score
-            FROM memories m, search
-            WHERE m.tenant_id = \(tenantID) AND m.user_id = \(userID) AND m.search @@ search.q
-            ORDER BY score DESC, m.created_at DESC
-            LIMIT \(limit)
-            """)
     }
 
     /// The user's memories, newest first.
@@ -124,7 +280,8 @@ public struct MemoryStore: Sendable {
         try result.rows.map { row in
             MemoryHit(
                 id: try row.decode("memory_id"), text: try row.decode("memory_info"), createdAt: try row.decode("created"),
-                score: try row.decode("score", as: Double?.self))
+                score: try row.decode("score", as: Double?.self),
+                coverage: row.columns.contains { $0.name == "coverage" } ? try row.decode("coverage", as: Double?.self) : nil)
         }
     }
 }

@@ -11,35 +11,78 @@ struct MemoryBench: AsyncParsableCommand {
         abstract: "Long-term memory: recall@k and MRR on a labelled set, then p50/p99 recall latency over many memories."
     )
 
-    @Option(help: "The labelled recall set (JSON); empty skips the quality run.") var recallSet = "bench/memory/recall-set.json"
-    @Option(help: "Memories recalled per query (k).") var k = 5
+    @Option(help: "The labelled recall sets (JSON), comma-separated; empty skips the quality runs.")
+    var recallSets = "bench/memory/recall-set.json,bench/memory/hard-set.json"
+    @Option(help: "Memories recalled per query (k) for recall@k.") var k = 5
+    @Option(help: "Memories asked for per query, for MRR at this depth.") var depth = 10
+    @Option(help: "Users of the hard set whose queries the ranking was tuned on, comma-separated: printed apart from the others.")
+    var tuningUsers = "h01,h02,h03"
     @Option(help: "Memories to load for the latency run (0 skips it).") var rows = 1_000_000
     @Option(help: "Users the memories are spread over.") var users = 10_000
     @Option(help: "Recall queries timed.") var queries = 1000
     @Flag(help: "Print every query whose expected memories were not all recalled.") var verbose = false
+    @Option(help: "Write every query's category, expected keys and hits with scores to PATH-<set>.tsv (for tuning the ranking).")
+    var dump: String?
 
     func run() async throws {
-        if !recallSet.isEmpty { try await quality() }
+        for path in recallSets.split(separator: ",").map({ String($0).trimmingCharacters(in: .whitespaces) }) where !path.isEmpty {
+            try await quality(path)
+        }
         if rows > 0 { try await latency() }
     }
 
     // MARK: Quality
 
-    func quality() async throws {
-        let set = try RecallSet.load(recallSet)
-        let url = try await BenchDatabase.fresh("bench_memory_recall")
+    func quality(_ path: String) async throws {
+        let set = try RecallSet.load(path)
+        let name = URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent
+        let url = try await BenchDatabase.fresh("bench_memory_" + name.replacingOccurrences(of: "-", with: "_"))
         let pool = PostgresPool(configuration: .init(conninfo: url, size: 4))
-        let score = try await RecallEvaluation.run(set, store: MemoryStore(pool: pool), tenantID: "bench", k: k)
-        await pool.shutdown()
-        print("recall set: \(set.memoryCount) memories of \(set.users.count) users, \(set.queries.count) queries, k = \(k)")
-        print(String(format: "  recall@%d  %.3f", k, score.recallAtK))
-        print(String(format: "  MRR        %.3f", score.meanReciprocalRank))
-        print("  queries with every expected memory recalled: \(score.perfect)/\(set.queries.count)")
-        if verbose {
-            for miss in score.misses {
-                print("  missed \(miss.query.user_id) \"\(miss.query.query)\" expected \(miss.query.expected) got \(miss.recalled)")
+        let store = MemoryStore(pool: pool)
+        let keys = try await RecallEvaluation.write(set, store: store, tenantID: "bench")
+        // As autovacuum would within a minute of the writes: the planner's statistics.
+        try await pool.query("ANALYZE")
+        let score = try await RecallEvaluation.evaluate(set, keys: keys, store: store, tenantID: "bench", k: k, depth: depth)
+        let tuning = Set(tuningUsers.split(separator: ",").map(String.init))
+        let split = set.users.contains { tuning.contains($0.user_id) }
+        var parts: [(String, RecallScore)] = []
+        if split {
+            // The same memories, scored again for each half: recall reads, it does not write.
+            for (label, keep) in [("tuning users", true), ("held-out users", false)] {
+                let half = RecallSet(users: set.users, queries: set.queries.filter { tuning.contains($0.user_id) == keep })
+                parts.append((label, try await RecallEvaluation.evaluate(half, keys: keys, store: store, tenantID: "bench", k: k, depth: depth)))
             }
         }
+        await pool.shutdown()
+        print("\(path): \(set.memoryCount) memories of \(set.users.count) users, \(set.queries.count) queries")
+        print("")
+        print("| category | queries | recall@\(k) | MRR@\(depth) | negatives recalling anything |")
+        print("|---|---|---|---|---|")
+        func row(_ label: String, _ figures: RecallFigures) {
+            let negatives = figures.negatives > 0 ? "\(figures.negativesRecalling) of \(figures.negatives)" : ""
+            let measured = figures.queries > 0
+            print(
+                "| \(label) | \(figures.queries + figures.negatives) | \(measured ? String(format: "%.2f", figures.recallAtK) : "") | "
+                    + "\(measured ? String(format: "%.2f", figures.meanReciprocalRank) : "") | \(negatives) |")
+        }
+        for (category, figures) in score.categories { row(category, figures) }
+        row("**overall**", score.overall)
+        for (label, part) in parts { row(label, part.overall) }
+        let sorted = score.latencies.sorted()
+        print("")
+        print(String(format: "queries answered in p50 %.2f ms, p99 %.2f ms (through the pool, one at a time); %d of %d fully answered",
+                     percentile(sorted, 0.5), percentile(sorted, 0.99), score.perfect, set.queries.count))
+        if let dump, !dump.isEmpty {
+            // One file per set: the set's name before the extension.
+            let file = URL(fileURLWithPath: dump).deletingPathExtension().path + "-" + name + ".tsv"
+            try score.dump.joined(separator: "\n").write(toFile: file, atomically: true, encoding: .utf8)
+        }
+        if verbose {
+            for miss in score.misses {
+                print("  missed [\(miss.query.category ?? "")] \(miss.query.user_id) \"\(miss.query.query)\" expected \(miss.query.expected) got \(miss.recalled)")
+            }
+        }
+        print("")
     }
 
     // MARK: Latency

@@ -148,7 +148,7 @@ struct RedTeamTests {
 
     // MARK: 3: quadratic tokenising
 
-    @Test("tokenising is linear: 300,000 CJK characters in a statement that may take 20 s, the same pieces as before")
+    @Test("tokenising is linear: 300,000 CJK characters in a statement that may take 20 s, the same pieces as a plain loop makes")
     func searchTextIsLinear() async throws {
         let connection = try PostgresConnection.connect(try await TestDatabase.migrated())
         defer { connection.close() }
@@ -156,37 +156,63 @@ struct RedTeamTests {
         try connection.execute("SET statement_timeout = '20s'")
         let long = String(repeating: "靠窗的座位我喜欢", count: 37_500)
         let length = try connection.query("SELECT length(agentd_search_text(\(long))) AS n").first?.decode("n", as: Int.self)
-        #expect(length == 3 * 300_000 - 2)
-        // The pieces: other text kept, CJK runs replaced by a space, then each run's overlapping
-        // pairs (a one-character run as itself), in order.
-        let mixed = "我喜欢靠窗的座位 hotels 好 a 中文, booking 東京タワー 한국어 x"
-        let expected = "  hotels   a  , booking     x" + " 我喜 喜欢 欢靠 靠窗 窗的 的座 座位 好 中文 東京 京タ タワ ワー 한국 국어"
+        // One space for the run, then " x" for each character and " xy" for each pair.
+        #expect(length == 1 + 2 * 300_000 + 3 * (300_000 - 1))
+        // The pieces (sql/019): other text kept with full-width folded, each CJK run replaced by a
+        // space, then each run's characters (traditional as simplified) and overlapping pairs, in order.
+        let mixed = "我喜欢靠窗的座位 hotels 好 a 中文, ＶＩＰ８ booking 東京タワー 한국어 x"
+        let expected = "  hotels   a  , VIP8 booking     x"
+            + " 我 我喜 喜 喜欢 欢 欢靠 靠 靠窗 窗 窗的 的 的座 座 座位 位 好 中 中文 文 东 东京 京 京タ タ タワ ワ ワー ー 한 한국 국 국어 어"
         #expect(try connection.query("SELECT agentd_search_text(\(mixed)) AS t").first?.decode("t", as: String.self) == expected)
         #expect(try connection.query("SELECT agentd_search_text('') AS t").first?.decode("t", as: String.self) == "")
 
-        // The same output as sql/001's loop, which stored documents were made with, on generated
-        // text: runs of every length, adjacent scripts, single characters, text at both ends.
-        try connection.execute(try Self.firstTokeniser)
+        // The same output as a plain loop over the characters, on generated text: runs of every
+        // length, adjacent scripts, single characters, full-width and traditional characters.
+        try connection.execute(Self.loopTokeniser)
         var generator = SystemRandomNumberGenerator()
-        let alphabet = Array("靠窗的座位東京タワー한국어好 ab,.-  xyz1") + ["\u{3400}", "\u{9FFF}", "\u{F900}", "\u{D7AF}", "é"]
+        let alphabet = Array("靠窗的座位東京タワー한국어好會員 ab,.-  xyz1ＡＢ１　！") + ["\u{3400}", "\u{9FFF}", "\u{F900}", "\u{D7AF}", "é"]
         for _ in 0..<300 {
             let text = String((0..<Int.random(in: 0...40, using: &generator)).map { _ in alphabet.randomElement(using: &generator) ?? " " })
-            let row = try connection.query("SELECT agentd_search_text(\(text)) AS linear, pg_temp.first_search_text(\(text)) AS first").first
-            #expect(try row?.decode("linear", as: String.self) == row?.decode("first", as: String.self), "\(text)")
+            let row = try connection.query("SELECT agentd_search_text(\(text)) AS linear, pg_temp.loop_search_text(\(text)) AS loop").first
+            #expect(try row?.decode("linear", as: String.self) == row?.decode("loop", as: String.self), "\(text)")
         }
     }
 
-    /// sql/001_core.sql's agentd_search_text, as it was, as the temporary function `first_search_text`.
-    static var firstTokeniser: String {
-        get throws {
-            let file = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../sql/001_core.sql")
-            let text = try String(contentsOf: file, encoding: .utf8)
-            guard let start = text.range(of: "CREATE FUNCTION agentd_search_text"), let end = text.range(of: "\n$$;", range: start.upperBound..<text.endIndex)
-            else { throw PostgresError(code: .clientError, message: "agentd_search_text not found in sql/001_core.sql") }
-            return String(text[start.lowerBound..<end.upperBound])
-                .replacingOccurrences(of: "CREATE FUNCTION agentd_search_text", with: "CREATE FUNCTION pg_temp.first_search_text")
-        }
-    }
+    /// sql/019's tokenising written as a loop, one character at a time (quadratic, fine for short
+    /// texts), with full-width folded by code point rather than by a table.
+    static let loopTokeniser = """
+        CREATE FUNCTION pg_temp.loop_search_text(input text) RETURNS text LANGUAGE plpgsql AS $$
+        DECLARE
+            rest text := '';
+            pieces text := '';
+            run text[] := '{}';
+            ch text;
+            code int;
+        BEGIN
+            FOR i IN 1..length(input) + 1 LOOP
+                ch := substr(input, i, 1);
+                IF ch <> '' THEN
+                    code := ascii(ch);
+                    IF code BETWEEN 65281 AND 65374 THEN ch := chr(code - 65248); ELSIF code = 12288 THEN ch := ' '; END IF;
+                END IF;
+                IF ch <> '' AND ch ~ '^[\\u3400-\\u4dbf\\u4e00-\\u9fff\\uf900-\\ufaff\\u3040-\\u30ff\\uac00-\\ud7af]$' THEN
+                    run := run || coalesce(agentd_simplified() ->> ch, ch);
+                ELSE
+                    IF cardinality(run) > 0 THEN
+                        rest := rest || ' ';
+                        FOR j IN 1..cardinality(run) LOOP
+                            pieces := pieces || ' ' || run[j];
+                            IF j < cardinality(run) THEN pieces := pieces || ' ' || run[j] || run[j + 1]; END IF;
+                        END LOOP;
+                        run := '{}';
+                    END IF;
+                    rest := rest || ch;
+                END IF;
+            END LOOP;
+            RETURN rest || pieces;
+        END
+        $$;
+        """
 
     @Test("a 1 MiB Chinese query starts and finishes its task; recall reads its first 1,000 characters")
     func hugeChineseQuery() async throws {

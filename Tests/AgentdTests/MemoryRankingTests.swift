@@ -1,0 +1,168 @@
+import Foundation
+import Postgres
+@testable import Store
+import Testing
+import TestSupport
+
+/// Recall's ranking (issue 19): folding, BM25 over the user's memories, synonyms, near
+/// spellings, the minimum evidence, and the statistics the ranking reads.
+@Suite("memory ranking")
+struct MemoryRankingTests {
+    /// A migrated database: the service's pool (its role, under row-level security) and an
+    /// owner's pool for what operators do with SQL.
+    static func stores() async throws -> (MemoryStore, service: PostgresPool, owner: PostgresPool) {
+        let url = try await TestDatabase.migrated()
+        let service = PostgresPool(configuration: .init(conninfo: url, size: 2, connectionSettings: .init(role: "agentd_service")))
+        let owner = PostgresPool(configuration: .init(conninfo: url, size: 1))
+        return (MemoryStore(pool: service), service, owner)
+    }
+
+    static func close(_ pools: PostgresPool...) async {
+        for pool in pools { await pool.shutdown() }
+    }
+
+    /// Filler memories that share nothing in particular with the tests' queries, so that the
+    /// user has more than the recall limit and the minimum evidence applies.
+    static let filler = [
+        "周三下午有部门例会", "Gym membership renews in March", "喜欢听爵士乐", "Keys are with the neighbour on the 3rd floor",
+        "每月5号交物业费", "Favourite colour is green", "老家在湖南长沙", "Uses a standing desk at work", "周末常去爬山",
+        "Learning to play chess on weekends", "不喜欢太甜的蛋糕", "Prefers paper books to e-books",
+    ]
+
+    static func write(_ store: MemoryStore, _ user: String, _ texts: [String], tenant: String = "default") async throws {
+        for text in texts { _ = try await store.write(tenantID: tenant, userID: user, text: text) }
+    }
+
+    static func recall(_ store: MemoryStore, _ user: String, _ query: String, tenant: String = "default") async throws -> [String] {
+        try await store.recall(tenantID: tenant, userID: user, query: query, limit: 5).map(\.text)
+    }
+
+    @Test("traditional and simplified Chinese, full-width and half-width, upper and lower case find each other")
+    func folding() async throws {
+        let (store, service, owner) = try await Self.stores()
+        defer { Task { await Self.close(service, owner) } }
+        try await Self.write(store, "u", Self.filler + ["出差预算每晚不超过800元", "我的會員卡號是ＶＩＰ１２Ａ", "Has an IPHONE 15 for work"])
+        #expect(try await Self.recall(store, "u", "出差預算是多少").first == "出差预算每晚不超过800元")
+        #expect(try await Self.recall(store, "u", "会员卡号").first == "我的會員卡號是ＶＩＰ１２Ａ")
+        #expect(try await Self.recall(store, "u", "VIP12A 是哪张卡").first == "我的會員卡號是ＶＩＰ１２Ａ")
+        #expect(try await Self.recall(store, "u", "which iPhone do I have").first == "Has an IPHONE 15 for work")
+    }
+
+    @Test("a shipped synonym group works in both directions and across languages; a tenant's own group serves that tenant only")
+    func synonyms() async throws {
+        let (store, service, owner) = try await Self.stores()
+        defer { Task { await Self.close(service, owner) } }
+        try await Self.write(store, "u", Self.filler + ["每月按揭还款8000元", "Allergic to dairy", "我喜欢靠窗的座位"])
+        #expect(try await Self.recall(store, "u", "房贷每个月还多少").first == "每月按揭还款8000元")
+        #expect(try await Self.recall(store, "u", "can I have milk in my coffee").first == "Allergic to dairy")
+        #expect(try await Self.recall(store, "u", "what seat do I like on the plane").first == "我喜欢靠窗的座位")
+
+        try await Self.write(store, "u", Self.filler + ["座驾是一辆白色特斯拉"], tenant: "acme")
+        try await Self.write(store, "u", Self.filler + ["座驾是一辆白色特斯拉"], tenant: "other")
+        try await owner.query("INSERT INTO memory_synonyms (tenant_id, group_name, term) VALUES ('acme', 'ride', '座驾'), ('acme', 'ride', 'vehicle')")
+        #expect(try await Self.recall(store, "u", "what vehicle do I drive", tenant: "acme").first == "座驾是一辆白色特斯拉")
+        #expect(try await Self.recall(store, "u", "what vehicle do I drive", tenant: "other").contains("座驾是一辆白色特斯拉") == false)
+    }
+
+    @Test("a rare word outranks common ones, the newer of two about one subject comes first, nothing is recalled without evidence, and a user with few memories gets all")
+    func rankingAndEvidence() async throws {
+        let (store, service, owner) = try await Self.stores()
+        defer { Task { await Self.close(service, owner) } }
+        try await Self.write(
+            store, "u",
+            Self.filler + [
+                "Booked the hotel near the station for the conference", "The hotel breakfast was good", "Hotel points expire in June",
+                "Passport number E12345678, expires 2031", "My manager is Aisha; Aisha runs the Berlin team",
+            ])
+        try await Self.write(store, "u", ["My new manager is Dan"])
+        #expect(try await Self.recall(store, "u", "what is my passport number for the hotel booking").first == "Passport number E12345678, expires 2031")
+        // Both name the manager; the newer one says less else, so its one match weighs more.
+        #expect(try await Self.recall(store, "u", "who is my manager").first == "My new manager is Dan")
+        #expect(try await Self.recall(store, "u", "帮我查一下明天的天气怎么样") == [])
+        #expect(try await Self.recall(store, "u", "what should I eat tonight") == [])
+
+        try await Self.write(store, "few", ["I am vegetarian", "Prefers window seats"])
+        #expect(Set(try await Self.recall(store, "few", "book a restaurant for Friday")) == ["I am vegetarian", "Prefers window seats"])
+        #expect(try await store.search(tenantID: "default", userID: "few", query: "book a restaurant for Friday", limit: 5).isEmpty)
+    }
+
+    @Test("a misspelt or differently inflected English word finds the word the user wrote")
+    func nearSpellings() async throws {
+        let (store, service, owner) = try await Self.stores()
+        defer { Task { await Self.close(service, owner) } }
+        try await Self.write(store, "u", Self.filler + ["I am vegetarian", "Dentist appointment every six months", "Severe allergy to penicillin"])
+        #expect(try await Self.recall(store, "u", "any vegitarian options?").first == "I am vegetarian")
+        #expect(try await Self.recall(store, "u", "when do I see the dentst").first == "Dentist appointment every six months")
+        #expect(try await Self.recall(store, "u", "am I allergic to anything").first == "Severe allergy to penicillin")
+    }
+
+    @Test("the term statistics follow inserts, updates, deletes and truncation, by the service and by operators' SQL")
+    func statistics() async throws {
+        let (store, service, owner) = try await Self.stores()
+        defer { Task { await Self.close(service, owner) } }
+        func consistent() async throws -> Bool {
+            let row = try await owner.query("""
+                SELECT
+                  (SELECT count(*) FROM (
+                     SELECT tenant_id, user_id, lexeme, memories FROM memory_terms
+                     EXCEPT
+                     SELECT m.tenant_id, m.user_id, l, count(*)::int FROM memories m, unnest(tsvector_to_array(m.search)) AS l GROUP BY 1, 2, 3
+                  ) AS extra) AS extra_terms,
+                  (SELECT count(*) FROM (
+                     SELECT m.tenant_id, m.user_id, l, count(*)::int FROM memories m, unnest(tsvector_to_array(m.search)) AS l GROUP BY 1, 2, 3
+                     EXCEPT
+                     SELECT tenant_id, user_id, lexeme, memories FROM memory_terms
+                  ) AS missing) AS missing_terms,
+                  (SELECT count(*) FROM (
+                     SELECT tenant_id, user_id, memories::bigint, lexemes FROM memory_users
+                     EXCEPT
+                     SELECT tenant_id, user_id, count(*), sum(length(search)) FROM memories GROUP BY 1, 2
+                  ) AS u1) + (SELECT count(*) FROM (
+                     SELECT tenant_id, user_id, count(*), sum(length(search)) FROM memories GROUP BY 1, 2
+                     EXCEPT
+                     SELECT tenant_id, user_id, memories::bigint, lexemes FROM memory_users
+                  ) AS u2) AS users_off
+                """).rows[0]
+            return try row.decode("extra_terms", as: Int.self) == 0 && row.decode("missing_terms", as: Int.self) == 0
+                && row.decode("users_off", as: Int.self) == 0
+        }
+        // The owner is under row-level security too (FORCE): it reads every tenant as the dispatcher does.
+        try await owner.query("SET agentd.scope = 'system'")
+        try await Self.write(store, "a", Self.filler)
+        try await Self.write(store, "b", ["我喜欢靠窗的座位", "I am vegetarian"], tenant: "t2")
+        #expect(try await consistent())
+        let id = try await store.write(tenantID: "default", userID: "a", text: "Passport expires 2031")
+        #expect(try await store.delete(tenantID: "default", userID: "a", memoryID: id))
+        #expect(try await consistent())
+        // Operators' SQL: many rows in one statement, an update of the text, a delete of a user.
+        try await owner.query("INSERT INTO memories (tenant_id, user_id, memory_info) SELECT 'default', 'a', '第' || g || '条备忘' FROM generate_series(1, 50) g")
+        try await owner.query("UPDATE memories SET memory_info = memory_info || ' (edited)' WHERE user_id = 'a' AND memory_info LIKE 'Gym%'")
+        try await owner.query("DELETE FROM memories WHERE user_id = 'b'")
+        #expect(try await consistent())
+        #expect(try await owner.query("SELECT count(*) AS n FROM memory_users WHERE user_id = 'b'").rows[0].decode("n", as: Int.self) == 0)
+        try await owner.query("TRUNCATE memories")
+        #expect(try await owner.query("SELECT (SELECT count(*) FROM memory_terms) + (SELECT count(*) FROM memory_users) AS n").rows[0].decode("n", as: Int.self) == 0)
+    }
+
+    @Test("the shipped synonym groups are those of sql/data/memory-synonyms.txt")
+    func shippedSynonyms() async throws {
+        let (_, service, owner) = try await Self.stores()
+        defer { Task { await Self.close(service, owner) } }
+        let file = TestDatabase.sqlDirectory.appendingPathComponent("data/memory-synonyms.txt")
+        var expected: Set<[String]> = []
+        for line in try String(contentsOf: file, encoding: .utf8).split(separator: "\n") {
+            let text = line.trimmingCharacters(in: .whitespaces)
+            guard !text.isEmpty, !text.hasPrefix("#") else { continue }
+            var terms: [String] = []
+            for term in text.split(separator: "|").map({ $0.trimmingCharacters(in: .whitespaces) }) where !term.isEmpty && !terms.contains(term) {
+                terms.append(term)
+            }
+            if terms.count >= 2 { expected.insert(terms.sorted()) }
+        }
+        // Terms joined by a unit separator, which no term holds.
+        let rows = try await owner.query("SELECT string_agg(term, E'\\x1f') AS terms FROM memory_synonyms WHERE tenant_id = '' GROUP BY group_name").rows
+        let stored = Set(try rows.map { try $0.decode("terms", as: String.self).split(separator: "\u{1f}").map(String.init).sorted() })
+        #expect(stored == expected)
+        #expect(expected.count > 150)
+    }
+}
