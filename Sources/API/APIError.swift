@@ -71,6 +71,13 @@ struct ErrorAnswer {
             (status, detail) = (.badRequest, "malformed or truncated request: \(error)")
         case let error as StoreConflict:
             (status, detail) = (.conflict, error.message)
+        case let refusal as MemoryStore.UpdateRefusal:
+            switch refusal {
+            case .notFound(let id): (status, detail) = (.notFound, "memory \(id.uuidString.lowercased()) not found")
+            case .superseded(let id, let newer):
+                (status, detail) = (.conflict, "memory \(id.uuidString.lowercased()) was replaced by \(newer.uuidString.lowercased())")
+            case .duplicate(let other): (status, detail) = (.conflict, "memory \(other.uuidString.lowercased()) already holds that text")
+            }
         case let error as StoreError where error.kind == .unavailable || error.kind == .timedOut:
             logger?.warning("database unavailable", metadata: ["error": "\(String(reflecting: error))", "path": "\(path)"])
             (status, detail, headers) = (.serviceUnavailable, "the database is unavailable; try again shortly", [.retryAfter: "1"])

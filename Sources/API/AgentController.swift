@@ -78,6 +78,8 @@ public struct AgentController: Sendable {
     struct LongMemRequest: Decodable {
         var user_id: String
         var memory_info: String
+        /// An extension: the memory of the user this one replaces (recall no longer sees it).
+        var replaces: String?
     }
 
     // MARK: Handlers
@@ -314,8 +316,15 @@ public struct AgentController: Sendable {
         guard text.utf8.count <= APILimits.maxMemoryBytes else {
             throw APIError(.contentTooLarge, "memory_info is longer than \(APILimits.maxMemoryBytes) bytes")
         }
-        let id = try await memories.write(tenantID: context.tenantID, userID: user, text: text)
-        return JSONBody.response(["status": "success", "memory_id": .string(id.uuidString.lowercased()), "message": "记忆存储成功"])
+        let replaces = try body.replaces.map { raw -> UUID in
+            guard let id = UUID(uuidString: raw) else { throw APIError.unprocessable("replaces must be a memory_id (a UUID)") }
+            return id
+        }
+        let written = try await memories.write(tenantID: context.tenantID, userID: user, text: text, replaces: replaces)
+        var reply: [String: JSONValue] = ["status": "success", "memory_id": .string(written.id.uuidString.lowercased()), "message": "记忆存储成功"]
+        // An extension: the memory this one replaced, named by `replaces` or recognised as restated.
+        if let replaced = written.replaced { reply["replaced"] = .string(replaced.uuidString.lowercased()) }
+        return JSONBody.response(.object(reply))
     }
 
     @Sendable func deleteSession(_ request: Request, context: TenantRequestContext) async throws -> Response {

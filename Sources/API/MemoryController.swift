@@ -4,7 +4,7 @@ import Hummingbird
 import Store
 
 /// Managing a user's long-term memories, beside the contract's `/agent/write/longterm`:
-/// list and search them, delete one.
+/// list and search them, rewrite one, delete one.
 public struct MemoryController: Sendable {
     let memories: MemoryStore
 
@@ -16,8 +16,32 @@ public struct MemoryController: Sendable {
     public var endpoints: RouteCollection<TenantRequestContext> {
         let routes = RouteCollection(context: TenantRequestContext.self)
         routes.get("/agent/memory/:user_id", use: list)
+        routes.put("/agent/memory/:user_id/:memory_id", use: rewrite)
         routes.delete("/agent/memory/:user_id/:memory_id", use: delete)
         return routes
+    }
+
+    struct RewriteRequest: Decodable {
+        var memory_info: String
+    }
+
+    /// `PUT /agent/memory/{user_id}/{memory_id}` with `{"memory_info": …}`: the memory's text
+    /// replaced in place, its earlier text kept in `memory_history`.
+    @Sendable func rewrite(_ request: Request, context: TenantRequestContext) async throws -> Response {
+        let user = try Validate.pathID(context, "user_id")
+        try context.authorize(user: user)
+        let raw = try Validate.pathID(context, "memory_id")
+        guard let id = UUID(uuidString: raw) else { throw APIError.notFound("memory \(raw) of user \(user) not found") }
+        let body = try await JSONBody.decode(RewriteRequest.self, from: request, context: context)
+        let text = try Validate.text(body.memory_info, field: "memory_info")
+        guard text.utf8.count <= APILimits.maxMemoryBytes else {
+            throw APIError(.contentTooLarge, "memory_info is longer than \(APILimits.maxMemoryBytes) bytes")
+        }
+        let version = try await memories.rewrite(tenantID: context.tenantID, userID: user, memoryID: id, text: text)
+        return JSONBody.response([
+            "status": "success", "memory_id": .string(id.uuidString.lowercased()), "version": .number(Double(version)),
+            "message": .string("用户 \(user) 的记忆 \(id.uuidString.lowercased()) 已更新"),
+        ])
     }
 
     /// `GET /agent/memory/{user_id}?q=…&limit=…`: newest first without `q`; with it, the

@@ -57,6 +57,9 @@ public struct AgentdConfiguration: Sendable {
     public var groupCommitMax = 64
     /// `METRICS`: `GET /metrics` and the figures behind it; off, every metric is a no-op and the route answers 404.
     public var metricsEnabled = true
+    /// `MEMORY_REPLACE_RESTATED`: a memory written with a new value for a fact an older one states
+    /// replaces it by itself (high confidence only: README, "Memories that change").
+    public var memoryReplacesRestated = true
     /// `LOG_FORMAT`: text lines, or one JSON object per line (`JSONLogHandler`).
     public var logFormat = LogFormat.text
     /// `METRICS_DB_INTERVAL_S`: how old the cluster's figures on /metrics (queue depth, approvals waiting) may be before a scrape counts them again.
@@ -124,6 +127,14 @@ public struct AgentdConfiguration: Sendable {
             }
             return .seconds(number)
         }
+        func flag(_ name: String) throws -> Bool? {
+            guard let raw = value(name) else { return nil }
+            switch raw.lowercased() {
+            case "1", "true", "on": return true
+            case "0", "false", "off": return false
+            default: throw Invalid(description: "\(name)=\(raw) must be 1 or 0")
+            }
+        }
         if let url = value("DATABASE_URL") { databaseURL = url }
         if let host = value("HOST") { self.host = host }
         if let port = try integer("PORT", 0...65535) { self.port = port }
@@ -147,13 +158,8 @@ public struct AgentdConfiguration: Sendable {
         if let megabytes = try integer("STATUS_CACHE_MB", 0...65_536) { statusCacheBytes = megabytes << 20 }
         if let group = try integer("GROUP_COMMIT_MAX", 1...1000) { groupCommitMax = group }
         if let interval = try seconds("METRICS_DB_INTERVAL_S", 1...3600) { metricsDatabaseInterval = interval }
-        if let metrics = value("METRICS") {
-            switch metrics.lowercased() {
-            case "1", "true", "on": metricsEnabled = true
-            case "0", "false", "off": metricsEnabled = false
-            default: throw Invalid(description: "METRICS=\(metrics) must be 1 or 0")
-            }
-        }
+        if let metrics = try flag("METRICS") { metricsEnabled = metrics }
+        if let replace = try flag("MEMORY_REPLACE_RESTATED") { memoryReplacesRestated = replace }
         if let tools = environment["APPROVAL_TOOLS"] {
             approvalTools = Set(tools.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty })
         }
@@ -284,6 +290,9 @@ extension AgentdConfiguration {
         Variable(
             name: "`METRICS`", defaultValue: "`1`",
             meaning: "`1`: `GET /metrics` in Prometheus's text format (open mode: anyone on loopback; with keys: operator keys only); `0`: no metrics, the route answers 404"),
+        Variable(
+            name: "`MEMORY_REPLACE_RESTATED`", defaultValue: "`1`",
+            meaning: "`1`: a memory that restates an older one with a new value (\"rent is now 1,310\") replaces it by itself, on a rule tuned for no false merges; `0`: only `replaces` does"),
         Variable(
             name: "`METRICS_DB_INTERVAL_S`", defaultValue: "`10`",
             meaning: "how old the cluster's figures on `/metrics` (tasks queued, approvals waiting) may be: the first scrape after that counts them again, for every process"),

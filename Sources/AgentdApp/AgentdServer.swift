@@ -129,7 +129,7 @@ public enum AgentdServer {
                 watch.changed(key)
                 metrics.stepCommitted(key)
             })
-        let memories = MemoryStore(pool: pool)
+        let memories = MemoryStore(pool: pool, replacesRestatements: configuration.memoryReplacesRestated)
         let secrets = try configuration.secretsKey.map { try SecretBox(encoded: $0) }
         if secrets == nil { logger.notice("AGENTD_SECRETS_KEY is not set: agents whose MCP servers have header values are refused") }
         let agents = AgentStore(pool: pool, secrets: secrets)

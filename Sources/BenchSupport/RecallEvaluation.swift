@@ -81,19 +81,39 @@ public enum RecallEvaluation {
     /// every query through `MemoryStore.recall` with limit `depth` (at least `k`), and scores the
     /// first `k` for recall and all `depth` for the reciprocal rank.
     public static func run(_ set: RecallSet, store: MemoryStore, tenantID: String, k: Int, depth: Int? = nil) async throws -> RecallScore {
-        try await evaluate(set, keys: try await write(set, store: store, tenantID: tenantID), store: store, tenantID: tenantID, k: k, depth: depth)
+        try await evaluate(set, keys: try await write(set, store: store, tenantID: tenantID).keys, store: store, tenantID: tenantID, k: k, depth: depth)
     }
 
-    /// Writes the set's memories in order; returns each stored memory's key.
-    public static func write(_ set: RecallSet, store: MemoryStore, tenantID: String) async throws -> [UUID: String] {
-        var keyByID: [UUID: String] = [:]
+    /// What writing a set did: each stored memory's key, and the replacements agentd made by
+    /// itself, against the set's own (`Memory.replaces`).
+    public struct Written: Sendable {
+        public var keys: [UUID: String] = [:]
+        /// (older key, newer key) as agentd replaced them.
+        public var replaced: [(older: String, newer: String)] = []
+        /// The set's ground truth: updates it holds, as (older key, newer key).
+        public var updates: Set<[String]> = []
+
+        public var correct: Int { replaced.filter { updates.contains([$0.older, $0.newer]) }.count }
+        /// Replacements the set does not have: false merges.
+        public var wrong: [(older: String, newer: String)] { replaced.filter { !updates.contains([$0.older, $0.newer]) } }
+    }
+
+    /// Writes the set's memories in order, as a client that never says `replaces` would, or
+    /// (`sayingReplaces`) as one that names every memory an update replaces.
+    public static func write(_ set: RecallSet, store: MemoryStore, tenantID: String, sayingReplaces: Bool = false) async throws -> Written {
+        var written = Written()
+        var idByKey: [String: UUID] = [:]
         for user in set.users {
             for memory in user.memories {
-                let id = try await store.write(tenantID: tenantID, userID: user.user_id, text: memory.text)
-                keyByID[id] = memory.key
+                let replaces = sayingReplaces ? memory.replaces.flatMap { idByKey[$0] } : nil
+                let result = try await store.write(tenantID: tenantID, userID: user.user_id, text: memory.text, replaces: replaces)
+                idByKey[memory.key] = result.id
+                written.keys[result.id] = memory.key
+                if let older = result.replaced { written.replaced.append((written.keys[older] ?? "?", memory.key)) }
+                if let replaces = memory.replaces { written.updates.insert([replaces, memory.key]) }
             }
         }
-        return keyByID
+        return written
     }
 
     /// Runs the set's queries against memories already written (`write`'s keys).

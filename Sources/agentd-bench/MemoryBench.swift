@@ -21,6 +21,7 @@ struct MemoryBench: AsyncParsableCommand {
     @Option(help: "Users the memories are spread over.") var users = 10_000
     @Option(help: "Recall queries timed.") var queries = 1000
     @Flag(help: "Print every query whose expected memories were not all recalled.") var verbose = false
+    @Flag(help: "Write each update with replaces naming the memory it replaces, as a client that knows would.") var sayReplaces = false
     @Option(help: "Write every query's category, expected keys and hits with scores to PATH-<set>.tsv (for tuning the ranking).")
     var dump: String?
 
@@ -39,7 +40,8 @@ struct MemoryBench: AsyncParsableCommand {
         let url = try await BenchDatabase.fresh("bench_memory_" + name.replacingOccurrences(of: "-", with: "_"))
         let pool = PostgresPool(configuration: .init(conninfo: url, size: 4))
         let store = MemoryStore(pool: pool)
-        let keys = try await RecallEvaluation.write(set, store: store, tenantID: "bench")
+        let written = try await RecallEvaluation.write(set, store: store, tenantID: "bench", sayingReplaces: sayReplaces)
+        let keys = written.keys
         // As autovacuum would within a minute of the writes: the planner's statistics.
         try await pool.query("ANALYZE")
         let score = try await RecallEvaluation.evaluate(set, keys: keys, store: store, tenantID: "bench", k: k, depth: depth)
@@ -68,6 +70,11 @@ struct MemoryBench: AsyncParsableCommand {
         for (category, figures) in score.categories { row(category, figures) }
         row("**overall**", score.overall)
         for (label, part) in parts { row(label, part.overall) }
+        if !written.updates.isEmpty || !written.replaced.isEmpty {
+            print("")
+            print("replaced (\(sayReplaces ? "the writes said replaces" : "by agentd itself: the writes never said replaces")): \(written.correct) of the set's \(written.updates.count) updates; "
+                + "\(written.wrong.count) false merges\(written.wrong.isEmpty ? "" : ": " + written.wrong.map { "\($0.older) by \($0.newer)" }.joined(separator: ", "))")
+        }
         let sorted = score.latencies.sorted()
         print("")
         print(String(format: "queries answered in p50 %.2f ms, p99 %.2f ms (through the pool, one at a time); %d of %d fully answered",

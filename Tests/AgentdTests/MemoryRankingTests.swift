@@ -106,10 +106,12 @@ struct MemoryRankingTests {
                   (SELECT count(*) FROM (
                      SELECT tenant_id, user_id, lexeme, memories FROM memory_terms
                      EXCEPT
-                     SELECT m.tenant_id, m.user_id, l, count(*)::int FROM memories m, unnest(tsvector_to_array(m.search)) AS l GROUP BY 1, 2, 3
+                     SELECT m.tenant_id, m.user_id, l, count(*)::int FROM memories m, unnest(tsvector_to_array(m.search)) AS l
+                     GROUP BY 1, 2, 3
                   ) AS extra) AS extra_terms,
                   (SELECT count(*) FROM (
-                     SELECT m.tenant_id, m.user_id, l, count(*)::int FROM memories m, unnest(tsvector_to_array(m.search)) AS l GROUP BY 1, 2, 3
+                     SELECT m.tenant_id, m.user_id, l, count(*)::int FROM memories m, unnest(tsvector_to_array(m.search)) AS l
+                     GROUP BY 1, 2, 3
                      EXCEPT
                      SELECT tenant_id, user_id, lexeme, memories FROM memory_terms
                   ) AS missing) AS missing_terms,
@@ -132,7 +134,13 @@ struct MemoryRankingTests {
         try await Self.write(store, "b", ["我喜欢靠窗的座位", "I am vegetarian"], tenant: "t2")
         #expect(try await consistent())
         let id = try await store.write(tenantID: "default", userID: "a", text: "Passport expires 2031")
-        #expect(try await store.delete(tenantID: "default", userID: "a", memoryID: id))
+        #expect(try await store.delete(tenantID: "default", userID: "a", memoryID: id.id))
+        #expect(try await consistent())
+        // Replaced memories stay in the statistics (they lead to their successors); a rewrite changes them.
+        let older = try await store.write(tenantID: "default", userID: "a", text: "Locker code is 4411")
+        let newer = try await store.write(tenantID: "default", userID: "a", text: "Locker code is now 9032", replaces: older.id)
+        #expect(newer.replaced == older.id)
+        _ = try await store.rewrite(tenantID: "default", userID: "a", memoryID: newer.id, text: "Locker code changed to 9033")
         #expect(try await consistent())
         // Operators' SQL: many rows in one statement, an update of the text, a delete of a user.
         try await owner.query("INSERT INTO memories (tenant_id, user_id, memory_info) SELECT 'default', 'a', '第' || g || '条备忘' FROM generate_series(1, 50) g")

@@ -92,6 +92,72 @@ struct MemoryTests {
         #expect(try service.scalar("SELECT count(*) FROM memories WHERE user_id = 'u1'") == 2)
     }
 
+    @Test("PUT rewrites a memory in place and keeps the earlier text; replaces retires a memory, whose words then find its successor")
+    func memoriesThatChange() async throws {
+        let service = try await ServiceHarness.start()
+        defer { Task { await service.stop() } }
+        let filler = [
+            "周三下午有部门例会", "Gym membership renews in March", "喜欢听爵士乐", "Keys are with the neighbour on the 3rd floor",
+            "每月5号交物业费", "Favourite colour is green", "老家在湖南长沙",
+        ]
+        for text in filler { _ = try await write(service, "u1", text) }
+        let manager = try await write(service, "u1", "My manager is Aisha; Aisha runs the Berlin team")
+        let seat = try await write(service, "u1", "Prefers aisle seats")
+
+        // PUT: the text changes in place, the earlier one goes to memory_history.
+        let put = try await service.send(.PUT, "/agent/memory/u1/\(seat)", body: #"{"memory_info": "Prefers window seats"}"#)
+        #expect(put.status == 200)
+        #expect(put["version"]?.numberValue == 2)
+        #expect(try await search(service, "u1", "window seat") == ["Prefers window seats"])
+        #expect(try await search(service, "u1", "aisle") == [])
+        #expect(try service.scalar("SELECT count(*) FROM memory_history WHERE memory_info = 'Prefers aisle seats' AND version = 1") == 1)
+        let same = try await service.send(.PUT, "/agent/memory/u1/\(seat)", body: #"{"memory_info": "Prefers window seats"}"#)
+        #expect(same.status == 200 && same["version"]?.numberValue == 2)
+        #expect(try await service.send(.PUT, "/agent/memory/u1/\(seat)", body: #"{"memory_info": "喜欢听爵士乐"}"#).status == 409)
+        #expect(try await service.send(.PUT, "/agent/memory/u2/\(seat)", body: #"{"memory_info": "x"}"#).status == 404)
+        #expect(try await service.send(.PUT, "/agent/memory/u1/not-a-uuid", body: #"{"memory_info": "x"}"#).status == 404)
+        #expect(try await service.send(.PUT, "/agent/memory/u1/\(seat)", body: #"{"memory_info": ""}"#).status == 422)
+
+        // replaces: the older memory leaves recall and the listing; what it matched finds the newer.
+        let written = try await service.post("/agent/write/longterm", ["user_id": "u1", "memory_info": "New manager since May: Dan", "replaces": .string(manager)])
+        #expect(written.status == 200)
+        #expect(written["replaced"]?.stringValue == manager)
+        let dan = try #require(written["memory_id"]?.stringValue)
+        #expect(try await search(service, "u1", "who runs the Berlin team") == ["New manager since May: Dan"])
+        #expect(try await service.get("/agent/memory/u1").body.jsonText.contains("Aisha") == false)
+        #expect(try service.scalar("SELECT count(*) FROM memories WHERE memory_id::text = \(manager) AND superseded_by::text = \(dan)") == 1)
+        // A replaced memory cannot be replaced or rewritten again; an unknown or malformed one is refused.
+        let again = try await service.post("/agent/write/longterm", ["user_id": "u1", "memory_info": "Manager: Eva", "replaces": .string(manager)])
+        #expect(again.status == 409)
+        #expect(again["detail"]?.stringValue?.contains(dan) == true)
+        #expect(try await service.send(.PUT, "/agent/memory/u1/\(manager)", body: #"{"memory_info": "x"}"#).status == 409)
+        let unknown = UUID().uuidString.lowercased()
+        #expect(try await service.post("/agent/write/longterm", ["user_id": "u1", "memory_info": "x y z", "replaces": .string(unknown)]).status == 404)
+        #expect(try await service.post("/agent/write/longterm", ["user_id": "u1", "memory_info": "x y z", "replaces": "nope"]).status == 422)
+        #expect(try service.scalar("SELECT count(*) FROM memories WHERE memory_info = 'x y z' OR memory_info = 'Manager: Eva'") == 0)
+        // The old fact stated again is a current memory again, beside the one that replaced it.
+        let restated = try await write(service, "u1", "My manager is Aisha; Aisha runs the Berlin team")
+        #expect(restated != manager)
+    }
+
+    @Test("a memory that restates an older one with a new value replaces it by itself; a different subject does not, and MEMORY_REPLACE_RESTATED=0 turns it off")
+    func restatedMemories() async throws {
+        for automatic in [true, false] {
+            let service = try await ServiceHarness.start(configure: { $0.memoryReplacesRestated = automatic })
+            let filler = ["周三下午有部门例会", "Gym membership renews in March", "喜欢听爵士乐", "每月5号交物业费", "Favourite colour is green"]
+            for text in filler { _ = try await write(service, "u1", text) }
+            let rent = try await write(service, "u1", "Rent is €1,240 warm, paid by standing order on the 1st")
+            let workPhone = try await write(service, "u1", "Work phone is 030 1234 5678")
+            let raised = try await service.post("/agent/write/longterm", ["user_id": "u1", "memory_info": "Rent goes up to €1,310 warm from July, still paid on the 1st"])
+            #expect(raised["replaced"]?.stringValue == (automatic ? rent : nil))
+            let home = try await service.post("/agent/write/longterm", ["user_id": "u1", "memory_info": "New home phone is 030 9876 5432"])
+            #expect(home["replaced"] == nil, "a home phone is not the work phone")
+            #expect(try service.scalar("SELECT count(*) FROM memories WHERE memory_id::text = \(workPhone) AND superseded_by IS NULL") == 1)
+            #expect(try service.scalar("SELECT count(*) FROM memories WHERE superseded_by IS NOT NULL") == (automatic ? 1 : 0))
+            await service.stop()
+        }
+    }
+
     @Test("with few memories all reach the system message; with many, only the relevant ones")
     func recallIntoSystemMessage() async throws {
         let service = try await ServiceHarness.start(configure: { $0.memoryRecallLimit = 3 })
