@@ -9,7 +9,7 @@ DEV_DATABASE_URL := postgres://postgres@127.0.0.1:$(DEV_PG_PORT)/agentd
 # invalidate) the debug build.
 RELEASE := -c release --scratch-path .build-release
 
-.PHONY: all build run test test-console deps db db-stop clean bench bench-smoke bench-hop bench-memory fuzz chaos mcp-example
+.PHONY: all build run test test-console deps db db-stop clean bench bench-smoke bench-hop bench-memory bench-memory-semantic fuzz chaos mcp-example
 
 all: build
 
@@ -77,6 +77,17 @@ bench-hop: deps
 bench-memory: deps
 	$(SWIFT) build $(RELEASE) --product agentd-bench
 	scripts/with-test-db.sh "$$($(SWIFT) build $(RELEASE) --show-bin-path)/agentd-bench" memory $(BENCH_MEMORY_FLAGS)
+
+# The same quality runs with recall's semantic pass over a real local model: WordLlama (PyPI,
+# MIT, English; its model ships in the wheel) behind an OpenAI-compatible /v1/embeddings
+# (scripts/embeddings_server.py), on a free port for the run.
+bench-memory-semantic: deps
+	$(SWIFT) build $(RELEASE) --product agentd-bench
+	python="$$(scripts/embeddings-venv.sh)"; port="$$(scripts/pg.sh free-port)"; \
+	"$$python" scripts/embeddings_server.py --port "$$port" >/dev/null & server=$$!; \
+	trap 'kill $$server' EXIT; sleep 3; \
+	scripts/with-test-db.sh "$$($(SWIFT) build $(RELEASE) --show-bin-path)/agentd-bench" memory --rows 0 \
+		--embeddings-url "http://127.0.0.1:$$port/v1" $(BENCH_MEMORY_FLAGS)
 
 # Schemathesis (from PyPI, in .data/fuzz-venv) against a live server on a throwaway database:
 # FUZZ_EXAMPLES cases per operation, every answer checked against openapi.yaml.

@@ -85,7 +85,7 @@ let package = Package(
         .executableTarget(
             name: "agentd-bench",
             dependencies: [
-                "BenchSupport", "ScriptedModel", "AgentdProcess", "Store", "Postgres", "AgentKit", asyncHTTPClient,
+                "BenchSupport", "ScriptedModel", "AgentdProcess", "Store", "Postgres", "AgentKit", "ModelClient", "TaskDispatch", asyncHTTPClient,
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"), logging,
             ]

@@ -60,6 +60,14 @@ public struct AgentdConfiguration: Sendable {
     /// `MEMORY_REPLACE_RESTATED`: a memory written with a new value for a fact an older one states
     /// replaces it by itself (high confidence only: README, "Memories that change").
     public var memoryReplacesRestated = true
+    /// `EMBEDDINGS_BASE_URL` (nil: recall by words only), `EMBEDDINGS_MODEL`, `EMBEDDINGS_API_KEY`:
+    /// an OpenAI-compatible `/embeddings` endpoint for recall's semantic pass.
+    public var embeddingsBaseURL: String?
+    public var embeddingsModel = "text-embedding-3-small"
+    public var embeddingsAPIKey: String?
+    /// `EMBEDDINGS_MIN_SIMILARITY`, `EMBEDDINGS_SUPPORT_SIMILARITY`: cosines that depend on the model.
+    public var embeddingsMinimumSimilarity = 0.5
+    public var embeddingsSupportingSimilarity = 0.0
     /// `LOG_FORMAT`: text lines, or one JSON object per line (`JSONLogHandler`).
     public var logFormat = LogFormat.text
     /// `METRICS_DB_INTERVAL_S`: how old the cluster's figures on /metrics (queue depth, approvals waiting) may be before a scrape counts them again.
@@ -127,6 +135,13 @@ public struct AgentdConfiguration: Sendable {
             }
             return .seconds(number)
         }
+        func number(_ name: String, _ range: ClosedRange<Double>) throws -> Double? {
+            guard let raw = value(name) else { return nil }
+            guard let number = Double(raw), range.contains(number) else {
+                throw Invalid(description: "\(name)=\(raw) must be a number from \(range.lowerBound) to \(range.upperBound)")
+            }
+            return number
+        }
         func flag(_ name: String) throws -> Bool? {
             guard let raw = value(name) else { return nil }
             switch raw.lowercased() {
@@ -160,6 +175,11 @@ public struct AgentdConfiguration: Sendable {
         if let interval = try seconds("METRICS_DB_INTERVAL_S", 1...3600) { metricsDatabaseInterval = interval }
         if let metrics = try flag("METRICS") { metricsEnabled = metrics }
         if let replace = try flag("MEMORY_REPLACE_RESTATED") { memoryReplacesRestated = replace }
+        embeddingsBaseURL = value("EMBEDDINGS_BASE_URL")
+        if let model = value("EMBEDDINGS_MODEL") { embeddingsModel = model }
+        embeddingsAPIKey = value("EMBEDDINGS_API_KEY")
+        if let similarity = try number("EMBEDDINGS_MIN_SIMILARITY", -1...1) { embeddingsMinimumSimilarity = similarity }
+        if let similarity = try number("EMBEDDINGS_SUPPORT_SIMILARITY", -1...1) { embeddingsSupportingSimilarity = similarity }
         if let tools = environment["APPROVAL_TOOLS"] {
             approvalTools = Set(tools.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty })
         }
@@ -293,6 +313,17 @@ extension AgentdConfiguration {
         Variable(
             name: "`MEMORY_REPLACE_RESTATED`", defaultValue: "`1`",
             meaning: "`1`: a memory that restates an older one with a new value (\"rent is now 1,310\") replaces it by itself, on a rule tuned for no false merges; `0`: only `replaces` does"),
+        Variable(
+            name: "`EMBEDDINGS_BASE_URL`", defaultValue: "none",
+            meaning: "an OpenAI-compatible `/embeddings` endpoint: memories get vectors after they are written, and recall adds a semantic pass; none: words only"),
+        Variable(name: "`EMBEDDINGS_MODEL`", defaultValue: "`text-embedding-3-small`", meaning: "the embeddings model"),
+        Variable(name: "`EMBEDDINGS_API_KEY`", defaultValue: "none", meaning: "sent as `Authorization: Bearer …` to the embeddings endpoint"),
+        Variable(
+            name: "`EMBEDDINGS_MIN_SIMILARITY`", defaultValue: "`0.5`",
+            meaning: "cosine from which the semantic pass recalls a memory the words did not find (it depends on the model)"),
+        Variable(
+            name: "`EMBEDDINGS_SUPPORT_SIMILARITY`", defaultValue: "`0`",
+            meaning: "cosine a memory the words found must reach too (it depends on the model)"),
         Variable(
             name: "`METRICS_DB_INTERVAL_S`", defaultValue: "`10`",
             meaning: "how old the cluster's figures on `/metrics` (tasks queued, approvals waiting) may be: the first scrape after that counts them again, for every process"),

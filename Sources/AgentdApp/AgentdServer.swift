@@ -129,7 +129,21 @@ public enum AgentdServer {
                 watch.changed(key)
                 metrics.stepCommitted(key)
             })
-        let memories = MemoryStore(pool: pool, replacesRestatements: configuration.memoryReplacesRestated)
+        let embeddingFailures = EveryMinute()
+        let semantic = configuration.embeddingsBaseURL.map { url in
+            MemoryStore.Semantic(
+                embedder: OpenAICompatibleEmbeddings(
+                    baseURL: url, model: configuration.embeddingsModel, apiKey: configuration.embeddingsAPIKey, httpClient: httpClient),
+                minimumSimilarity: configuration.embeddingsMinimumSimilarity,
+                supportingSimilarity: configuration.embeddingsSupportingSimilarity,
+                onFailure: { error in
+                    if embeddingFailures.due() {
+                        logger.warning("a query's vector could not be made; recall goes on by words", metadata: ["error": "\(error)"])
+                    }
+                })
+        }
+        if let semantic { logger.info("embeddings", metadata: ["model": "\(semantic.embedder.model)", "base_url": "\(configuration.embeddingsBaseURL ?? "")"]) }
+        let memories = MemoryStore(pool: pool, replacesRestatements: configuration.memoryReplacesRestated, semantic: semantic)
         let secrets = try configuration.secretsKey.map { try SecretBox(encoded: $0) }
         if secrets == nil { logger.notice("AGENTD_SECRETS_KEY is not set: agents whose MCP servers have header values are refused") }
         let agents = AgentStore(pool: pool, secrets: secrets)
@@ -228,7 +242,8 @@ public enum AgentdServer {
                     queue: queue, interval: configuration.lease / 3,
                     maxAttempts: configuration.maxAttempts, logger: logger, metrics: metrics),
                 expiry,
-            ] + (webhooks.canStoreSecrets ? [deliverer] : []),
+            ] + (webhooks.canStoreSecrets ? [deliverer] : [])
+                + (semantic.map { [MemoryEmbedder(memories: memories, embedder: $0.embedder, notifier: notifier, logger: logger)] } ?? []),
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? configuration.port
                 let url = configuration.peerURL(port: port)
@@ -320,5 +335,19 @@ public enum AgentdServer {
                 baseURL: baseURL, apiKey: configuration.llmAPIKey, model: configuration.llmModel,
                 timeout: configuration.llmTimeout, maxRetries: configuration.llmMaxRetries, stream: configuration.llmStream),
             httpClient: httpClient, logger: logger)
+    }
+}
+
+/// True at most once a minute: for a warning that would otherwise repeat with every request.
+final class EveryMinute: Sendable {
+    private let last = Mutex<ContinuousClock.Instant?>(nil)
+
+    func due() -> Bool {
+        last.withLock { last in
+            let now = ContinuousClock.now
+            if let previous = last, now - previous < .seconds(60) { return false }
+            last = now
+            return true
+        }
     }
 }

@@ -54,7 +54,45 @@ public final class ScriptedModelServer: Sendable {
         var requests: [Request] = []
         /// Answers 400 to a request that asks to stream, as some servers do.
         var refusesStreaming = false
+        /// `/v1/embeddings`: the vector of each input text (nil: 500, a failure to retry).
+        var embed: @Sendable (String) -> [Float]? = ScriptedModelServer.wordVector
+        var embeddingRequests = 0
     }
+
+    /// The default embedding: each word (a run of letters, digits or one CJK character) hashed
+    /// into one of 64 dimensions. Texts that share words are near; it means nothing else.
+    public static let wordVector: @Sendable (String) -> [Float]? = { text in
+        var vector = [Float](repeating: 0, count: 64)
+        var word = ""
+        func flush() {
+            guard !word.isEmpty else { return }
+            var hash: UInt64 = 14_695_981_039_346_656_037
+            for byte in word.lowercased().utf8 { hash = (hash ^ UInt64(byte)) &* 1_099_511_628_211 }
+            vector[Int(hash % 64)] += 1
+            word = ""
+        }
+        for scalar in text.unicodeScalars {
+            if (0x3400...0x9FFF).contains(scalar.value) {
+                flush()
+                word = String(scalar)
+                flush()
+            } else if scalar.properties.isAlphabetic || scalar.properties.numericType != nil {
+                word.unicodeScalars.append(scalar)
+            } else {
+                flush()
+            }
+        }
+        flush()
+        return vector
+    }
+
+    /// How `/v1/embeddings` turns a text into a vector from now on.
+    public func setEmbedding(_ embed: @escaping @Sendable (String) -> [Float]?) {
+        box.state.withLock { $0.embed = embed }
+    }
+
+    /// Requests `/v1/embeddings` has answered, failures included.
+    public var embeddingRequestCount: Int { box.state.withLock { $0.embeddingRequests } }
 
     private let box: Box
     private let port: Int
@@ -99,6 +137,27 @@ public final class ScriptedModelServer: Sendable {
                 control((try? JSONValue(parsing: buffer.readableBytesView)) ?? .null)
                 return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: "{}")))
             }
+        }
+        router.post("/v1/embeddings") { request, _ -> Response in
+            let buffer = try await request.body.collect(upTo: 64 << 20)
+            let body = (try? JSONValue(parsing: buffer.readableBytesView)) ?? .null
+            let inputs: [String] =
+                if case .array(let items)? = body["input"] { items.compactMap(\.stringValue) } else { body["input"]?.stringValue.map { [$0] } ?? [] }
+            let embed = box.state.withLock { state in
+                state.embeddingRequests += 1
+                return state.embed
+            }
+            var data: [JSONValue] = []
+            for (index, text) in inputs.enumerated() {
+                guard let vector = embed(text) else {
+                    return Response(
+                        status: .internalServerError, headers: [.contentType: "application/json"],
+                        body: .init(byteBuffer: ByteBuffer(string: #"{"error":{"message":"scripted embeddings failure"}}"#)))
+                }
+                data.append(["object": "embedding", "index": .number(Double(index)), "embedding": .array(vector.map { .number(Double($0)) })])
+            }
+            let reply: JSONValue = ["object": "list", "data": .array(data), "model": .string(body["model"]?.stringValue ?? "scripted")]
+            return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: reply.jsonText)))
         }
         router.post("/v1/chat/completions") { request, _ -> Response in
             let buffer = try await request.body.collect(upTo: 64 << 20)

@@ -22,6 +22,8 @@ public final class Notifier: Service {
         case invalidated = "agentd_task_invalidated"
         /// API keys changed (sql/013's trigger): cached keys are read again.
         case keys = "agentd_keys"
+        /// Memories wait for their vectors (sql/021): memory embedders claim.
+        case memories = "agentd_memories"
     }
 
     /// The tasks a change may have touched: one session's, or (nil) any.
@@ -81,6 +83,11 @@ public final class Notifier: Service {
         subscribers.handlers.withLock { $0.invalidated.append(handler) }
     }
 
+    /// `handler` runs when memories may be waiting for their vectors.
+    public func onMemoriesToEmbed(_ handler: @escaping @Sendable () -> Void) {
+        subscribers.handlers.withLock { $0.memories.append(handler) }
+    }
+
     /// `handler` runs when API keys may have changed.
     public func onKeysChanged(_ handler: @escaping @Sendable () -> Void) {
         subscribers.handlers.withLock { $0.keys.append(handler) }
@@ -127,6 +134,7 @@ public final class Notifier: Service {
             var webhooks: [@Sendable () -> Void] = []
             var invalidated: [@Sendable (Invalidated?) -> Void] = []
             var keys: [@Sendable () -> Void] = []
+            var memories: [@Sendable () -> Void] = []
             var connects: [@Sendable () -> Void] = []
         }
 
@@ -139,6 +147,7 @@ public final class Notifier: Service {
             for handler in current.webhooks { handler() }
             for handler in current.invalidated { handler(nil) }
             for handler in current.keys { handler() }
+            for handler in current.memories { handler() }
             for handler in current.connects { handler() }
         }
 
@@ -149,6 +158,7 @@ public final class Notifier: Service {
                 case .newWork?: for handler in current.newWork { handler() }
                 case .webhooks?: for handler in current.webhooks { handler() }
                 case .keys?: for handler in current.keys { handler() }
+                case .memories?: for handler in current.memories { handler() }
                 case .invalidated?:
                     let invalidated = Notifier.invalidated(payload: notification.payload)
                     for handler in current.invalidated { handler(invalidated) }

@@ -46,8 +46,8 @@ public struct TaskJournal: AgentJournal {
     public func context(
         historyLimit: Int, recalling query: String, limit: Int, from memory: any MemoryRecall, of _: TaskKey
     ) async throws -> (RunContext, [String]) {
-        guard memory is MemoryStore,
-            let recall = MemoryStore.recallStatement(tenantID: key.tenantID, userID: key.userID, query: query, limit: limit)
+        guard let store = memory as? MemoryStore,
+            let recall = await store.recallStatement(tenantID: key.tenantID, userID: key.userID, query: query, limit: limit)
         else {
             let context = try await context(historyLimit: historyLimit)
             return (context, try await memory.recalledMemories(tenantID: key.tenantID, userID: key.userID, query: query, limit: limit))

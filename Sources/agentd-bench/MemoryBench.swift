@@ -1,8 +1,12 @@
 import ArgumentParser
+import AsyncHTTPClient
 import BenchSupport
 import Foundation
+import Logging
+import ModelClient
 import Postgres
 import Store
+import TaskDispatch
 
 /// Recall quality on the hand-written set in bench/memory, then recall latency at scale.
 struct MemoryBench: AsyncParsableCommand {
@@ -21,6 +25,10 @@ struct MemoryBench: AsyncParsableCommand {
     @Option(help: "Users the memories are spread over.") var users = 10_000
     @Option(help: "Recall queries timed.") var queries = 1000
     @Flag(help: "Print every query whose expected memories were not all recalled.") var verbose = false
+    @Option(help: "An OpenAI-compatible embeddings base URL (…/v1): the quality runs add recall's semantic pass.") var embeddingsURL: String?
+    @Option(help: "The embeddings model.") var embeddingsModel = "wordllama-l2-supercat-256"
+    @Option(help: "EMBEDDINGS_MIN_SIMILARITY of the semantic pass.") var minSimilarity = 0.5
+    @Option(help: "EMBEDDINGS_SUPPORT_SIMILARITY of the semantic pass.") var supportSimilarity = 0.0
     @Flag(help: "Write each update with replaces naming the memory it replaces, as a client that knows would.") var sayReplaces = false
     @Option(help: "Write every query's category, expected keys and hits with scores to PATH-<set>.tsv (for tuning the ranking).")
     var dump: String?
@@ -39,8 +47,23 @@ struct MemoryBench: AsyncParsableCommand {
         let name = URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent
         let url = try await BenchDatabase.fresh("bench_memory_" + name.replacingOccurrences(of: "-", with: "_"))
         let pool = PostgresPool(configuration: .init(conninfo: url, size: 4))
-        let store = MemoryStore(pool: pool)
+        let http = HTTPClient(eventLoopGroupProvider: .singleton)
+        defer { Task { try? await http.shutdown() } }
+        let semantic = embeddingsURL.map { url in
+            MemoryStore.Semantic(
+                embedder: OpenAICompatibleEmbeddings(baseURL: url, model: embeddingsModel, apiKey: nil, httpClient: http),
+                minimumSimilarity: minSimilarity, supportingSimilarity: supportSimilarity)
+        }
+        let store = MemoryStore(pool: pool, semantic: semantic)
         let written = try await RecallEvaluation.write(set, store: store, tenantID: "bench", sayingReplaces: sayReplaces)
+        if let semantic {
+            var logger = Logger(label: "bench")
+            logger.logLevel = .warning
+            let clock = ContinuousClock()
+            let started = clock.now
+            let waiting = try await MemoryEmbedder(memories: store, embedder: semantic.embedder, notifier: nil, logger: logger).embedDue()
+            print(String(format: "vectors of %d memories made in %.1f s (%d still waiting) by %@", written.keys.count, (clock.now - started).milliseconds / 1000, waiting, embeddingsModel))
+        }
         let keys = written.keys
         // As autovacuum would within a minute of the writes: the planner's statistics.
         try await pool.query("ANALYZE")

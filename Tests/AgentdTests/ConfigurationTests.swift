@@ -25,8 +25,8 @@ struct ConfigurationTests {
         var read = Set<String>()
         for file in ["Sources/AgentdApp/AgentdConfiguration.swift", "Sources/Store/Migrator.swift"] {
             let source = try String(contentsOf: Self.root.appendingPathComponent(file), encoding: .utf8)
-            // value("X"), integer("X", …), seconds("X", …), flag("X"), environment["X"]
-            let pattern = try NSRegularExpression(pattern: #"(?:value|integer|seconds|flag)\("([A-Z_]+)"|environment\["([A-Z_]+)"\]"#)
+            // value("X"), integer("X", …), seconds("X", …), flag("X"), number("X", …), environment["X"]
+            let pattern = try NSRegularExpression(pattern: #"(?:value|integer|seconds|flag|number)\("([A-Z_]+)"|environment\["([A-Z_]+)"\]"#)
             for match in pattern.matches(in: source, range: NSRange(source.startIndex..., in: source)) {
                 for group in 1...2 {
                     if let range = Range(match.range(at: group), in: source) { read.insert(String(source[range])) }
