@@ -90,47 +90,68 @@ CREATE TABLE memory_users (
     PRIMARY KEY (tenant_id, user_id)
 );
 
-CREATE FUNCTION agentd_memory_stats_add() RETURNS trigger
+-- A statement's change to the statistics, as signed counts: a term's memories and a user's
+-- memories and terms. Applied by upserts in key order: an upsert takes the row's lock and adds
+-- to its latest value, so concurrent statements neither lose counts nor deadlock on order; rows
+-- that reach zero are deleted after, under the locks this transaction holds.
+CREATE TYPE agentd_term_delta AS (tenant_id text, user_id text, lexeme text, memories integer);
+CREATE TYPE agentd_user_delta AS (tenant_id text, user_id text, memories integer, lexemes bigint);
+CREATE TYPE agentd_memory_change AS (tenant_id text, user_id text, search tsvector, sign integer);
+
+CREATE FUNCTION agentd_memory_stats_apply(terms agentd_term_delta[], users agentd_user_delta[]) RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
-    -- In key order, so that two statements for one user take the rows' locks in the same order.
     INSERT INTO memory_terms AS t (tenant_id, user_id, lexeme, memories)
-    SELECT a.tenant_id, a.user_id, l.lexeme, count(*)
-    FROM added a, unnest(tsvector_to_array(a.search)) AS l(lexeme)
-    GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+    SELECT d.tenant_id, d.user_id, d.lexeme, d.memories FROM unnest(terms) AS d WHERE d.memories <> 0
+    ORDER BY 1, 2, 3
     ON CONFLICT (tenant_id, user_id, lexeme) DO UPDATE SET memories = t.memories + excluded.memories;
+    DELETE FROM memory_terms t USING unnest(terms) AS d
+    WHERE t.tenant_id = d.tenant_id AND t.user_id = d.user_id AND t.lexeme = d.lexeme AND t.memories <= 0;
     INSERT INTO memory_users AS u (tenant_id, user_id, memories, lexemes)
-    SELECT tenant_id, user_id, count(*), sum(length(search)) FROM added GROUP BY 1, 2 ORDER BY 1, 2
+    SELECT d.tenant_id, d.user_id, d.memories, d.lexemes FROM unnest(users) AS d WHERE d.memories <> 0 OR d.lexemes <> 0
+    ORDER BY 1, 2
     ON CONFLICT (tenant_id, user_id) DO UPDATE SET memories = u.memories + excluded.memories, lexemes = u.lexemes + excluded.lexemes;
-    RETURN NULL;
+    DELETE FROM memory_users u USING unnest(users) AS d
+    WHERE u.tenant_id = d.tenant_id AND u.user_id = d.user_id AND u.memories <= 0;
 END
 $$;
 
-CREATE FUNCTION agentd_memory_stats_remove() RETURNS trigger
+-- Memories counted in (+1) or out (-1): the statement's transition tables, one trigger each.
+-- An update counts only the rows whose owner or searched text changed (a vector stored, a
+-- memory replaced: nothing to count).
+CREATE FUNCTION agentd_memory_stats_change() RETURNS trigger
 LANGUAGE plpgsql AS $$
+DECLARE
+    changes agentd_memory_change[];
 BEGIN
-    -- Rows that reach zero are deleted, the others counted down: disjoint rows, so one
-    -- statement may do both (a row cannot be changed twice in one).
-    WITH gone AS (
-        SELECT r.tenant_id, r.user_id, l.lexeme, count(*) AS n
-        FROM removed r, unnest(tsvector_to_array(r.search)) AS l(lexeme)
-        GROUP BY 1, 2, 3
-    ), emptied AS (
-        DELETE FROM memory_terms t USING gone
-        WHERE t.tenant_id = gone.tenant_id AND t.user_id = gone.user_id AND t.lexeme = gone.lexeme AND t.memories <= gone.n
-    )
-    UPDATE memory_terms t SET memories = t.memories - gone.n
-    FROM gone
-    WHERE t.tenant_id = gone.tenant_id AND t.user_id = gone.user_id AND t.lexeme = gone.lexeme AND t.memories > gone.n;
-    WITH gone AS (
-        SELECT tenant_id, user_id, count(*) AS n, sum(length(search)) AS lexemes FROM removed GROUP BY 1, 2
-    ), emptied AS (
-        DELETE FROM memory_users u USING gone
-        WHERE u.tenant_id = gone.tenant_id AND u.user_id = gone.user_id AND u.memories <= gone.n
-    )
-    UPDATE memory_users u SET memories = u.memories - gone.n, lexemes = u.lexemes - gone.lexemes
-    FROM gone
-    WHERE u.tenant_id = gone.tenant_id AND u.user_id = gone.user_id AND u.memories > gone.n;
+    IF TG_OP = 'INSERT' THEN
+        PERFORM agentd_memory_stats_apply(
+            ARRAY(SELECT ROW(a.tenant_id, a.user_id, l, count(*))::agentd_term_delta
+                  FROM added a, unnest(tsvector_to_array(a.search)) AS l GROUP BY a.tenant_id, a.user_id, l),
+            ARRAY(SELECT ROW(tenant_id, user_id, count(*), sum(length(search)))::agentd_user_delta FROM added GROUP BY tenant_id, user_id));
+    ELSIF TG_OP = 'DELETE' THEN
+        PERFORM agentd_memory_stats_apply(
+            ARRAY(SELECT ROW(r.tenant_id, r.user_id, l, -count(*))::agentd_term_delta
+                  FROM removed r, unnest(tsvector_to_array(r.search)) AS l GROUP BY r.tenant_id, r.user_id, l),
+            ARRAY(SELECT ROW(tenant_id, user_id, -count(*), -sum(length(search)))::agentd_user_delta FROM removed GROUP BY tenant_id, user_id));
+    ELSE
+        -- The rows whose owner or searched text changed: the old version out, the new one in.
+        changes := ARRAY(
+            SELECT ROW(r.tenant_id, r.user_id, r.search, -1)::agentd_memory_change
+            FROM removed r JOIN added a ON a.memory_id = r.memory_id
+            WHERE (r.tenant_id, r.user_id, r.search) IS DISTINCT FROM (a.tenant_id, a.user_id, a.search)
+            UNION ALL
+            SELECT ROW(a.tenant_id, a.user_id, a.search, 1)::agentd_memory_change
+            FROM removed r JOIN added a ON a.memory_id = r.memory_id
+            WHERE (r.tenant_id, r.user_id, r.search) IS DISTINCT FROM (a.tenant_id, a.user_id, a.search));
+        IF cardinality(changes) > 0 THEN
+            PERFORM agentd_memory_stats_apply(
+                ARRAY(SELECT ROW(c.tenant_id, c.user_id, l, sum(c.sign))::agentd_term_delta
+                      FROM unnest(changes) AS c, unnest(tsvector_to_array(c.search)) AS l GROUP BY c.tenant_id, c.user_id, l),
+                ARRAY(SELECT ROW(c.tenant_id, c.user_id, sum(c.sign), sum(c.sign * length(c.search)))::agentd_user_delta
+                      FROM unnest(changes) AS c GROUP BY c.tenant_id, c.user_id));
+        END IF;
+    END IF;
     RETURN NULL;
 END
 $$;
@@ -144,15 +165,11 @@ END
 $$;
 
 CREATE TRIGGER memory_stats_insert AFTER INSERT ON memories
-    REFERENCING NEW TABLE AS added FOR EACH STATEMENT EXECUTE FUNCTION agentd_memory_stats_add();
+    REFERENCING NEW TABLE AS added FOR EACH STATEMENT EXECUTE FUNCTION agentd_memory_stats_change();
 CREATE TRIGGER memory_stats_delete AFTER DELETE ON memories
-    REFERENCING OLD TABLE AS removed FOR EACH STATEMENT EXECUTE FUNCTION agentd_memory_stats_remove();
--- An update counts as the old rows removed and the new ones added (two triggers: a transition
--- table is named once per trigger; removal first by name order).
-CREATE TRIGGER memory_stats_update_1 AFTER UPDATE ON memories
-    REFERENCING OLD TABLE AS removed FOR EACH STATEMENT EXECUTE FUNCTION agentd_memory_stats_remove();
-CREATE TRIGGER memory_stats_update_2 AFTER UPDATE ON memories
-    REFERENCING NEW TABLE AS added FOR EACH STATEMENT EXECUTE FUNCTION agentd_memory_stats_add();
+    REFERENCING OLD TABLE AS removed FOR EACH STATEMENT EXECUTE FUNCTION agentd_memory_stats_change();
+CREATE TRIGGER memory_stats_update AFTER UPDATE ON memories
+    REFERENCING OLD TABLE AS removed NEW TABLE AS added FOR EACH STATEMENT EXECUTE FUNCTION agentd_memory_stats_change();
 CREATE TRIGGER memory_stats_truncate AFTER TRUNCATE ON memories
     FOR EACH STATEMENT EXECUTE FUNCTION agentd_memory_stats_truncate();
 

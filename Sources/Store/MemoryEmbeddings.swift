@@ -87,11 +87,13 @@ extension MemoryStore {
         }
     }
 
-    /// When the next memory is due, if any is queued.
-    public func nextEmbeddingDue() async throws -> Date? {
+    /// Seconds until the next memory is due by the database's clock (which set the due times),
+    /// if any is queued; at most 0 when one is due now.
+    public func secondsUntilNextEmbedding() async throws -> Double? {
         try await pool.system { connection in
-            try connection.query("SELECT extract(epoch FROM min(embedding_due)) AS due FROM memories WHERE embedding_due IS NOT NULL")
-                .first?.decode("due", as: Double?.self).map { Date(timeIntervalSince1970: $0) }
+            try connection.query("""
+                SELECT extract(epoch FROM min(embedding_due) - clock_timestamp())::float8 AS seconds FROM memories WHERE embedding_due IS NOT NULL
+                """).first?.decode("seconds", as: Double?.self)
         }
     }
 }

@@ -1,6 +1,7 @@
 import AgentKit
 import Foundation
 import Postgres
+import Synchronization
 
 /// One stored memory, with its relevance when it was found by a search.
 public struct MemoryHit: Sendable, Hashable {
@@ -35,6 +36,15 @@ public struct MemoryStore: Sendable {
         public var supportingSimilarity: Double
         /// Told when the query's vector could not be made (recall goes on with words only).
         public var onFailure: @Sendable (any Error) -> Void
+        /// Set after a failure: until it ends, recall asks for no vector.
+        let paused = Pause()
+        static let pause: Duration = .seconds(30)
+
+        final class Pause: Sendable {
+            private let until = Mutex<ContinuousClock.Instant?>(nil)
+            var active: Bool { until.withLock { $0.map { ContinuousClock.now < $0 } ?? false } }
+            func start(for duration: Duration) { until.withLock { $0 = .now + duration } }
+        }
 
         public init(
             embedder: any TextEmbedder, minimumSimilarity: Double, supportingSimilarity: Double,
@@ -53,16 +63,21 @@ public struct MemoryStore: Sendable {
         self.semantic = semantic
     }
 
-    /// The query's vector when the semantic pass is on and the embeddings server answers.
+    /// The query's vector when the semantic pass is on and the embeddings server answers. After
+    /// a failure the pass is left out for `Semantic.pause`, so that a server that is down does
+    /// not add its timeout to every task's start.
     func semanticQuery(_ query: String) async -> SemanticQuery? {
-        guard let semantic, !query.isEmpty else { return nil }
+        guard let semantic, !query.isEmpty, !semantic.paused.active else { return nil }
         do {
             guard let vector = try await semantic.embedder.embed([Self.searched(query)]).first else { return nil }
             return SemanticQuery(
                 vector: vector, model: semantic.embedder.model, minimumSimilarity: semantic.minimumSimilarity,
                 supportingSimilarity: semantic.supportingSimilarity)
         } catch {
-            semantic.onFailure(error)
+            if !(error is CancellationError) {
+                semantic.paused.start(for: Semantic.pause)
+                semantic.onFailure(error)
+            }
             return nil
         }
     }
@@ -127,9 +142,11 @@ public struct MemoryStore: Sendable {
             if let inserted {
                 id = inserted
             } else {
+                // Locked: a concurrent write cannot replace it before this one is answered.
                 guard let existing = try connection.query("""
                     SELECT memory_id FROM memories
                     WHERE tenant_id = \(tenantID) AND user_id = \(userID) AND md5(memory_info) = md5(\(text)) AND superseded_by IS NULL
+                    FOR UPDATE
                     """).first?.decode("memory_id", as: UUID.self)
                 else { throw StoreConflict("the memory was deleted while it was being written") }
                 id = existing
@@ -139,13 +156,16 @@ public struct MemoryStore: Sendable {
                 target = try Self.restated(by: id, tenantID: tenantID, userID: userID, on: connection)
             }
             guard let target, target != id else { return Written(id: id, replaced: nil) }
-            // The memory replaced, and those it had replaced (they point to the current one).
-            try connection.query("""
+            // The memory replaced, and those it had replaced (they point to the current one). It
+            // is named as replaced only if this statement replaced it: a concurrent write may
+            // have been first (the rows are locked here until the commit).
+            let replaced = try connection.query("""
                 UPDATE memories SET superseded_by = \(id), superseded_at = coalesce(superseded_at, now())
                 WHERE tenant_id = \(tenantID) AND user_id = \(userID)
                   AND ((memory_id = \(target) AND superseded_by IS NULL) OR superseded_by = \(target))
-                """)
-            return Written(id: id, replaced: target)
+                RETURNING memory_id
+                """).rows.contains { (try? $0.decode("memory_id", as: UUID.self)) == target }
+            return Written(id: id, replaced: replaced ? target : nil)
         }
     }
 
@@ -357,9 +377,18 @@ public struct MemoryStore: Sendable {
         // of the same model: the pass is bounded per user), ranked; fused with the lexical
         // ranking by reciprocal rank (`Ranking.fusionRank`, `semanticWeight`).
         let nearest: PostgresQuery
+        let supported: PostgresQuery
         let fusedScore: PostgresQuery
         var semanticEvidence: PostgresQuery = "false"
         if let semantic {
+            // The vectors of the memories the words found, nearest or not (a memory without a
+            // vector yet counts as near: no evidence against it).
+            supported = """
+                SELECT l.memory_id, agentd_dot(m.embedding, \(semantic.vectorLiteral)::real[]) AS similarity
+                FROM lifted l
+                JOIN memories m ON m.tenant_id = \(tenantID) AND m.user_id = \(userID) AND m.memory_id = l.memory_id
+                                AND m.embedding_model = \(semantic.model)
+                """
             nearest = """
                 SELECT x.memory_id, x.memory_info, x.created_at, x.similarity,
                        row_number() OVER (ORDER BY x.similarity DESC, x.created_at DESC) AS place
@@ -377,10 +406,11 @@ public struct MemoryStore: Sendable {
                 LIMIT \(r.semanticCandidates)
                 """
             fusedScore = "coalesce(1.0 / (\(r.fusionRank) + l.place), 0) + \(r.semanticWeight) * coalesce(1.0 / (\(r.fusionRank) + s.place), 0)"
-            lexicalEvidence = "(\(fragment: lexicalEvidence)) AND coalesce(s.similarity, 0) >= \(semantic.supportingSimilarity)"
+            lexicalEvidence = "(\(fragment: lexicalEvidence)) AND coalesce(sp.similarity, 1) >= \(semantic.supportingSimilarity)"
             semanticEvidence = "s.similarity >= \(semantic.minimumSimilarity)"
         } else {
             nearest = "SELECT NULL::uuid AS memory_id, NULL::text AS memory_info, NULL::timestamptz AS created_at, NULL::float8 AS similarity, NULL::bigint AS place WHERE false"
+            supported = "SELECT NULL::uuid AS memory_id, NULL::float8 AS similarity WHERE false"
             fusedScore = "l.score"
         }
         return """
@@ -451,8 +481,15 @@ public struct MemoryStore: Sendable {
                 SELECT m.memory_id, coalesce(m.superseded_by, m.memory_id) AS successor, m.search
                 FROM memories m
                 WHERE m.tenant_id = \(tenantID) AND m.user_id = \(userID)
-                  -- Built once (a sub-select), not once for each memory it is matched against.
-                  AND m.search @@ (SELECT agentd_any_lexeme(array_agg(lexeme)) FROM ranked)
+                  -- Built once (a sub-select), not once for each memory it is matched against; of
+                  -- the query's words and pieces, not its single characters when it has any (a
+                  -- common character is in most of a user's Chinese memories: they would fill the
+                  -- candidates and push out the ones the words find).
+                  AND m.search @@ (
+                      SELECT agentd_any_lexeme(array_agg(lexeme)) FROM ranked
+                      WHERE weight <> \(r.characterWeight) OR NOT EXISTS (SELECT 1 FROM ranked WHERE weight <> \(r.characterWeight)))
+                -- Past the bound, the newest: an update outranks what it replaced.
+                ORDER BY m.created_at DESC
                 LIMIT \(r.maximumCandidates)
             ), matches AS (
                 -- BM25, and the share of the query's most distinctive terms the memory holds.
@@ -491,12 +528,15 @@ public struct MemoryStore: Sendable {
                 GROUP BY t.memory_id, t.memory_info, t.created_at, t.coverage, t.worded, t.score
             ), nearest AS (
                 \(fragment: nearest)
+            ), supported AS (
+                \(fragment: supported)
             ), fused AS (
                 SELECT coalesce(l.memory_id, s.memory_id) AS memory_id, coalesce(l.memory_info, s.memory_info) AS memory_info,
                        coalesce(l.created_at, s.created_at) AS created_at, \(fragment: fusedScore) AS score, l.coverage,
                        coalesce(\(fragment: lexicalEvidence), false) OR coalesce(\(fragment: semanticEvidence), false) AS evident
                 FROM (SELECT *, row_number() OVER (ORDER BY score DESC, created_at DESC) AS place FROM lifted) AS l
                 FULL JOIN nearest s ON s.memory_id = l.memory_id
+                LEFT JOIN supported sp ON sp.memory_id = l.memory_id
                 CROSS JOIN st
             ), pool AS (
                 SELECT m.memory_id, m.memory_info, m.created_at, coalesce(s.score, 0) AS score, s.coverage
@@ -525,12 +565,21 @@ public struct MemoryStore: Sendable {
     }
 
     /// Deletes one memory; false when the user has no such memory.
+    /// Deletes one memory with everything it said: its earlier texts (`memory_history`) and the
+    /// memories it had replaced, with theirs. False when the user has no such memory.
     public func delete(tenantID: String, userID: String, memoryID: UUID) async throws -> Bool {
         try await pool.tenant(tenantID) { connection in
             try connection.query("""
-                DELETE FROM memories WHERE tenant_id = \(tenantID) AND user_id = \(userID) AND memory_id = \(memoryID)
-                RETURNING 1 AS deleted
-                """).count == 1
+                WITH gone AS (
+                    DELETE FROM memories
+                    WHERE tenant_id = \(tenantID) AND user_id = \(userID) AND (memory_id = \(memoryID) OR superseded_by = \(memoryID))
+                    RETURNING memory_id
+                ), history AS (
+                    DELETE FROM memory_history h USING gone
+                    WHERE h.tenant_id = \(tenantID) AND h.user_id = \(userID) AND h.memory_id = gone.memory_id
+                )
+                SELECT count(*) FILTER (WHERE memory_id = \(memoryID)) AS deleted FROM gone
+                """).first?.decode("deleted", as: Int.self) == 1
         }
     }
 

@@ -77,21 +77,42 @@ public struct MemoryEmbedder: Service {
         }
         if !jobs.isEmpty {
             do {
-                let vectors = try await embedder.embed(jobs.map(\.text))
-                for (job, vector) in zip(jobs, vectors) {
-                    try await memories.storeEmbedding(job, vector: vector, model: embedder.model)
-                }
+                try await embed(jobs)
                 if jobs.count == batchSize { return 0 }
             } catch is CancellationError {
                 return nil
-            } catch {
-                logger.warning("embedding memories failed; they are tried again later", metadata: ["memories": "\(jobs.count)", "error": "\(error)"])
+            } catch let error as EmbeddingError where !error.retryable && jobs.count > 1 {
+                // The server refused the batch (one text too long for the model, say): each
+                // alone, so that one memory it never takes does not hold up the others.
                 for job in jobs {
-                    try? await memories.failEmbedding(job, error: "\(error)", retryAfter: Self.backoff(afterAttempt: job.attempt))
+                    do {
+                        try await embed([job])
+                    } catch is CancellationError {
+                        return nil
+                    } catch {
+                        await failed([job], error)
+                    }
                 }
+            } catch {
+                await failed(jobs, error)
             }
         }
-        guard let due = try? await memories.nextEmbeddingDue() else { return nil }
-        return max(0, due.timeIntervalSinceNow)
+        guard let seconds = try? await memories.secondsUntilNextEmbedding() else { return nil }
+        return max(0, seconds)
+    }
+
+    /// One request for `jobs`, then each vector stored.
+    private func embed(_ jobs: [MemoryStore.EmbeddingJob]) async throws {
+        let vectors = try await embedder.embed(jobs.map(\.text))
+        for (job, vector) in zip(jobs, vectors) {
+            try await memories.storeEmbedding(job, vector: vector, model: embedder.model)
+        }
+    }
+
+    private func failed(_ jobs: [MemoryStore.EmbeddingJob], _ error: any Error) async {
+        logger.warning("embedding memories failed; they are tried again later", metadata: ["memories": "\(jobs.count)", "error": "\(error)"])
+        for job in jobs {
+            try? await memories.failEmbedding(job, error: "\(error)", retryAfter: Self.backoff(afterAttempt: job.attempt))
+        }
     }
 }

@@ -138,6 +138,13 @@ struct MemoryTests {
         // The old fact stated again is a current memory again, beside the one that replaced it.
         let restated = try await write(service, "u1", "My manager is Aisha; Aisha runs the Berlin team")
         #expect(restated != manager)
+
+        // A delete takes what the memory said with it: its earlier texts, the memories it replaced.
+        #expect(try await service.delete("/agent/memory/u1/\(seat)").status == 200)
+        #expect(try service.scalar("SELECT count(*) FROM memory_history") == 0)
+        #expect(try await service.delete("/agent/memory/u1/\(dan)").status == 200)
+        #expect(try service.scalar("SELECT count(*) FROM memories WHERE memory_id::text = \(manager)") == 0)
+        #expect(try service.scalar("SELECT count(*) FROM memories WHERE memory_id::text = \(restated)") == 1)
     }
 
     @Test("a memory that restates an older one with a new value replaces it by itself; a different subject does not, and MEMORY_REPLACE_RESTATED=0 turns it off")

@@ -140,10 +140,11 @@ struct WebhookTests {
         while try service.scalar("SELECT count(*) FROM webhook_deliveries WHERE state = 'delivered'") < 3, ContinuousClock.now < recorded {
             try await Task.sleep(for: .milliseconds(100))
         }
+        // One group commit can give two deliveries the same created_at: delivery_id keeps each one's attempts together.
         let attempts = try service.rows("""
             SELECT a.status_code, a.latency_ms, a.error, d.state, d.finished_at IS NOT NULL AS finished
             FROM webhook_attempts a JOIN webhook_deliveries d USING (tenant_id, delivery_id)
-            ORDER BY d.created_at, a.attempt
+            ORDER BY d.created_at, d.delivery_id, a.attempt
             """)
         #expect(attempts.count == 9)
         #expect(try attempts.map { try $0.decode("status_code", as: Int?.self) } == [503, 503, 200, 503, 503, 200, 503, 503, 200])
