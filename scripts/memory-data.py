@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Writes the generated parts of sql/019_memory_ranking.sql from the data files in sql/data/:
-the traditional → simplified map (OpenCC's TSCharacters.txt) and the shipped synonym groups
-(memory-synonyms.txt). Each part sits between `-- BEGIN GENERATED: name` and `-- END GENERATED:
+"""Writes the generated parts of the memory migrations from the data files in sql/data/: in
+sql/019_memory_ranking.sql the traditional → simplified map (OpenCC's TSCharacters.txt) and the
+shipped synonym groups (memory-synonyms.txt); in sql/022_memory_general_terms.sql how common
+each term is (wordfreq/general-terms.tsv, by scripts/general-terms.py). Each part sits between `-- BEGIN GENERATED: name` and `-- END GENERATED:
 name`; the rest of the file is left as it is. A migration must not change once applied, so a
 later change to the data goes into a new migration, not this one.
 
@@ -14,9 +15,11 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-MIGRATION = ROOT / "sql" / "019_memory_ranking.sql"
+RANKING = ROOT / "sql" / "019_memory_ranking.sql"
+GENERAL = ROOT / "sql" / "022_memory_general_terms.sql"
 OPENCC = ROOT / "sql" / "data" / "opencc" / "TSCharacters.txt"
 SYNONYMS = ROOT / "sql" / "data" / "memory-synonyms.txt"
+GENERAL_TERMS = ROOT / "sql" / "data" / "wordfreq" / "general-terms.tsv"
 
 
 def literal(text: str) -> str:
@@ -63,23 +66,40 @@ def synonyms() -> str:
     return "INSERT INTO memory_synonyms (tenant_id, group_name, term) VALUES\n" + ",\n".join(rows) + ";\n"
 
 
-def render(text: str) -> str:
-    for name, make in (("simplified", simplified), ("synonyms", synonyms)):
+def general_terms() -> str:
+    rows = []
+    for line in GENERAL_TERMS.read_text(encoding="utf-8").splitlines():
+        lang, term, zipf = line.split("\t")
+        rows.append(f"({literal(lang)},{literal(term)},{float(zipf)})")
+    # Ten to a line: 37,000 rows as one statement, readable in a diff.
+    lines = [",".join(rows[i:i + 10]) for i in range(0, len(rows), 10)]
+    return "INSERT INTO general_terms_shipped (lang, term, zipf) VALUES\n" + ",\n".join(lines) + ";\n"
+
+
+PARTS = {
+    RANKING: (("simplified", simplified), ("synonyms", synonyms)),
+    GENERAL: (("general-terms", general_terms),),
+}
+
+
+def render(migration: Path, text: str) -> str:
+    for name, make in PARTS[migration]:
         pattern = re.compile(rf"(-- BEGIN GENERATED: {name}\n).*?(-- END GENERATED: {name}\n)", re.S)
         if not pattern.search(text):
-            sys.exit(f"{MIGRATION}: no generated part named {name}")
+            sys.exit(f"{migration}: no generated part named {name}")
         text = pattern.sub(lambda m: m.group(1) + make() + m.group(2), text)
     return text
 
 
 def main() -> None:
-    current = MIGRATION.read_text(encoding="utf-8")
-    wanted = render(current)
-    if "--check" in sys.argv[1:]:
-        if current != wanted:
-            sys.exit(f"{MIGRATION} does not match sql/data/: run scripts/memory-data.py")
-        return
-    MIGRATION.write_text(wanted, encoding="utf-8")
+    for migration in PARTS:
+        current = migration.read_text(encoding="utf-8")
+        wanted = render(migration, current)
+        if "--check" in sys.argv[1:]:
+            if current != wanted:
+                sys.exit(f"{migration} does not match sql/data/: run scripts/memory-data.py")
+            continue
+        migration.write_text(wanted, encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -60,6 +60,8 @@ public struct AgentdConfiguration: Sendable {
     /// `MEMORY_REPLACE_RESTATED`: a memory written with a new value for a fact an older one states
     /// replaces it by itself (high confidence only: README, "Memories that change").
     public var memoryReplacesRestated = true
+    /// `MEMORY_MIN_SHARE`: the minimum evidence for recalling a memory (`MemoryStore.Ranking.minimumShare`).
+    public var memoryMinimumShare = MemoryStore.Ranking().minimumShare
     /// `EMBEDDINGS_BASE_URL` (nil: recall by words only), `EMBEDDINGS_MODEL`, `EMBEDDINGS_API_KEY`:
     /// an OpenAI-compatible `/embeddings` endpoint for recall's semantic pass.
     public var embeddingsBaseURL: String?
@@ -175,6 +177,7 @@ public struct AgentdConfiguration: Sendable {
         if let interval = try seconds("METRICS_DB_INTERVAL_S", 1...3600) { metricsDatabaseInterval = interval }
         if let metrics = try flag("METRICS") { metricsEnabled = metrics }
         if let replace = try flag("MEMORY_REPLACE_RESTATED") { memoryReplacesRestated = replace }
+        if let share = try number("MEMORY_MIN_SHARE", 0...1) { memoryMinimumShare = share }
         embeddingsBaseURL = value("EMBEDDINGS_BASE_URL")
         if let model = value("EMBEDDINGS_MODEL") { embeddingsModel = model }
         embeddingsAPIKey = value("EMBEDDINGS_API_KEY")
@@ -313,6 +316,9 @@ extension AgentdConfiguration {
         Variable(
             name: "`MEMORY_REPLACE_RESTATED`", defaultValue: "`1`",
             meaning: "`1`: a memory that restates an older one with a new value (\"rent is now 1,310\") replaces it by itself, on a rule tuned for no false merges; `0`: only `replaces` does"),
+        Variable(
+            name: "`MEMORY_MIN_SHARE`", defaultValue: "`0.4`",
+            meaning: "recall's minimum evidence, 0–1: the share of a query's words a memory must explain to be recalled; higher recalls nothing more often when nothing fits, at a cost in recall (BENCHMARKS.md, \"Memory recall\")"),
         Variable(
             name: "`EMBEDDINGS_BASE_URL`", defaultValue: "none",
             meaning: "an OpenAI-compatible `/embeddings` endpoint: memories get vectors after they are written, and recall adds a semantic pass; none: words only"),

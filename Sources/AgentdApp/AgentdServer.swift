@@ -143,7 +143,9 @@ public enum AgentdServer {
                 })
         }
         if let semantic { logger.info("embeddings", metadata: ["model": "\(semantic.embedder.model)", "base_url": "\(configuration.embeddingsBaseURL ?? "")"]) }
-        let memories = MemoryStore(pool: pool, replacesRestatements: configuration.memoryReplacesRestated, semantic: semantic)
+        var ranking = MemoryStore.Ranking()
+        ranking.minimumShare = configuration.memoryMinimumShare
+        let memories = MemoryStore(pool: pool, replacesRestatements: configuration.memoryReplacesRestated, semantic: semantic, ranking: ranking)
         let secrets = try configuration.secretsKey.map { try SecretBox(encoded: $0) }
         if secrets == nil { logger.notice("AGENTD_SECRETS_KEY is not set: agents whose MCP servers have header values are refused") }
         let agents = AgentStore(pool: pool, secrets: secrets)

@@ -57,10 +57,11 @@ public struct MemoryStore: Sendable {
         }
     }
 
-    public init(pool: PostgresPool, replacesRestatements: Bool = true, semantic: Semantic? = nil) {
+    public init(pool: PostgresPool, replacesRestatements: Bool = true, semantic: Semantic? = nil, ranking: Ranking = Ranking()) {
         self.pool = pool
         self.replacesRestatements = replacesRestatements
         self.semantic = semantic
+        self.ranking = ranking
     }
 
     /// The query's vector when the semantic pass is on and the embeddings server answers. After
@@ -273,7 +274,7 @@ public struct MemoryStore: Sendable {
     func recallStatement(tenantID: String, userID: String, query: String, limit: Int) async -> PostgresQuery? {
         guard limit > 0 else { return nil }
         return Self.rankedStatement(
-            tenantID: tenantID, userID: userID, query: query, limit: limit, mode: .recall, semantic: await semanticQuery(query))
+            tenantID: tenantID, userID: userID, query: query, limit: limit, mode: .recall, semantic: await semanticQuery(query), ranking: ranking)
     }
 
     /// The user's memories that match `query` with the minimum evidence, best first, each with
@@ -282,7 +283,7 @@ public struct MemoryStore: Sendable {
         guard limit > 0 else { return [] }
         let semantic = await semanticQuery(query)
         return try await hits(
-            tenantID, Self.rankedStatement(tenantID: tenantID, userID: userID, query: query, limit: limit, mode: .search, semantic: semantic))
+            tenantID, Self.rankedStatement(tenantID: tenantID, userID: userID, query: query, limit: limit, mode: .search, semantic: semantic, ranking: ranking))
     }
 
     /// How recall ranks (README, "Long-term memory"): BM25 over the user's own memories.
@@ -311,12 +312,22 @@ public struct MemoryStore: Sendable {
         public var semanticCandidates = 20
         public var semanticWeight = 0.5
         public var fusionRank = 10.0
-        /// The minimum evidence: a memory is recalled when its score reaches this share of the
-        /// score of one term that only one of the user's memories has (`idf` at df = 1), or when
-        /// it holds this share of the weight of the query's `keyTerms` most distinctive terms.
-        public var minimumShare = 0.5
-        public var sufficientCoverage = 0.8
-        public var keyTerms = 3
+        /// The minimum evidence (`MEMORY_MIN_SHARE`): a memory is recalled when it holds this
+        /// share of the weight of the query's words that the user's memories can explain: the
+        /// words it holds, and those that none of them holds (as itself, a synonym or a near
+        /// spelling), the latter divided by the query's number of words to `lengthPower` (a long
+        /// message says much that no memory is about). Or when its score reaches `strongScore`.
+        /// Higher keeps more queries that no memory answers from recalling anything, at a cost
+        /// in recall (BENCHMARKS.md, "Memory recall": the curve on the hard set).
+        public var minimumShare = 0.4
+        public var lengthPower = 0.75
+        public var strongScore = 8.0
+        /// How common a term is in the language (Zipf, sql/022's `agentd_general_zipf`): from
+        /// `specificZipf` down it weighs fully, from `commonZipf` up `leastGenerality`, linearly
+        /// between. A word everybody writes is weak evidence, however rare among the user's memories.
+        public var specificZipf = 4.0
+        public var commonZipf = 7.0
+        public var leastGenerality = 0.15
         /// A newer memory that says something changed is put above an older one on the same
         /// subject (this share of the query's weight they match in common) when its score is
         /// at least this share of the older one's.
@@ -326,7 +337,7 @@ public struct MemoryStore: Sendable {
         public init() {}
     }
 
-    public static let ranking = Ranking()
+    public let ranking: Ranking
 
     /// The query's vector for the semantic pass, and how near a memory's must be.
     struct SemanticQuery: Sendable {
@@ -348,6 +359,16 @@ public struct MemoryStore: Sendable {
         "(换|換|改|调|調|搬|涨|漲|升|降|不再|以后|以後|现在|現在|停了|新的|新号|新號|新地址|新老板|新老闆|"
         + "\\m(now|new|moved|switched|changed|raised|instead|replaced|updated|no longer|taken over|goes up|from next|took over)\\M)"
 
+    /// How much a term weighs for how common it is in the language, given its Zipf figure (an
+    /// SQL expression; NULL, unknown to the lists, weighs fully).
+    static func generality(_ zipf: String, _ r: Ranking) -> PostgresQuery {
+        return PostgresQuery(unsafeSQL: "least(1, greatest(\(r.leastGenerality), (\(r.commonZipf) - coalesce(\(zipf), 0)) / \(r.commonZipf - r.specificZipf)))")
+    }
+
+    /// A term that is one CJK character (Chinese, kana, hangul), and one that is two.
+    static let singleCharacter = "^[\\u3400-\\u4dbf\\u4e00-\\u9fff\\uf900-\\ufaff\\u3040-\\u30ff\\uac00-\\ud7af]$"
+    static let cjkPiece = "^[\\u3400-\\u4dbf\\u4e00-\\u9fff\\uf900-\\ufaff\\u3040-\\u30ff\\uac00-\\ud7af]{2}$"
+
     enum RankingMode {
         /// The agent's context: minimum evidence, or every memory of a user who has no more than the limit.
         case recall
@@ -361,17 +382,17 @@ public struct MemoryStore: Sendable {
     /// are spelt like it (pg_trgm); the most distinctive of all these; the memories that hold any
     /// of them; and each memory's BM25 score over them.
     static func rankedStatement(
-        tenantID: String, userID: String, query: String, limit: Int, mode: RankingMode, semantic: SemanticQuery? = nil
+        tenantID: String, userID: String, query: String, limit: Int, mode: RankingMode, semantic: SemanticQuery? = nil,
+        ranking r: Ranking = Ranking()
     ) -> PostgresQuery {
         let query = Self.searched(query)
-        let r = Self.ranking
         // Every memory of a user who has no more than the limit (recall only): a one-time filter.
         let everything: PostgresQuery = mode == .recall ? "(SELECT n FROM st) <= \(limit)" : "false"
         // Evidence: more than single characters, and either a score of weight or the query's most
         // distinctive terms (which, when every memory holds them, weigh little each); with the
         // semantic pass, also a vector not far from the query's.
         var lexicalEvidence: PostgresQuery = """
-            l.worded AND (l.score >= \(r.minimumShare) * ln(1 + (st.n - 0.5) / 1.5) OR l.coverage >= \(r.sufficientCoverage))
+            l.worded AND (l.coverage >= \(r.minimumShare) OR l.score >= \(r.strongScore))
             """
         // The user's memories nearest the query by their vectors (the newest 2,000 with a vector
         // of the same model: the pass is bounded per user), ranked; fused with the lexical
@@ -423,13 +444,12 @@ public struct MemoryStore: Sendable {
                 SELECT agentd_search_lexemes(\(query)) AS lexemes WHERE EXISTS (SELECT 1 FROM st)
             ), own AS (
                 SELECT t.lexeme, t.memories AS df,
-                       CASE WHEN t.lexeme ~ '^[\\u3400-\\u4dbf\\u4e00-\\u9fff\\uf900-\\ufaff\\u3040-\\u30ff\\uac00-\\ud7af]$'
-                            THEN \(r.characterWeight) ELSE 1 END::float8 AS weight
+                       CASE WHEN t.lexeme ~ \(Self.singleCharacter) THEN \(r.characterWeight) ELSE 1 END::float8 AS weight
                 FROM memory_terms t
                 WHERE t.tenant_id = \(tenantID) AND t.user_id = \(userID) AND t.lexeme = ANY ((SELECT lexemes FROM q)::text[])
             ), named AS (
                 -- Synonym terms whose every lexeme the query has.
-                SELECT s.tenant_id, s.group_name, s.term
+                SELECT s.tenant_id, s.group_name, s.term, array_agg(s.lexeme) AS lexemes
                 FROM memory_synonym_lexemes s
                 WHERE s.lexeme = ANY ((SELECT lexemes FROM q)::text[]) AND s.tenant_id IN ('', \(tenantID))
                 GROUP BY s.tenant_id, s.group_name, s.term, s.lexemes
@@ -444,14 +464,20 @@ public struct MemoryStore: Sendable {
                       JOIN memory_synonym_lexemes o ON o.tenant_id = n.tenant_id AND o.group_name = n.group_name AND o.term <> n.term
                       -- A Chinese term's own characters add nothing its pieces do not say better.
                       WHERE length(o.lexeme) > 1 OR o.lexemes = 1)::text[])
+            ), explained_by_synonym AS (
+                -- The query's synonym terms that another term of their group stands for in the user's memories.
+                SELECT n.lexemes FROM named n
+                WHERE EXISTS (
+                    SELECT 1 FROM memory_synonym_lexemes o JOIN synonym y ON y.lexeme = o.lexeme
+                    WHERE o.tenant_id = n.tenant_id AND o.group_name = n.group_name AND o.term <> n.term)
             ), unknown AS (
                 -- English words the user never wrote, the longest first: the likeliest to be misspelt content.
                 SELECT l.lexeme FROM q, unnest(q.lexemes) AS l(lexeme)
                 WHERE l.lexeme ~ '^[a-z]{4,}$' AND NOT EXISTS (SELECT 1 FROM own WHERE own.lexeme = l.lexeme)
                 ORDER BY length(l.lexeme) DESC, l.lexeme
                 LIMIT 8
-            ), spelt_like AS (
-                SELECT DISTINCT ON (near.lexeme) near.lexeme, near.memories AS df
+            ), spelt AS (
+                SELECT u.lexeme AS typed, near.lexeme, near.memories AS df
                 FROM unknown u
                 CROSS JOIN LATERAL (
                     -- OFFSET 0: a scan of the user's words of that initial for each word, never a join of all.
@@ -460,8 +486,9 @@ public struct MemoryStore: Sendable {
                       AND similarity(t.lexeme, u.lexeme) >= \(r.minimumSimilarity)
                     OFFSET 0
                 ) AS near
-                ORDER BY near.lexeme
-            ), terms AS (
+            ), spelt_like AS (
+                SELECT DISTINCT ON (lexeme) lexeme, df FROM spelt ORDER BY lexeme
+            ), every_term AS (
                 SELECT lexeme, max(weight) AS weight, max(df) AS df FROM (
                     SELECT lexeme, weight, df FROM own
                     UNION ALL
@@ -470,9 +497,29 @@ public struct MemoryStore: Sendable {
                     SELECT lexeme, \(r.similarWeight)::float8, df FROM spelt_like
                 ) AS every_term
                 GROUP BY lexeme
+            ), terms AS (
+                -- A word or piece that is common in the language weighs less, down to
+                -- `leastGenerality` (sql/022); a piece the language's words lack is estimated
+                -- from its two characters. Single characters are weighed by `characterWeight` alone.
+                SELECT e.lexeme, e.df, e.single,
+                       e.weight * CASE WHEN e.single THEN 1 ELSE \(fragment: generality("agentd_general_zipf(e.lexeme)", r)) END AS weight
+                FROM (SELECT *, lexeme ~ \(Self.singleCharacter) AS single FROM every_term) AS e
+            ), unexplained AS (
+                -- The weight of the query's words (of the language, or any not Chinese) that
+                -- none of the user's memories holds, as itself, a synonym or a near spelling,
+                -- over the query's number of words (single characters aside) to `lengthPower`.
+                SELECT coalesce(sum(\(fragment: generality("g.zipf", r))) FILTER (
+                           WHERE (g.lexeme IS NOT NULL OR l.lexeme !~ \(Self.cjkPiece))
+                             AND NOT EXISTS (SELECT 1 FROM own WHERE own.lexeme = l.lexeme)
+                             AND NOT EXISTS (SELECT 1 FROM spelt WHERE spelt.typed = l.lexeme)
+                             AND NOT EXISTS (SELECT 1 FROM explained_by_synonym x WHERE l.lexeme = ANY (x.lexemes))), 0)
+                       / greatest(count(*), 1) ^ \(r.lengthPower) AS weight
+                FROM unnest((SELECT lexemes FROM q)::text[]) AS l(lexeme)
+                LEFT JOIN memory_general_terms g ON g.lexeme = l.lexeme
+                WHERE l.lexeme !~ \(Self.singleCharacter)
             ), ranked AS (
-                SELECT lexeme, weight, idf, row_number() OVER (ORDER BY weight * idf DESC, lexeme) AS place
-                FROM (SELECT terms.lexeme, terms.weight, ln(1 + (st.n - terms.df + 0.5) / (terms.df + 0.5)) AS idf FROM terms, st) AS t
+                SELECT lexeme, weight, single, idf, row_number() OVER (ORDER BY weight * idf DESC, lexeme) AS place
+                FROM (SELECT terms.lexeme, terms.weight, terms.single, ln(1 + (st.n - terms.df + 0.5) / (terms.df + 0.5)) AS idf FROM terms, st) AS t
                 ORDER BY place
                 LIMIT \(r.maximumTerms)
             ), candidates AS (
@@ -487,7 +534,7 @@ public struct MemoryStore: Sendable {
                   -- candidates and push out the ones the words find).
                   AND m.search @@ (
                       SELECT agentd_any_lexeme(array_agg(lexeme)) FROM ranked
-                      WHERE weight <> \(r.characterWeight) OR NOT EXISTS (SELECT 1 FROM ranked WHERE weight <> \(r.characterWeight)))
+                      WHERE NOT single OR NOT EXISTS (SELECT 1 FROM ranked WHERE NOT single))
                 -- Past the bound, the newest: an update outranks what it replaced.
                 ORDER BY m.created_at DESC
                 LIMIT \(r.maximumCandidates)
@@ -496,11 +543,11 @@ public struct MemoryStore: Sendable {
                 SELECT c.memory_id, c.successor,
                        sum(ranked.weight * ranked.idf * f.tf * \(r.k1 + 1)
                            / (f.tf + \(r.k1) * (1 - \(r.b) + \(r.b) * length(c.search) / greatest(st.avgdl, 1)))) AS score,
-                       coalesce(sum(ranked.weight * ranked.idf) FILTER (WHERE ranked.place <= \(r.keyTerms)), 0)
-                           / greatest((SELECT sum(weight * idf) FROM ranked WHERE place <= \(r.keyTerms)), 1e-9) AS coverage,
+                       coalesce(sum(ranked.weight) FILTER (WHERE NOT ranked.single), 0)
+                           / greatest(coalesce(sum(ranked.weight) FILTER (WHERE NOT ranked.single), 0) + (SELECT weight FROM unexplained), 1e-9) AS coverage,
                        array_agg(ranked.lexeme) AS matched,
                        -- Single characters alone are no evidence: they match across words.
-                       bool_or(ranked.weight <> \(r.characterWeight)) AS worded
+                       bool_or(NOT ranked.single) AS worded
                 FROM candidates c
                 CROSS JOIN LATERAL unnest(c.search) AS u(lexeme, positions, weights)
                 JOIN ranked ON ranked.lexeme = u.lexeme

@@ -32,6 +32,8 @@ struct MemoryBench: AsyncParsableCommand {
     @Flag(help: "Write each update with replaces naming the memory it replaces, as a client that knows would.") var sayReplaces = false
     @Option(help: "Write every query's category, expected keys and hits with scores to PATH-<set>.tsv (for tuning the ranking).")
     var dump: String?
+    @Option(help: "Ranking parameters to try instead of the defaults, e.g. minimumShare=0.6,commonZipf=7 (MemoryStore.Ranking's numbers).")
+    var ranking: String?
 
     func run() async throws {
         for path in recallSets.split(separator: ",").map({ String($0).trimmingCharacters(in: .whitespaces) }) where !path.isEmpty {
@@ -54,7 +56,7 @@ struct MemoryBench: AsyncParsableCommand {
                 embedder: OpenAICompatibleEmbeddings(baseURL: url, model: embeddingsModel, apiKey: nil, httpClient: http),
                 minimumSimilarity: minSimilarity, supportingSimilarity: supportSimilarity)
         }
-        let store = MemoryStore(pool: pool, semantic: semantic)
+        let store = MemoryStore(pool: pool, semantic: semantic, ranking: try tried(ranking))
         let written = try await RecallEvaluation.write(set, store: store, tenantID: "bench", sayingReplaces: sayReplaces)
         if let semantic {
             var logger = Logger(label: "bench")
@@ -113,6 +115,25 @@ struct MemoryBench: AsyncParsableCommand {
             }
         }
         print("")
+    }
+
+    /// The ranking with `settings` (name=value, comma-separated) applied to its numbers.
+    func tried(_ settings: String?) throws -> MemoryStore.Ranking {
+        var ranking = MemoryStore.Ranking()
+        let numbers: [String: WritableKeyPath<MemoryStore.Ranking, Double>] = [
+            "k1": \.k1, "b": \.b, "characterWeight": \.characterWeight, "synonymWeight": \.synonymWeight,
+            "similarWeight": \.similarWeight, "minimumSimilarity": \.minimumSimilarity, "minimumShare": \.minimumShare,
+            "lengthPower": \.lengthPower, "strongScore": \.strongScore, "specificZipf": \.specificZipf, "commonZipf": \.commonZipf,
+            "leastGenerality": \.leastGenerality, "updateShare": \.updateShare, "updateOverlap": \.updateOverlap,
+        ]
+        for setting in (settings ?? "").split(separator: ",") {
+            let parts = setting.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            guard parts.count == 2, let path = numbers[parts[0]], let value = Double(parts[1]) else {
+                throw ValidationError("--ranking: \(setting) is not one of \(numbers.keys.sorted().joined(separator: ", ")) = a number")
+            }
+            ranking[keyPath: path] = value
+        }
+        return ranking
     }
 
     // MARK: Latency

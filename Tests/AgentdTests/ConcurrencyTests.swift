@@ -7,10 +7,12 @@ import TestSupport
 struct ConcurrencyTests {
     @Test("300 tasks over 30 sessions and 10 users complete exactly once, each session's in order")
     func threeHundredTasks() async throws {
-        let service = try await ServiceHarness.start(model: { request in
-            // A little latency so that tasks overlap.
-            .delayed(.milliseconds(Int.random(in: 1...20)), .text("done: \(request.messages.last?.content ?? "")"))
-        })
+        let logs = LogCapture()
+        let service = try await ServiceHarness.start(
+            model: { request in
+                // A little latency so that tasks overlap.
+                .delayed(.milliseconds(Int.random(in: 1...20)), .text("done: \(request.messages.last?.content ?? "")"))
+            }, logs: logs)
         defer { Task { await service.stop() } }
         let submissions = (0..<300).map { i in (user: "user\(i % 10)", session: "session\(i % 30)", task: "task\(i)") }
         // Submit each session's tasks in order, all sessions at once.
@@ -30,7 +32,12 @@ struct ConcurrencyTests {
             #expect(done["status"] == "completed", "\(item)")
             #expect(done.body.resultMessages.last?["content"]?.stringValue == "done: query \(item.task)")
         }
-        #expect(try service.scalar("SELECT count(*) FROM tasks WHERE state = 'completed' AND attempts = 1") == 300)
+        #expect(try service.scalar("SELECT count(*) FROM tasks WHERE state = 'completed'") == 300)
+        // Claimed once each, but for a task whose step found no free database connection within
+        // the pool's timeout (a machine busy with the whole suite): that one goes back to the
+        // queue and is claimed again, each time with its own warning; nothing else re-runs one.
+        let requeued = logs.text.components(separatedBy: "database unavailable while running the task").count - 1
+        #expect(try service.scalar("SELECT coalesce(sum(attempts - 1), 0) FROM tasks") == requeued)
         #expect(try service.scalar("SELECT count(*) FROM llm_calls") == 300)
         #expect(try service.scalar("SELECT count(*) FROM messages") == 600)
         // In each session, a task started only after the one before it had finished.

@@ -204,4 +204,61 @@ struct MemoryRankingTests {
         #expect(stored == expected)
         #expect(expected.count > 150)
     }
+
+    @Test("words everybody writes weigh little; MEMORY_MIN_SHARE keeps a memory that leaves the query's subject unexplained out")
+    func generalWordsAndUnexplainedSubjects() async throws {
+        let (store, service, owner) = try await Self.stores()
+        defer { Task { await Self.close(service, owner) } }
+        let memories = Self.filler + [
+            "I think people like the new year party", "Dentist appointment in March", "我的护照号 E58213947，2029年5月到期",
+            "Landlord's phone: 07931 442 108",
+        ]
+        try await Self.write(store, "u", memories)
+        // think, people, like and year are each in one memory of the user's, as dentist is; the
+        // language writes them everywhere.
+        #expect(try await Self.recall(store, "u", "I think people like to know: when is my dentist appointment this year?").first
+            == "Dentist appointment in March")
+        // The subject (驾照, school) is in no memory of the user's: what the query shares with one
+        // (我的 … 到期, phone number) is most of what it says at the default share, not at 0.9.
+        #expect(try await Self.recall(store, "u", "我的驾照什么时候到期？").first == "我的护照号 E58213947，2029年5月到期")
+        var strict = MemoryStore.Ranking()
+        strict.minimumShare = 0.9
+        let strictStore = MemoryStore(pool: service, ranking: strict)
+        func strictly(_ query: String) async throws -> [String] {
+            try await strictStore.recall(tenantID: "default", userID: "u", query: query, limit: 5).map(\.text)
+        }
+        #expect(try await strictly("我的驾照什么时候到期？") == [])
+        #expect(try await strictly("Can you give me the phone number for my kids' school?") == [])
+        #expect(try await strictly("我的护照什么时候到期？").first == "我的护照号 E58213947，2029年5月到期")
+        #expect(try await strictly("What's the landlord's phone number?").first == "Landlord's phone: 07931 442 108")
+        // Whatever the share, single characters alone are no evidence.
+        var loose = MemoryStore.Ranking()
+        loose.minimumShare = 0
+        let looseStore = MemoryStore(pool: service, ranking: loose)
+        #expect(try await looseStore.recall(tenantID: "default", userID: "u", query: "帮我查一下明天的天气怎么样", limit: 5).isEmpty)
+    }
+
+    @Test("how common each term is comes from sql/data/wordfreq/general-terms.tsv; a piece across words is estimated from its characters")
+    func generalTerms() async throws {
+        let (_, service, owner) = try await Self.stores()
+        defer { Task { await Self.close(service, owner) } }
+        let file = TestDatabase.sqlDirectory.appendingPathComponent("data/wordfreq/general-terms.tsv")
+        let lines = try String(contentsOf: file, encoding: .utf8).split(separator: "\n")
+        let chinese = lines.filter { $0.hasPrefix("zh\t") }.count
+        let stored = try await service.query("""
+            SELECT count(*) FILTER (WHERE lexeme ~ '^[\\u3400-\\u9fff]+$') AS chinese, count(*) AS every_term,
+                   agentd_general_zipf('的') AS de, agentd_general_zipf('护照') AS passport_zh, agentd_general_zipf('passport') AS passport,
+                   agentd_general_zipf('码是') AS across, agentd_general_zipf('码') AS ma, agentd_general_zipf('是') AS shi,
+                   agentd_general_zipf('e58213947') AS unknown
+            FROM memory_general_terms
+            """).rows[0]
+        #expect(try stored.decode("chinese", as: Int.self) == chinese)
+        #expect(try stored.decode("every_term", as: Int.self) > chinese + 5_000)
+        #expect(try stored.decode("de", as: Double.self) > 7)
+        #expect(try (3.5...5).contains(stored.decode("passport_zh", as: Double.self)))
+        #expect(try (3.5...5).contains(stored.decode("passport", as: Double.self)))
+        let across = try stored.decode("across", as: Double.self)
+        #expect(try abs(across - ((stored.decode("ma", as: Double.self) + stored.decode("shi", as: Double.self)) / 2 - 1)) < 0.01)
+        #expect(try stored.decode("unknown", as: Double?.self) == nil)
+    }
 }
