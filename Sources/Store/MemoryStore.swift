@@ -316,7 +316,7 @@ public struct MemoryStore: Sendable {
         /// share of the weight of the query's words that the user's memories can explain: the
         /// words it holds, and those that none of them holds (as itself, a synonym or a near
         /// spelling), the latter divided by the query's number of words to `lengthPower` (a long
-        /// message says much that no memory is about). Or when its score reaches `strongScore`.
+        /// message says much that no memory is about). Or when its score by words and pieces (single characters aside) reaches `strongScore`.
         /// Higher keeps more queries that no memory answers from recalling anything, at a cost
         /// in recall (BENCHMARKS.md, "Memory recall": the curve on the hard set).
         public var minimumShare = 0.4
@@ -362,7 +362,11 @@ public struct MemoryStore: Sendable {
     /// How much a term weighs for how common it is in the language, given its Zipf figure (an
     /// SQL expression; NULL, unknown to the lists, weighs fully).
     static func generality(_ zipf: String, _ r: Ranking) -> PostgresQuery {
-        return PostgresQuery(unsafeSQL: "least(1, greatest(\(r.leastGenerality), (\(r.commonZipf) - coalesce(\(zipf), 0)) / \(r.commonZipf - r.specificZipf)))")
+        // The span floored: equal bounds make a step, not a division by zero.
+        """
+        least(1, greatest(\(r.leastGenerality)::float8, (\(r.commonZipf)::float8 - coalesce(\(fragment: PostgresQuery(unsafeSQL: zipf)), 0))
+                          / \(max(r.commonZipf - r.specificZipf, 0.001))::float8))
+        """
     }
 
     /// A term that is one CJK character (Chinese, kana, hangul), and one that is two.
@@ -392,7 +396,7 @@ public struct MemoryStore: Sendable {
         // distinctive terms (which, when every memory holds them, weigh little each); with the
         // semantic pass, also a vector not far from the query's.
         var lexicalEvidence: PostgresQuery = """
-            l.worded AND (l.coverage >= \(r.minimumShare) OR l.score >= \(r.strongScore))
+            l.worded AND (l.coverage >= \(r.minimumShare) OR l.strong)
             """
         // The user's memories nearest the query by their vectors (the newest 2,000 with a vector
         // of the same model: the pass is bounded per user), ranked; fused with the lexical
@@ -469,7 +473,8 @@ public struct MemoryStore: Sendable {
                 SELECT n.lexemes FROM named n
                 WHERE EXISTS (
                     SELECT 1 FROM memory_synonym_lexemes o JOIN synonym y ON y.lexeme = o.lexeme
-                    WHERE o.tenant_id = n.tenant_id AND o.group_name = n.group_name AND o.term <> n.term)
+                    WHERE o.tenant_id = n.tenant_id AND o.group_name = n.group_name AND o.term <> n.term
+                      AND (length(o.lexeme) > 1 OR o.lexemes = 1))
             ), unknown AS (
                 -- English words the user never wrote, the longest first: the likeliest to be misspelt content.
                 SELECT l.lexeme FROM q, unnest(q.lexemes) AS l(lexeme)
@@ -547,7 +552,11 @@ public struct MemoryStore: Sendable {
                            / greatest(coalesce(sum(ranked.weight) FILTER (WHERE NOT ranked.single), 0) + (SELECT weight FROM unexplained), 1e-9) AS coverage,
                        array_agg(ranked.lexeme) AS matched,
                        -- Single characters alone are no evidence: they match across words.
-                       bool_or(NOT ranked.single) AS worded
+                       bool_or(NOT ranked.single) AS worded,
+                       -- A strong match by words and pieces: single characters add to the score, not to this.
+                       coalesce(sum(ranked.weight * ranked.idf * f.tf * \(r.k1 + 1)
+                           / (f.tf + \(r.k1) * (1 - \(r.b) + \(r.b) * length(c.search) / greatest(st.avgdl, 1))))
+                           FILTER (WHERE NOT ranked.single), 0) >= \(r.strongScore) AS strong
                 FROM candidates c
                 CROSS JOIN LATERAL unnest(c.search) AS u(lexeme, positions, weights)
                 JOIN ranked ON ranked.lexeme = u.lexeme
@@ -556,7 +565,7 @@ public struct MemoryStore: Sendable {
                 GROUP BY c.memory_id, c.successor
             ), scored AS (
                 -- Each current memory with its own match or its predecessors', whichever is best.
-                SELECT DISTINCT ON (m.memory_id) m.memory_id, m.memory_info, m.created_at, x.score, x.coverage, x.matched, x.worded
+                SELECT DISTINCT ON (m.memory_id) m.memory_id, m.memory_info, m.created_at, x.score, x.coverage, x.matched, x.worded, x.strong
                 FROM matches x
                 JOIN memories m ON m.tenant_id = \(tenantID) AND m.user_id = \(userID) AND m.memory_id = x.successor AND m.superseded_by IS NULL
                 ORDER BY m.memory_id, x.score DESC
@@ -565,14 +574,14 @@ public struct MemoryStore: Sendable {
             ), lifted AS (
                 -- A newer memory on the same subject that says it changed ("moved to", "换成", "now")
                 -- is put just above the older one it may replace, when it is nearly as relevant.
-                SELECT t.memory_id, t.memory_info, t.created_at, t.coverage, t.worded,
+                SELECT t.memory_id, t.memory_info, t.created_at, t.coverage, t.worded, t.strong,
                        greatest(t.score, coalesce(max(o.score) * 1.001, 0)) AS score
                 FROM top t
                 LEFT JOIN top o ON o.created_at < t.created_at AND t.score >= \(r.updateShare) * o.score AND t.score < o.score
                     AND t.memory_info ~* \(Self.updateCue)
                     AND (SELECT sum(r.weight * r.idf) FROM ranked r WHERE r.lexeme = ANY (t.matched) AND r.lexeme = ANY (o.matched))
                         >= \(r.updateOverlap) * (SELECT sum(r.weight * r.idf) FROM ranked r WHERE r.lexeme = ANY (t.matched) OR r.lexeme = ANY (o.matched))
-                GROUP BY t.memory_id, t.memory_info, t.created_at, t.coverage, t.worded, t.score
+                GROUP BY t.memory_id, t.memory_info, t.created_at, t.coverage, t.worded, t.strong, t.score
             ), nearest AS (
                 \(fragment: nearest)
             ), supported AS (

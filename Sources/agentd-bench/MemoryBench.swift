@@ -128,7 +128,7 @@ struct MemoryBench: AsyncParsableCommand {
         ]
         for setting in (settings ?? "").split(separator: ",") {
             let parts = setting.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
-            guard parts.count == 2, let path = numbers[parts[0]], let value = Double(parts[1]) else {
+            guard parts.count == 2, let path = numbers[parts[0]], let value = Double(parts[1]), value.isFinite else {
                 throw ValidationError("--ranking: \(setting) is not one of \(numbers.keys.sorted().joined(separator: ", ")) = a number")
             }
             ranking[keyPath: path] = value
