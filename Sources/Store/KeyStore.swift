@@ -213,7 +213,6 @@ public struct KeyStore: Sendable {
         return difference == 0
     }
 
-
     static let columns = """
         key_id, tenant_id, user_id, is_admin, name, secret_sha256, requests_per_second, max_tasks_in_flight,
         extract(epoch FROM created_at) AS created, extract(epoch FROM revoked_at) AS revoked

@@ -11,7 +11,8 @@ public struct MemoryHit: Sendable, Hashable {
     public var createdAt: Double
     /// Its BM25 score against the query (README, "Long-term memory"); nil when listed without one.
     public var score: Double?
-    /// The share of the query's most distinctive terms it holds (with a score).
+    /// The share of the weight of the query's words it could be about that it holds (with a
+    /// score; `Ranking.minimumShare`).
     public var coverage: Double? = nil
 }
 
@@ -189,7 +190,7 @@ public struct MemoryStore: Sendable {
         return try connection.query("""
             WITH new AS (
                 SELECT memory_id, memory_info, created_at,
-                       ARRAY(SELECT l FROM unnest(tsvector_to_array(search)) AS l WHERE length(l) > 1 OR l !~ '^[\\u3400-\\u9fff]$') AS lexemes
+                       ARRAY(SELECT l FROM unnest(tsvector_to_array(search)) AS l WHERE l !~ \(singleCharacter)) AS lexemes
                 FROM memories
                 WHERE tenant_id = \(tenantID) AND user_id = \(userID) AND memory_id = \(id)
                   AND memory_info ~* \(updateCue) AND memory_info ~ '[0-9０-９]'
@@ -197,7 +198,7 @@ public struct MemoryStore: Sendable {
                 SELECT memories AS n FROM memory_users WHERE tenant_id = \(tenantID) AND user_id = \(userID)
             ), older AS (
                 SELECT m.memory_id,
-                       ARRAY(SELECT l FROM unnest(tsvector_to_array(m.search)) AS l WHERE length(l) > 1 OR l !~ '^[\\u3400-\\u9fff]$') AS lexemes
+                       ARRAY(SELECT l FROM unnest(tsvector_to_array(m.search)) AS l WHERE l !~ \(singleCharacter)) AS lexemes
                 FROM memories m, new
                 WHERE m.tenant_id = \(tenantID) AND m.user_id = \(userID) AND m.memory_id <> new.memory_id
                   AND m.superseded_by IS NULL AND m.created_at <= new.created_at AND m.memory_info ~ '[0-9０-９]'
@@ -316,7 +317,8 @@ public struct MemoryStore: Sendable {
         /// share of the weight of the query's words that the user's memories can explain: the
         /// words it holds, and those that none of them holds (as itself, a synonym or a near
         /// spelling), the latter divided by the query's number of words to `lengthPower` (a long
-        /// message says much that no memory is about). Or when its score by words and pieces (single characters aside) reaches `strongScore`.
+        /// message says much that no memory is about). Or when its score by words and pieces
+        /// (single characters aside) reaches `strongScore`.
         /// Higher keeps more queries that no memory answers from recalling anything, at a cost
         /// in recall (BENCHMARKS.md, "Memory recall": the curve on the hard set).
         public var minimumShare = 0.4
@@ -392,9 +394,9 @@ public struct MemoryStore: Sendable {
         let query = Self.searched(query)
         // Every memory of a user who has no more than the limit (recall only): a one-time filter.
         let everything: PostgresQuery = mode == .recall ? "(SELECT n FROM st) <= \(limit)" : "false"
-        // Evidence: more than single characters, and either a score of weight or the query's most
-        // distinctive terms (which, when every memory holds them, weigh little each); with the
-        // semantic pass, also a vector not far from the query's.
+        // Evidence (`Ranking.minimumShare`): more than single characters, and either enough of the
+        // query's words or a strong match by words; with the semantic pass, also a vector not far
+        // from the query's.
         var lexicalEvidence: PostgresQuery = """
             l.worded AND (l.coverage >= \(r.minimumShare) OR l.strong)
             """
@@ -544,24 +546,25 @@ public struct MemoryStore: Sendable {
                 ORDER BY m.created_at DESC
                 LIMIT \(r.maximumCandidates)
             ), matches AS (
-                -- BM25, and the share of the query's most distinctive terms the memory holds.
+                -- BM25, and the share of the weight of the query's words the memory could be about that it holds.
                 SELECT c.memory_id, c.successor,
-                       sum(ranked.weight * ranked.idf * f.tf * \(r.k1 + 1)
-                           / (f.tf + \(r.k1) * (1 - \(r.b) + \(r.b) * length(c.search) / greatest(st.avgdl, 1)))) AS score,
+                       sum(p.bm25) AS score,
                        coalesce(sum(ranked.weight) FILTER (WHERE NOT ranked.single), 0)
                            / greatest(coalesce(sum(ranked.weight) FILTER (WHERE NOT ranked.single), 0) + (SELECT weight FROM unexplained), 1e-9) AS coverage,
                        array_agg(ranked.lexeme) AS matched,
                        -- Single characters alone are no evidence: they match across words.
                        bool_or(NOT ranked.single) AS worded,
                        -- A strong match by words and pieces: single characters add to the score, not to this.
-                       coalesce(sum(ranked.weight * ranked.idf * f.tf * \(r.k1 + 1)
-                           / (f.tf + \(r.k1) * (1 - \(r.b) + \(r.b) * length(c.search) / greatest(st.avgdl, 1))))
-                           FILTER (WHERE NOT ranked.single), 0) >= \(r.strongScore) AS strong
+                       coalesce(sum(p.bm25) FILTER (WHERE NOT ranked.single), 0) >= \(r.strongScore) AS strong
                 FROM candidates c
                 CROSS JOIN LATERAL unnest(c.search) AS u(lexeme, positions, weights)
                 JOIN ranked ON ranked.lexeme = u.lexeme
                 CROSS JOIN st
                 CROSS JOIN LATERAL (SELECT coalesce(array_length(u.positions, 1), 1)::float8 AS tf) AS f
+                CROSS JOIN LATERAL (
+                    SELECT ranked.weight * ranked.idf * f.tf * \(r.k1 + 1)
+                           / (f.tf + \(r.k1) * (1 - \(r.b) + \(r.b) * length(c.search) / greatest(st.avgdl, 1))) AS bm25
+                ) AS p
                 GROUP BY c.memory_id, c.successor
             ), scored AS (
                 -- Each current memory with its own match or its predecessors', whichever is best.
@@ -620,7 +623,6 @@ public struct MemoryStore: Sendable {
             """)
     }
 
-    /// Deletes one memory; false when the user has no such memory.
     /// Deletes one memory with everything it said: its earlier texts (`memory_history`) and the
     /// memories it had replaced, with theirs. False when the user has no such memory.
     public func delete(tenantID: String, userID: String, memoryID: UUID) async throws -> Bool {

@@ -238,6 +238,23 @@ struct MemoryRankingTests {
         #expect(try await looseStore.recall(tenantID: "default", userID: "u", query: "帮我查一下明天的天气怎么样", limit: 5).isEmpty)
     }
 
+    @Test("queries of tsquery syntax, quotes, backslashes, punctuation alone, emoji and one long word recall without an error")
+    func hostileQueries() async throws {
+        let (store, service, owner) = try await Self.stores()
+        defer { Task { await Self.close(service, owner) } }
+        try await Self.write(store, "u", Self.filler + ["O'Brien's key is under the mat", #"the path is C:\agentd\logs"#, "喜欢 🍜 拉面"])
+        let queries = [
+            "O'Brien's key", #"C:\agentd\logs"#, "a & b | !c <-> d:* (e)", "'''", #"\"#, "！？。，、", "🍜🍜🍜", "", "   ",
+            String(repeating: "x", count: 5_000), String(repeating: "拉面", count: 2_000), "SELECT * FROM memories; --",
+        ]
+        for query in queries {
+            _ = try await store.search(tenantID: "default", userID: "u", query: query, limit: 5)
+            _ = try await Self.recall(store, "u", query)
+        }
+        #expect(try await Self.recall(store, "u", "where is O'Brien's key?").first == "O'Brien's key is under the mat")
+        #expect(try await Self.recall(store, "u", #"which folder: C:\agentd\logs"#).first == #"the path is C:\agentd\logs"#)
+    }
+
     @Test("how common each term is comes from sql/data/wordfreq/general-terms.tsv; a piece across words is estimated from its characters")
     func generalTerms() async throws {
         let (_, service, owner) = try await Self.stores()
