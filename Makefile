@@ -78,16 +78,22 @@ bench-memory: deps
 	$(SWIFT) build $(RELEASE) --product agentd-bench
 	scripts/with-test-db.sh "$$($(SWIFT) build $(RELEASE) --show-bin-path)/agentd-bench" memory $(BENCH_MEMORY_FLAGS)
 
-# The same quality runs with recall's semantic pass over a real local model: WordLlama (PyPI,
-# MIT, English; its model ships in the wheel) behind an OpenAI-compatible /v1/embeddings
-# (scripts/embeddings_server.py), on a free port for the run.
+# The same quality runs with recall's semantic pass over a real local model whose weights ship in
+# its PyPI wheel (scripts/embeddings-venv.sh), behind an OpenAI-compatible /v1/embeddings
+# (scripts/embeddings_server.py) on a free port for the run. EMBEDDINGS_LOCAL_MODEL: use (Google's
+# universal-sentence-encoder-multilingual v3, Apache-2.0), e5 (multilingual-e5-small, MIT) or
+# wordllama (English, MIT); each with the similarity from which it recalls alone.
+EMBEDDINGS_LOCAL_MODEL ?= e5
+SEMANTIC_FLAGS_use := --embeddings-model use-multilingual-v3 --min-similarity 0.35
+SEMANTIC_FLAGS_e5 := --embeddings-model multilingual-e5-small --query-prefix "query: " --document-prefix "passage: " --min-similarity 0.8
+SEMANTIC_FLAGS_wordllama := --embeddings-model wordllama-l2-supercat-256 --min-similarity 0.5
 bench-memory-semantic: deps
 	$(SWIFT) build $(RELEASE) --product agentd-bench
 	python="$$(scripts/embeddings-venv.sh)"; port="$$(scripts/pg.sh free-port)"; \
-	"$$python" scripts/embeddings_server.py --port "$$port" >/dev/null & server=$$!; \
-	trap 'kill $$server' EXIT; sleep 3; \
+	"$$python" scripts/embeddings_server.py --model $(EMBEDDINGS_LOCAL_MODEL) --port "$$port" >/dev/null & server=$$!; \
+	trap 'kill $$server' EXIT; sleep 5; \
 	scripts/with-test-db.sh "$$($(SWIFT) build $(RELEASE) --show-bin-path)/agentd-bench" memory --rows 0 \
-		--embeddings-url "http://127.0.0.1:$$port/v1" $(BENCH_MEMORY_FLAGS)
+		--embeddings-url "http://127.0.0.1:$$port/v1" $(SEMANTIC_FLAGS_$(EMBEDDINGS_LOCAL_MODEL)) $(BENCH_MEMORY_FLAGS)
 
 # Schemathesis (from PyPI, in .data/fuzz-venv) against a live server on a throwaway database:
 # FUZZ_EXAMPLES cases per operation, every answer checked against openapi.yaml.

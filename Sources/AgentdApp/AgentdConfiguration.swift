@@ -67,6 +67,10 @@ public struct AgentdConfiguration: Sendable {
     public var embeddingsBaseURL: String?
     public var embeddingsModel = "text-embedding-3-small"
     public var embeddingsAPIKey: String?
+    /// `EMBEDDINGS_QUERY_PREFIX`, `EMBEDDINGS_DOCUMENT_PREFIX`: put before recall queries and
+    /// memories for an asymmetric model (e5: "query: " and "passage: ").
+    public var embeddingsQueryPrefix = ""
+    public var embeddingsDocumentPrefix = ""
     /// `EMBEDDINGS_MIN_SIMILARITY`, `EMBEDDINGS_SUPPORT_SIMILARITY`: cosines that depend on the model.
     public var embeddingsMinimumSimilarity = 0.5
     public var embeddingsSupportingSimilarity = 0.0
@@ -181,6 +185,8 @@ public struct AgentdConfiguration: Sendable {
         embeddingsBaseURL = value("EMBEDDINGS_BASE_URL")
         if let model = value("EMBEDDINGS_MODEL") { embeddingsModel = model }
         embeddingsAPIKey = value("EMBEDDINGS_API_KEY")
+        if let prefix = environment["EMBEDDINGS_QUERY_PREFIX"] { embeddingsQueryPrefix = prefix }
+        if let prefix = environment["EMBEDDINGS_DOCUMENT_PREFIX"] { embeddingsDocumentPrefix = prefix }
         if let similarity = try number("EMBEDDINGS_MIN_SIMILARITY", -1...1) { embeddingsMinimumSimilarity = similarity }
         if let similarity = try number("EMBEDDINGS_SUPPORT_SIMILARITY", -1...1) { embeddingsSupportingSimilarity = similarity }
         if let tools = environment["APPROVAL_TOOLS"] {
@@ -324,6 +330,12 @@ extension AgentdConfiguration {
             meaning: "an OpenAI-compatible `/embeddings` endpoint: memories get vectors after they are written, and recall adds a semantic pass; none: words only"),
         Variable(name: "`EMBEDDINGS_MODEL`", defaultValue: "`text-embedding-3-small`", meaning: "the embeddings model"),
         Variable(name: "`EMBEDDINGS_API_KEY`", defaultValue: "none", meaning: "sent as `Authorization: Bearer …` to the embeddings endpoint"),
+        Variable(
+            name: "`EMBEDDINGS_QUERY_PREFIX`", defaultValue: "empty",
+            meaning: "put before each recall query sent to the embeddings endpoint, for models trained with one (e5: `query: `)"),
+        Variable(
+            name: "`EMBEDDINGS_DOCUMENT_PREFIX`", defaultValue: "empty",
+            meaning: "put before each memory sent to the embeddings endpoint (e5: `passage: `); changing it embeds the memories again"),
         Variable(
             name: "`EMBEDDINGS_MIN_SIMILARITY`", defaultValue: "`0.5`",
             meaning: "cosine from which the semantic pass recalls a memory the words did not find (it depends on the model)"),

@@ -133,7 +133,8 @@ public enum AgentdServer {
         let semantic = configuration.embeddingsBaseURL.map { url in
             MemoryStore.Semantic(
                 embedder: OpenAICompatibleEmbeddings(
-                    baseURL: url, model: configuration.embeddingsModel, apiKey: configuration.embeddingsAPIKey, httpClient: httpClient),
+                    baseURL: url, model: configuration.embeddingsModel, apiKey: configuration.embeddingsAPIKey,
+                    queryPrefix: configuration.embeddingsQueryPrefix, documentPrefix: configuration.embeddingsDocumentPrefix, httpClient: httpClient),
                 minimumSimilarity: configuration.embeddingsMinimumSimilarity,
                 supportingSimilarity: configuration.embeddingsSupportingSimilarity,
                 onFailure: { error in

@@ -7,8 +7,18 @@ import NIOCore
 /// text-embeddings-inference, a local server): `{"model", "input": [texts]}` →
 /// `{"data": [{"index", "embedding"}]}`. One attempt per call: the caller decides when to try
 /// again (the memory embedder backs off; recall goes on without the semantic pass).
+///
+/// `queryPrefix` and `documentPrefix` are put before each text (`EMBEDDINGS_QUERY_PREFIX`,
+/// `EMBEDDINGS_DOCUMENT_PREFIX`): asymmetric models such as e5 ("query: ", "passage: ") are
+/// trained on them, and OpenAI's endpoint has no field that says which a text is.
 public struct OpenAICompatibleEmbeddings: TextEmbedder {
-    public let model: String
+    /// The model's name, as sent.
+    public let name: String
+    public let queryPrefix: String
+    public let documentPrefix: String
+    /// The name, and the document prefix when there is one: memories embedded with another prefix
+    /// are in another space.
+    public var model: String { documentPrefix.isEmpty ? name : "\(name) [documents: \(documentPrefix)]" }
     let endpoint: String
     let apiKey: String?
     let timeout: Duration
@@ -17,23 +27,29 @@ public struct OpenAICompatibleEmbeddings: TextEmbedder {
     /// Largest response read: 256 vectors of 3,072 numbers written out are about 10 MiB.
     static let maxResponseBytes = 32 << 20
 
-    public init(baseURL: String, model: String, apiKey: String?, timeout: Duration = .seconds(10), httpClient: HTTPClient) {
+    public init(
+        baseURL: String, model: String, apiKey: String?, queryPrefix: String = "", documentPrefix: String = "",
+        timeout: Duration = .seconds(10), httpClient: HTTPClient
+    ) {
         var base = baseURL
         while base.hasSuffix("/") { base.removeLast() }
         endpoint = base + "/embeddings"
-        self.model = model
+        name = model
+        self.queryPrefix = queryPrefix
+        self.documentPrefix = documentPrefix
         self.apiKey = apiKey
         self.timeout = timeout
         self.httpClient = httpClient
     }
 
-    public func embed(_ texts: [String]) async throws -> [[Float]] {
+    public func embed(_ texts: [String], for purpose: EmbeddingPurpose) async throws -> [[Float]] {
         guard !texts.isEmpty else { return [] }
+        let prefix = purpose == .query ? queryPrefix : documentPrefix
         var request = HTTPClientRequest(url: endpoint)
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/json")
         if let apiKey, !apiKey.isEmpty { request.headers.add(name: "Authorization", value: "Bearer \(apiKey)") }
-        let body: JSONValue = ["model": .string(model), "input": .array(texts.map(JSONValue.string))]
+        let body: JSONValue = ["model": .string(name), "input": .array(texts.map { .string(prefix + $0) })]
         request.body = .bytes(ByteBuffer(string: body.jsonText))
         let response: HTTPClientResponse
         let bytes: ByteBuffer

@@ -103,7 +103,7 @@ public struct MemoryEmbedder: Service {
 
     /// One request for `jobs`, then each vector stored.
     private func embed(_ jobs: [MemoryStore.EmbeddingJob]) async throws {
-        let vectors = try await embedder.embed(jobs.map(\.text))
+        let vectors = try await embedder.embed(jobs.map(\.text), for: .document)
         for (job, vector) in zip(jobs, vectors) {
             try await memories.storeEmbedding(job, vector: vector, model: embedder.model)
         }

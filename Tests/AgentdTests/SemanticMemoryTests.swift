@@ -1,6 +1,7 @@
 import AgentKit
 import Foundation
 import ScriptedModel
+import Synchronization
 import Testing
 import TestSupport
 
@@ -101,6 +102,58 @@ struct SemanticMemoryTests {
         service.model.setEmbedding(ScriptedModelServer.wordVector)
         #expect(try await embedded(service, timeout: .seconds(30)))
         #expect(try service.scalar("SELECT count(*) FROM memories WHERE embedding_error IS NOT NULL OR embedding_due IS NOT NULL") == 0)
+    }
+
+    @Test("by vectors too, a memory that says a fact changed comes before the one it updates, though that one is nearer")
+    func updateLiftedByVector() async throws {
+        // Both kept: this is about ranking, not the restatement rule.
+        let service = try await ServiceHarness.start(configure: {
+            $0.embeddingsBaseURL = $0.llmBaseURL
+            $0.embeddingsMinimumSimilarity = 0.5
+            $0.memoryReplacesRestated = false
+        })
+        defer { Task { await service.stop() } }
+        // The query shares no word with either memory: only the vectors find them. The older one
+        // is the nearer (0.95 against 0.90); the others are far.
+        service.model.setEmbedding { text in
+            if text.contains("report to") { return [1, 0, 0] }
+            if text.contains("Aisha") { return [0.95, 0.312, 0] }
+            if text.contains("Dan") { return [0.9, 0, 0.436] }
+            return [0, 0.6, 0.8]
+        }
+        for text in Self.filler { _ = try await write(service, "u1", text) }
+        _ = try await write(service, "u1", "我的经理是Aisha")
+        _ = try await write(service, "u1", "我的经理换成了Dan")
+        #expect(try await embedded(service))
+        #expect(try await search(service, "u1", "who do I report to") == ["我的经理换成了Dan", "我的经理是Aisha"])
+    }
+
+    @Test("EMBEDDINGS_QUERY_PREFIX and EMBEDDINGS_DOCUMENT_PREFIX reach the model; memories of another document prefix are embedded again")
+    func prefixes() async throws {
+        let seen = Mutex<[String]>([])
+        let embedding: @Sendable (String) -> [Float]? = { text in
+            seen.withLock { $0.append(text) }
+            var bare = Substring(text)
+            for prefix in ["query: ", "passage: "] where bare.hasPrefix(prefix) { bare = bare.dropFirst(prefix.count) }
+            return Self.conceptVector(String(bare))
+        }
+        let service = try await ServiceHarness.start(configure: {
+            $0.embeddingsBaseURL = $0.llmBaseURL
+            $0.embeddingsMinimumSimilarity = 0.9
+            $0.embeddingsQueryPrefix = "query: "
+            $0.embeddingsDocumentPrefix = "passage: "
+        })
+        defer { Task { await service.stop() } }
+        service.model.setEmbedding(embedding)
+        for text in Self.filler { _ = try await write(service, "u1", text) }
+        _ = try await write(service, "u1", "I am vegetarian")
+        #expect(try await embedded(service))
+        #expect(try await search(service, "u1", "shall I order the steak tonight?") == ["I am vegetarian"])
+        let texts = seen.withLock { $0 }
+        #expect(texts.contains("passage: I am vegetarian"))
+        #expect(texts.contains { $0.hasPrefix("query: ") && $0.contains("steak") })
+        #expect(!texts.contains { !$0.hasPrefix("query: ") && !$0.hasPrefix("passage: ") })
+        #expect(try service.scalar("SELECT count(*) FROM memories WHERE embedding_model = 'text-embedding-3-small [documents: passage: ]'") == 8)
     }
 
     @Test("without EMBEDDINGS_BASE_URL nothing is queued and no embeddings request is made")
