@@ -9,7 +9,7 @@ DEV_DATABASE_URL := postgres://postgres@127.0.0.1:$(DEV_PG_PORT)/agentd
 # invalidate) the debug build.
 RELEASE := -c release --scratch-path .build-release
 
-.PHONY: all build run test test-console deps db db-stop clean bench bench-smoke bench-hop bench-memory bench-memory-semantic fuzz chaos mcp-example
+.PHONY: all build run test test-console deps db db-stop clean bench bench-smoke bench-hop bench-memory bench-memory-semantic fuzz chaos failover mcp-example
 
 all: build
 
@@ -108,6 +108,22 @@ chaos: deps
 	$(SWIFT) build --build-tests
 	CHAOS_TASKS=$(CHAOS_TASKS) scripts/with-test-db.sh $(SWIFT) test --skip-build --filter 'ProcessDeathTests|DatabaseRestartTests' \
 		| scripts/chaos-table.sh
+
+# The loss of the database machine (README, "A database cluster"): a pg_auto_failover formation on
+# loopback (scripts/failover.sh: a monitor and two nodes, synchronous, under .data/failover;
+# installs postgresql-15-auto-failover when missing), two agentd processes on its multi-host URL
+# under load (a third of the tasks with a tool, a third waiting for approval, every fifth also a
+# memory), the primary's postmaster and keeper SIGKILLed mid-run, then the same the other way once
+# the old primary is back as the standby. One table; fails on anything lost or run twice.
+FAILOVER_DIR := .data/failover
+FAILOVER_TASKS ?= 300
+failover: deps
+	@scripts/failover.sh deps
+	$(SWIFT) build --product agentd
+	$(SWIFT) build --product agentd-bench
+	@scripts/failover.sh destroy $(FAILOVER_DIR)
+	trap 'scripts/failover.sh destroy $(FAILOVER_DIR)' EXIT; scripts/failover.sh create $(FAILOVER_DIR) >/dev/null && \
+		"$$($(SWIFT) build --show-bin-path)/agentd-bench" failover --formation $(FAILOVER_DIR) --tasks $(FAILOVER_TASKS) $(FAILOVER_FLAGS)
 
 # The README's MCP walkthrough: examples/maps_server.py (FastMCP, from PyPI into .data/mcp-venv)
 # on 127.0.0.1:$(MCP_EXAMPLE_PORT)/mcp.

@@ -3,6 +3,8 @@
 #   pg.sh deps             install libpq-dev and postgresql if missing (apt-get when root)
 #   pg.sh start DIR [PORT] create (if new) and start a cluster in DIR on 127.0.0.1; prints the port
 #   pg.sh stop DIR         stop the cluster in DIR
+#   pg.sh standby PRIMARY DIR [PORT]  a hot standby of the cluster in PRIMARY (pg_basebackup), streaming
+#                          asynchronously, started in DIR; prints its port
 #   pg.sh free-port        print a free TCP port on 127.0.0.1
 # PostgreSQL refuses to run as root, so as root the cluster runs as the postgres user.
 set -euo pipefail
@@ -69,6 +71,19 @@ start() {
     exit 1
 }
 
+standby() {
+    local primary=$1 dir=$2 port=${3:-}
+    mkdir -p "$dir"
+    dir=$(cd "$dir" && pwd)
+    [ "$(id -u)" -eq 0 ] && chown postgres: "$dir"
+    if [ ! -f "$dir/data/PG_VERSION" ]; then
+        # -R writes primary_conninfo and standby.signal; a fast checkpoint starts the copy at once.
+        as_owner "$(pg_bin pg_basebackup)" -h 127.0.0.1 -p "$(cat "$primary/port")" -U postgres -D "$dir/data" \
+            -R -X stream -c fast >"$dir/basebackup.log" 2>&1 || { cat "$dir/basebackup.log" >&2; exit 1; }
+    fi
+    start "$dir" "$port"
+}
+
 stop() {
     local dir=$1
     [ -f "$dir/data/postmaster.pid" ] || return 0
@@ -79,6 +94,7 @@ case "${1:-}" in
     deps) deps ;;
     start) shift; start "$@" ;;
     stop) shift; stop "$@" ;;
+    standby) shift; standby "$@" ;;
     free-port) free_port ;;
-    *) echo "usage: $0 deps | start DIR [PORT] | stop DIR | free-port" >&2; exit 2 ;;
+    *) echo "usage: $0 deps | start DIR [PORT] | standby PRIMARY DIR [PORT] | stop DIR | free-port" >&2; exit 2 ;;
 esac

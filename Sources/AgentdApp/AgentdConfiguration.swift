@@ -1,6 +1,7 @@
 import AgentKit
 import Foundation
 import Logging
+import Postgres
 import Store
 
 /// Everything `agentd serve` reads from the environment, with the defaults the README lists.
@@ -157,6 +158,11 @@ public struct AgentdConfiguration: Sendable {
             }
         }
         if let url = value("DATABASE_URL") { databaseURL = url }
+        do {
+            _ = try PostgresTargets.parse(databaseURL)
+        } catch let error as PostgresError {
+            throw Invalid(description: "DATABASE_URL: \(error.message)")
+        }
         if let host = value("HOST") { self.host = host }
         if let port = try integer("PORT", 0...65535) { self.port = port }
         llmBaseURL = value("LLM_BASE_URL")
@@ -296,7 +302,7 @@ extension AgentdConfiguration {
     /// The README's Configuration table, row for row: `agentd serve --help` prints it, and a test
     /// holds the README to it, so the two cannot drift apart.
     public static let variables: [Variable] = [
-        Variable(name: "`DATABASE_URL`", defaultValue: "`postgres://postgres@127.0.0.1:5432/agentd` (`make run`: the development cluster)", meaning: "PostgreSQL URL or conninfo"),
+        Variable(name: "`DATABASE_URL`", defaultValue: "`postgres://postgres@127.0.0.1:5432/agentd` (`make run`: the development cluster)", meaning: "PostgreSQL URL or conninfo; several hosts (`postgres://h1:5432,h2:5432/agentd`) for a cluster: each connection goes to the one that takes writes"),
         Variable(name: "`HOST`", defaultValue: "`127.0.0.1`", meaning: "address to listen on"),
         Variable(name: "`PORT`", defaultValue: "`8001`", meaning: "port (the original client's)"),
         Variable(name: "`LLM_BASE_URL`", defaultValue: "unset: offline model", meaning: "OpenAI-compatible base URL; agentd calls `{LLM_BASE_URL}/chat/completions`"),

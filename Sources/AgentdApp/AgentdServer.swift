@@ -113,6 +113,15 @@ public enum AgentdServer {
         guard let notifier = Notifier(conninfo: configuration.databaseURL, logger: logger) else {
             throw RefusedToStart(description: "cannot create the notifier's wake-up pipe")
         }
+        logger.info("database", metadata: ["servers": "\((try? PostgresTargets.parse(configuration.databaseURL))?.description ?? "?")"])
+        // Whether an acknowledged commit survives the database machine's loss (README, "A
+        // database cluster"); unreadable at start, the process runs and says so.
+        do {
+            let report = try await ClusterDurability.read(pool: pool).report
+            if report.warning { logger.warning("\(report.message)") } else { logger.info("\(report.message)") }
+        } catch {
+            logger.notice("database: its replication settings could not be read at start", metadata: ["error": "\(String(reflecting: error))"])
+        }
         // Unreadable at start (the database is down): the process runs without them, correct and slower.
         let readCaches = (try? await SettledTasks.invalidationTriggersInstalled(pool: pool)) ?? false
         if !readCaches {

@@ -68,14 +68,31 @@ public final class PostgresConnection: Sendable {
 
     // MARK: Connecting
 
-    /// Connects with a URL (`postgres://user:pass@host:port/db?sslmode=…`) or a
-    /// `key=value` conninfo string.
+    /// libpq settings agentd's connections get unless the conninfo says otherwise.
+    ///
+    /// - `target_session_attrs=read-write`: of several hosts (`postgres://h1,h2/db`), libpq takes
+    ///   the one that accepts writes; after a failover, the next connection finds the new primary.
+    ///   A PostgreSQL 14+ server reports whether it is writable as the session starts, so this
+    ///   costs no round trip.
+    /// - TCP keepalives: a host that vanishes without closing its connections (a machine lost, a
+    ///   network cut) is noticed in about 25 s, not the kernel's two hours.
+    /// - `tcp_user_timeout`: a statement sent to such a host fails after 20 s unacknowledged rather
+    ///   than the kernel's 15 minutes of retransmissions.
+    public static let defaultOptions: [(keyword: String, value: String)] = [
+        ("target_session_attrs", "read-write"), ("keepalives_idle", "10"), ("keepalives_interval", "5"), ("keepalives_count", "3"),
+        ("tcp_user_timeout", "20000"),
+    ]
+
+    /// Connects with a URL (`postgres://user:pass@host:port/db?sslmode=…`, several hosts
+    /// allowed: `postgres://h1:5432,h2:5432/db`) or a `key=value` conninfo string. A server that
+    /// is a standby or read-only is refused (`connectionFailed`, SQLSTATE 25006), whatever the
+    /// conninfo's `target_session_attrs`: agentd writes on every connection.
     public static func connect(_ conninfo: String, settings: Settings = Settings()) throws -> PostgresConnection {
         let secret = try Self.passwordIn(conninfo)
         // Our defaults come before the conninfo so the caller's values win; the encoding comes
         // after because the wrapper depends on UTF-8.
-        let keywords = ["connect_timeout", "application_name", "dbname", "client_encoding"]
-        let values = [String(settings.connectTimeoutSeconds), settings.applicationName, conninfo, "UTF8"]
+        let keywords = ["connect_timeout", "application_name"] + Self.defaultOptions.map(\.keyword) + ["dbname", "client_encoding"]
+        let values = [String(settings.connectTimeoutSeconds), settings.applicationName] + Self.defaultOptions.map(\.value) + [conninfo, "UTF8"]
         let pointer = withCStringArray(keywords) { keywordPointers in
             withCStringArray(values) { valuePointers in
                 PQconnectdbParams(keywordPointers, valuePointers, 1)
@@ -88,6 +105,13 @@ public final class PostgresConnection: Sendable {
             let message = redact(Self.errorMessage(pointer), secret: secret)
             PQfinish(pointer)
             throw PostgresError(code: .connectionFailed, message: message)
+        }
+        if Self.readOnly(pointer) {
+            let server = Self.address(pointer)
+            PQfinish(pointer)
+            throw PostgresError(
+                code: .connectionFailed, sqlState: PostgresError.SQLState.readOnlySQLTransaction,
+                message: "the server at \(server) is a standby or read-only; agentd needs the primary")
         }
         // libpq prints NOTICEs to stderr by default; they are informational, and server text
         // has no place on our stderr.
@@ -163,13 +187,52 @@ public final class PostgresConnection: Sendable {
 
     public var isClosed: Bool { handle.withLock { $0.pointer == nil } }
 
+    /// True once the server says the session cannot write: it is a standby (`in_hot_standby`), or
+    /// it was made read-only (`default_transaction_read_only`, as pg_auto_failover does to a
+    /// primary it demotes). PostgreSQL 14+ reports both as they change, with the next result.
+    public var isReadOnlySession: Bool {
+        handle.withLock { handle in handle.pointer.map(Self.readOnly) ?? false }
+    }
+
+    static func readOnly(_ pointer: OpaquePointer) -> Bool {
+        func on(_ parameter: String) -> Bool { PQparameterStatus(pointer, parameter).map { String(cString: $0) == "on" } ?? false }
+        return on("in_hot_standby") || on("default_transaction_read_only")
+    }
+
+    /// The host and port this connection reached, e.g. `127.0.0.1:5432`.
+    public var serverAddress: String { handle.withLock { $0.pointer.map(Self.address) ?? "closed" } }
+
+    static func address(_ pointer: OpaquePointer) -> String {
+        let host = PQhost(pointer).map { String(cString: $0) } ?? "?"
+        let port = PQport(pointer).map { String(cString: $0) } ?? "?"
+        return host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+    }
+
+    /// The options in force for this connection (libpq's `PQconninfo`), the password left out.
+    public var options: [String: String] {
+        handle.withLock { handle in
+            guard let pointer = handle.pointer, let list = PQconninfo(pointer) else { return [:] }
+            defer { PQconninfoFree(list) }
+            var options: [String: String] = [:]
+            var option = list
+            while let keyword = option.pointee.keyword {
+                let name = String(cString: keyword)
+                if name != "password", let value = option.pointee.val { options[name] = String(cString: value) }
+                option += 1
+            }
+            return options
+        }
+    }
+
     /// Whether the connection can be handed to the next caller, decided without a round trip:
     /// it must be open, outside a transaction, and the server must not have spoken unprompted
     /// (a terminated backend sends its FATAL message and closes the socket).
     public func isReusable() -> Bool {
         handle.withLock { handle in
+            // A session that became read-only is a primary demoted under it: the next caller
+            // gets a new connection, which finds the new primary.
             guard let pointer = handle.pointer, PQstatus(pointer) == CONNECTION_OK,
-                PQtransactionStatus(pointer) == PQTRANS_IDLE
+                PQtransactionStatus(pointer) == PQTRANS_IDLE, !Self.readOnly(pointer)
             else { return false }
             var descriptor = pollfd(fd: PQsocket(pointer), events: Int16(POLLIN), revents: 0)
             return poll(&descriptor, 1, 0) == 0

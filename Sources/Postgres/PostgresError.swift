@@ -85,6 +85,8 @@ extension PostgresError {
         public static let adminShutdown = "57P01"
         public static let crashShutdown = "57P02"
         public static let cannotConnectNow = "57P03"
+        /// A write on a standby, or in a session made read-only (a demoted primary).
+        public static let readOnlySQLTransaction = "25006"
         public static let invalidTextRepresentation = "22P02"
         public static let characterNotInRepertoire = "22021"
         public static let untranslatableCharacter = "22P05"
@@ -98,9 +100,10 @@ extension PostgresError {
         switch code {
         case .connectionFailed, .connectionLost, .connectionClosed, .poolTimeout, .poolClosed: return true
         default:
-            // Class 08 is connection exceptions; 57P0x is the server shutting down.
+            // Class 08 is connection exceptions; 57P0x is the server shutting down; 25006 is a
+            // write refused by a server that is (or became) a standby: the primary is elsewhere.
             guard let sqlState else { return false }
-            return sqlState.hasPrefix("08") || sqlState.hasPrefix("57P")
+            return sqlState.hasPrefix("08") || sqlState.hasPrefix("57P") || sqlState == SQLState.readOnlySQLTransaction
         }
     }
 

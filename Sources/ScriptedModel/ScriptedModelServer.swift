@@ -375,3 +375,24 @@ public final class ScriptedModelServer: Sendable {
         return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: body.jsonText)))
     }
 }
+
+extension ScriptedModelServer {
+    /// The failure scenarios' workload (the process-death tests, `make failover`): a query that
+    /// starts with "multiply" calls `multiply`, one with "hotel" asks to book a hotel (a tool that
+    /// waits for approval), any other is answered at once; a tool's result is answered. Every call
+    /// takes 100 ms, so that a process or database lost under load holds tasks mid-step.
+    @Sendable public static func mixedWorkload(_ request: Request) async -> Reply {
+        guard let last = request.messages.last else { return .text("empty") }
+        let reply: Reply
+        if last.type == .tool {
+            reply = .text("final: \(last.content)")
+        } else if last.content.hasPrefix("multiply") {
+            reply = .toolCalls([ToolCall(id: "call_mul", name: "multiply", args: ["a": 6, "b": 7])])
+        } else if last.content.hasPrefix("hotel") {
+            reply = .toolCalls([ToolCall(id: "call_hotel", name: "book_hotel", args: ["hotel_name": "如家酒店"])])
+        } else {
+            reply = .text("done: \(last.content)")
+        }
+        return .delayed(.milliseconds(100), reply)
+    }
+}

@@ -18,8 +18,9 @@ public struct ClaimedTask: Sendable {
     public var requestID: String?
 }
 
-/// A claim that its worker let go of without settling the task; see `releaseAbandoned`.
-public struct AbandonedLease: Sendable, Hashable, Codable {
+/// One claim of a task: its key and the attempt the claim made. A worker's run holds it
+/// (`renewLeases`), or let go of it without settling the task (`releaseAbandoned`).
+public struct TaskLease: Sendable, Hashable, Codable {
     public var tenantID: String
     public var userID: String
     public var sessionID: String
@@ -35,7 +36,7 @@ public struct AbandonedLease: Sendable, Hashable, Codable {
     }
 
     /// Exact, as every id is compared (see `Identifier`): a look-alike task's lease is another lease.
-    public static func == (a: AbandonedLease, b: AbandonedLease) -> Bool {
+    public static func == (a: TaskLease, b: TaskLease) -> Bool {
         a.attempt == b.attempt && Identifier.same(a.tenantID, b.tenantID) && Identifier.same(a.userID, b.userID)
             && Identifier.same(a.sessionID, b.sessionID) && Identifier.same(a.taskID, b.taskID)
     }
@@ -160,16 +161,21 @@ public struct TaskQueue: Sendable {
         TaskJournal(pool: pool, task: task, owner: owner, lease: lease, settled: settled, group: group, onStep: onStep)
     }
 
-    /// Extends the leases of every task this process runs, except the ones its workers
-    /// abandoned: those must be released, not kept alive. Returns the tasks renewed: a run
-    /// missing from them (and claimed before this call) no longer holds its task (cancelled,
-    /// deleted, reaped) and should stop.
-    public func renewLeases(excluding abandoned: [AbandonedLease] = []) async throws -> Set<TaskKey> {
+    /// Extends the leases of the tasks this process's workers run (`running`), except the ones
+    /// they abandoned: those must be released, not kept alive. A task leased to this process that
+    /// no worker runs is left to expire: a claim whose reply was lost (the database went away as
+    /// it committed) leased it without the process knowing, and renewing every lease of the owner
+    /// kept such a task running forever. Returns the tasks renewed: a run missing from them (and
+    /// claimed before this call) no longer holds its task (cancelled, deleted, reaped) and should stop.
+    public func renewLeases(running: [TaskLease], excluding abandoned: [TaskLease] = []) async throws -> Set<TaskKey> {
+        guard !running.isEmpty else { return [] }
         let query: PostgresQuery = """
             UPDATE tasks SET lease_expires_at = now() + make_interval(secs => \(lease.seconds))
             WHERE lease_owner = \(owner) AND state = 'running'
-              AND NOT EXISTS (SELECT 1 FROM \(fragment: try Self.abandonedRows(abandoned))
-                              WHERE \(unsafeSQL: Self.abandonedMatchesTask))
+              AND EXISTS (SELECT 1 FROM \(fragment: try Self.leaseRows(running, as: "held"))
+                          WHERE \(unsafeSQL: Self.leaseMatchesTask("held")))
+              AND NOT EXISTS (SELECT 1 FROM \(fragment: try Self.leaseRows(abandoned, as: "abandoned"))
+                              WHERE \(unsafeSQL: Self.leaseMatchesTask("abandoned")))
             RETURNING tenant_id, user_id, session_id, task_id
             """
         return Set(
@@ -191,10 +197,10 @@ public struct TaskQueue: Sendable {
     /// them (the database went away mid-step). The attempt number keeps a task that has
     /// since been claimed again safe from a stale release.
     @discardableResult
-    public func releaseAbandoned(_ abandoned: [AbandonedLease]) async throws -> Int {
+    public func releaseAbandoned(_ abandoned: [TaskLease]) async throws -> Int {
         guard !abandoned.isEmpty else { return 0 }
         return try await requeueOwn(matching: """
-            EXISTS (SELECT 1 FROM \(fragment: try Self.abandonedRows(abandoned)) WHERE \(unsafeSQL: Self.abandonedMatchesTask))
+            EXISTS (SELECT 1 FROM \(fragment: try Self.leaseRows(abandoned, as: "abandoned")) WHERE \(unsafeSQL: Self.leaseMatchesTask("abandoned")))
             """)
     }
 
@@ -213,14 +219,17 @@ public struct TaskQueue: Sendable {
         return try await pool.system { try $0.query(query) }.first?.decode("released", as: Int.self) ?? 0
     }
 
-    private static func abandonedRows(_ abandoned: [AbandonedLease]) throws -> PostgresQuery {
-        let rows = try PostgresJSON(abandoned)
+    /// `leases` as rows named `alias` (a fixed name of ours, never input).
+    private static func leaseRows(_ leases: [TaskLease], as alias: String) throws -> PostgresQuery {
+        let rows = try PostgresJSON(leases)
         return """
-            jsonb_to_recordset(\(rows)) AS abandoned(tenant_id text, user_id text, session_id text, task_id text, attempt integer)
+            jsonb_to_recordset(\(rows)) AS \(unsafeSQL: alias)(tenant_id text, user_id text, session_id text, task_id text, attempt integer)
             """
     }
 
-    private static let abandonedMatchesTask = TaskKey.sameTask("abandoned", "tasks") + " AND abandoned.attempt = tasks.attempts"
+    private static func leaseMatchesTask(_ alias: String) -> String {
+        TaskKey.sameTask(alias, "tasks") + " AND \(alias).attempt = tasks.attempts"
+    }
 
     /// Puts tasks whose lease expired back in the queue, or ends them in `error` once they
     /// have used `maxAttempts`. Returns how many were re-queued and how many failed.

@@ -41,13 +41,15 @@ public final class Dispatcher: Service {
     private let stopping = Atomic<Bool>(false)
     /// Tasks whose workers let go of them unsettled; released by the maintenance loop as soon
     /// as the database takes the statement, and never renewed meanwhile.
-    private let abandoned = Mutex<Set<AbandonedLease>>([])
+    private let abandoned = Mutex<Set<TaskLease>>([])
 
     private struct Running {
         var cancel: CancelSignal
         var claimedAt: ContinuousClock.Instant
         /// The task's row: a cancel names it, so that it never reaches a later task of the same ids.
         var seq: Int64
+        /// The claim this run holds: its lease is the one renewed.
+        var lease: TaskLease
     }
 
     /// The tasks this process runs, so that a client's cancel reaches their runs.
@@ -121,7 +123,7 @@ public final class Dispatcher: Service {
                         metrics.queueWait.recordNanoseconds(Int64(max(0, task.queueWait) * 1e9))
                         inFlight.add(1, ordering: .relaxed)
                         let cancel = CancelSignal()
-                        runs.withLock { $0[task.key] = Running(cancel: cancel, claimedAt: claimedAt, seq: task.seq) }
+                        runs.withLock { $0[task.key] = Running(cancel: cancel, claimedAt: claimedAt, seq: task.seq, lease: TaskLease(task)) }
                         if cancelled.withLock({ $0[task.seq] }).map({ ContinuousClock.now - $0 < Self.cancelMemory }) == true {
                             cancel.fire()
                         }
@@ -131,7 +133,7 @@ public final class Dispatcher: Service {
                             self.metrics.stepsEnded(task.key)
                             // Only its own entry: a resumed task may already run again under a new one.
                             self.runs.withLock { runs in if runs[task.key]?.cancel === cancel { runs[task.key] = nil } }
-                            if !settled { _ = self.abandoned.withLock { $0.insert(AbandonedLease(task)) } }
+                            if !settled { _ = self.abandoned.withLock { $0.insert(TaskLease(task)) } }
                             self.inFlight.subtract(1, ordering: .relaxed)
                             wake.yield()
                         }
@@ -183,7 +185,8 @@ public final class Dispatcher: Service {
         do {
             let letGo = Array(abandoned.withLock { $0 })
             let asked = ContinuousClock.now
-            let renewed = try await queue.renewLeases(excluding: letGo)
+            let held = runs.withLock { $0.values.map(\.lease) }
+            let renewed = try await queue.renewLeases(running: held, excluding: letGo)
             // A run whose task was not renewed, though claimed before the renewal was asked, no
             // longer holds it: cancelled (its notification lost in a reconnect), deleted or reaped.
             let lost = runs.withLock { runs in runs.filter { $0.value.claimedAt < asked && !renewed.contains($0.key) }.map(\.key) }

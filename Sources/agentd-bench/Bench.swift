@@ -9,7 +9,7 @@ struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "agentd-bench",
         abstract: "agentd's benchmarks. Each one creates its own databases on the server at DATABASE_URL.",
-        subcommands: [ServiceBench.self, MemoryBench.self, ModelServerCommand.self, HopBench.self]
+        subcommands: [ServiceBench.self, MemoryBench.self, ModelServerCommand.self, HopBench.self, FailoverBench.self]
     )
 }
 

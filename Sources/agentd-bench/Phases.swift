@@ -12,6 +12,8 @@ struct Phases: Sendable {
     let child: AgentdProcess
     /// Phase 8's API-only process.
     let front: AgentdProcess?
+    /// `--processes`: more full processes, which phase 2's clients share with `child`.
+    let peers: [AgentdProcess]
     let model: ModelServerProcess
     let ceiling: Ceiling
     let report: Report
@@ -19,7 +21,7 @@ struct Phases: Sendable {
     /// agentd's processes, PostgreSQL's, the model server's and this one's (the load generator).
     func cpuMeter() async throws -> CPUMeter {
         let dataDirectory: String = try await db.query("SELECT /* agentd-bench */ current_setting('data_directory') AS dir").rows[0].decode("dir")
-        let agentd = [child.pid] + (front.map { [$0.pid] } ?? [])
+        let agentd = [child.pid] + (front.map { [$0.pid] } ?? []) + peers.map(\.pid)
         let model = self.model.pid
         let bench = ProcessInfo.processInfo.processIdentifier
         return CPUMeter(roles: [
@@ -163,14 +165,29 @@ struct Phases: Sendable {
         if let wrk = ProcessInfo.processInfo.environment["WRK"], !wrk.isEmpty, !client.polling {
             // wrk's connections as the clients: the Swift client's own CPU (0.3 ms a task) was a
             // seventh of what 1,000 tasks/s leaves per task, spent on nothing agentd does.
-            let (baseURL, authorization, seconds) = (client.base, client.authorization, max(1, Int(seconds.rounded())))
-            let result = try await Task.detached {
-                try Wrk.tasks(wrk, baseURL: baseURL, userPrefix: prefix, authorization: authorization, clients: clients, seconds: seconds)
-            }.value
-            guard result.failures == 0 else {
-                throw LoadClient.Failure(description: "wrk: \(result.failures) requests or tasks failed (\(result.failureReport))")
+            let (authorization, seconds) = (client.authorization, max(1, Int(seconds.rounded())))
+            // One wrk per process, the clients split evenly, all at once.
+            let bases = [client.base] + peers.map { "http://127.0.0.1:\($0.port)" }
+            let results = try await withThrowingTaskGroup(of: Wrk.Tasks.self) { group in
+                for (index, base) in bases.enumerated() {
+                    let share = clients / bases.count + (index < clients % bases.count ? 1 : 0)
+                    guard share > 0 else { continue }
+                    let userPrefix = bases.count == 1 ? prefix : "\(prefix)-p\(index)"
+                    group.addTask {
+                        try await Task.detached {
+                            try Wrk.tasks(wrk, baseURL: base, userPrefix: userPrefix, authorization: authorization, clients: share, seconds: seconds)
+                        }.value
+                    }
+                }
+                var all: [Wrk.Tasks] = []
+                for try await result in group { all.append(result) }
+                return all
             }
-            return (result.latencies, "wrk")
+            let failures = results.reduce(0) { $0 + $1.failures }
+            guard failures == 0 else {
+                throw LoadClient.Failure(description: "wrk: \(failures) requests or tasks failed (\(results.map(\.failureReport).joined()))")
+            }
+            return (results.flatMap(\.latencies), bases.count == 1 ? "wrk" : "\(bases.count) wrk, one per process")
         }
         let clock = ContinuousClock()
         let end = clock.now + .milliseconds(Int64(seconds * 1000))

@@ -51,6 +51,8 @@ struct ServiceBench: AsyncParsableCommand {
     @Option(help: "Rounds of the metrics-cost runs, each one run with metrics off and one with them on.") var metricsRounds = 3
     @Option(help: "Seconds of each metrics-cost run.") var metricsSeconds = 10.0
     @Option(help: "Phases to run after the ceiling, comma-separated (2-11).") var only = "2,3,4,5,6,7,8,9,10,11"
+    @Option(help: "agentd processes sharing the database; phase 2's clients are split evenly among them (docs/SCALING.md).")
+    var processes = 1
 
     var phaseList: Set<String> { Set(only.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }) }
 
@@ -120,10 +122,22 @@ struct ServiceBench: AsyncParsableCommand {
                 throw error
             }
         }
+        // Phase 2's other processes, full ones like the first (docs/SCALING.md: 1 → 2 processes).
+        var peers: [AgentdProcess] = []
+        for _ in 1..<max(1, processes) {
+            do {
+                peers.append(try await launch(workerSlots, [:]))
+            } catch {
+                for process in [child] + peers + (front.map { [$0] } ?? []) { process.stop() }
+                await model.stop()
+                throw error
+            }
+        }
+        defer { for peer in peers { peer.stop() } }
         let http = LoadClient.make(connections: max(512, readConnections))
         let client = LoadClient(http: http, base: "http://127.0.0.1:\(child.port)", polling: poll, authorization: authorization)
         let phases = Phases(
-            bench: self, client: client, db: db, child: child, front: front, model: model, ceiling: ceiling, report: report)
+            bench: self, client: client, db: db, child: child, front: front, peers: peers, model: model, ceiling: ceiling, report: report)
         do {
             try await phases.run(levels: levels)
             child.stop()

@@ -20,23 +20,6 @@ struct ProcessDeathTests {
             ])
     }
 
-    /// A third of the tasks answer plainly, a third call `multiply`, a third wait for approval of `book_hotel`;
-    /// every model call takes 100 ms so that a killed process holds tasks mid-flight.
-    @Sendable static func mixedModel(_ request: ScriptedModelServer.Request) async -> ScriptedModelServer.Reply {
-        guard let last = request.messages.last else { return .text("empty") }
-        let reply: ScriptedModelServer.Reply
-        if last.type == .tool {
-            reply = .text("final: \(last.content)")
-        } else if last.content.hasPrefix("multiply") {
-            reply = .toolCalls([ToolCall(id: "call_mul", name: "multiply", args: ["a": 6, "b": 7])])
-        } else if last.content.hasPrefix("hotel") {
-            reply = .toolCalls([ToolCall(id: "call_hotel", name: "book_hotel", args: ["hotel_name": "如家酒店"])])
-        } else {
-            reply = .text("done: \(last.content)")
-        }
-        return .delayed(.milliseconds(100), reply)
-    }
-
     /// `make chaos` runs these scenarios with more tasks.
     static let total: Int = {
         guard let text = ProcessInfo.processInfo.environment["CHAOS_TASKS"], let count = Int(text) else { return 300 }
@@ -56,7 +39,7 @@ struct ProcessDeathTests {
     func twoProcesses(stopping signal: Int32) async throws {
         let scenario = signal == SIGKILL ? "SIGKILL" : "SIGTERM"
         let databaseURL = try await TestDatabase.migrated()
-        let model = try await ScriptedModelServer.start(handler: Self.mixedModel)
+        let model = try await ScriptedModelServer.start(handler: ScriptedModelServer.mixedWorkload)
         let a = try await Self.launch(databaseURL: databaseURL, modelURL: model.baseURL, leaseSeconds: 2)
         let b = try await Self.launch(databaseURL: databaseURL, modelURL: model.baseURL, leaseSeconds: 2)
         defer { for process in [a, b] { process.stop() } }

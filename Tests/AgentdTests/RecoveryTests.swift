@@ -47,6 +47,35 @@ struct RecoveryTests {
         #expect(service.model.requestCount == 0)
     }
 
+    @Test("a task leased to a live process that no worker of it runs (a claim whose reply was lost) is not kept alive: it expires and runs")
+    func unheldLeaseExpires() async throws {
+        let service = try await ServiceHarness.start(model: { request in
+            .delayed(request.messages.last?.content == "slow" ? .seconds(8) : .zero, .text("answer"))
+        }) { $0.lease = .milliseconds(1500) }
+        defer { Task { await service.stop() } }
+        // A run of its own keeps the process renewing leases; its owner name is the process's.
+        _ = try await service.invoke("u1", "s1", "t1", "slow")
+        var owner: String?
+        let clock = ContinuousClock()
+        let deadline = clock.now + .seconds(10)
+        while owner == nil, clock.now < deadline {
+            owner = try service.rows("SELECT lease_owner FROM tasks WHERE task_id = 't1' AND state = 'running'").first?
+                .decode("lease_owner", as: String?.self)
+            if owner == nil { try await Task.sleep(for: .milliseconds(20)) }
+        }
+        // What a claim that committed as the database went away leaves: the task leased to this
+        // process, which never heard of it.
+        try service.insertOrphan("u2", "s2", "t2", attempts: 1, leaseSeconds: 1.5, owner: try #require(owner))
+        let done = try await service.settle("u2", "s2", "t2", timeout: .seconds(15))
+        #expect(done["status"] == "completed")
+        #expect(try service.scalar("SELECT attempts FROM tasks WHERE task_id = 't2'") == 2)
+        // Before the other run ended: renewed with the process's leases, it waited for all of
+        // them to end (forever, on a busy process).
+        #expect(try service.scalar("SELECT count(*) FROM tasks WHERE task_id = 't1' AND state = 'running'") == 1)
+        #expect(try await service.settle("u1", "s1", "t1", timeout: .seconds(15))["status"] == "completed")
+        #expect(try service.scalar("SELECT attempts FROM tasks WHERE task_id = 't1'") == 1, "the process's own run keeps its lease")
+    }
+
     @Test("a worker's own lease is renewed while a slow model call runs")
     func leaseRenewal() async throws {
         let service = try await ServiceHarness.start(model: { _ in .delayed(.seconds(3), .text("slow answer")) }) { $0.lease = .milliseconds(1500) }

@@ -165,13 +165,15 @@ final class ServiceHarness: Sendable {
 
     /// A task of the default tenant that a dead worker holds on its `attempts`-th claim, its
     /// lease running out `leaseSeconds` from now (negative: already expired), with its query message.
-    func insertOrphan(_ user: String, _ session: String, _ task: String, attempts: Int, leaseSeconds: Double) throws {
+    func insertOrphan(
+        _ user: String, _ session: String, _ task: String, attempts: Int, leaseSeconds: Double, owner: String = "dead-host:1:gone"
+    ) throws {
         let connection = try PostgresConnection.connect(databaseURL)
         defer { connection.close() }
         try connection.query("INSERT INTO sessions (user_id, session_id) VALUES (\(user), \(session))")
         try connection.query("""
             INSERT INTO tasks (user_id, session_id, task_id, query, state, attempts, lease_owner, lease_expires_at)
-            VALUES (\(user), \(session), \(task), 'hi', 'running', \(attempts), 'dead-host:1:gone',
+            VALUES (\(user), \(session), \(task), 'hi', 'running', \(attempts), \(owner),
                     now() + make_interval(secs => \(leaseSeconds)))
             """)
         try connection.query("""

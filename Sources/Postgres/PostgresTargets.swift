@@ -1,0 +1,68 @@
+import CLibPQ
+import Foundation
+
+/// The servers a URL or conninfo names, read by libpq's own parser (the one `connect` uses), so
+/// that a bad `DATABASE_URL` is refused at start with a reason and the log says where agentd
+/// connects, without the password.
+public struct PostgresTargets: Sendable, Equatable, CustomStringConvertible {
+    /// `host:port` for each server, in the order libpq tries them.
+    public var servers: [String]
+    public var database: String?
+    public var user: String?
+    /// libpq's `target_session_attrs`: agentd's default, `read-write`, unless the conninfo says.
+    public var sessionAttributes: String
+
+    /// The values agentd can work with: it writes on every connection.
+    static let writable: Set<String> = ["read-write", "primary", "any"]
+
+    public static func parse(_ conninfo: String) throws -> PostgresTargets {
+        var errorPointer: UnsafeMutablePointer<CChar>?
+        guard let list = PQconninfoParse(conninfo, &errorPointer) else {
+            var message = "invalid connection string"
+            if let errorPointer {
+                let reason = String(cString: errorPointer).trimmingCharacters(in: .whitespacesAndNewlines)
+                PQfreemem(errorPointer)
+                // The parser quotes what it could not read, which may hold the password.
+                if !reason.contains("@") { message += ": " + reason }
+            }
+            throw PostgresError(code: .clientError, message: message)
+        }
+        defer { PQconninfoFree(list) }
+        var options: [String: String] = [:]
+        var option = list
+        while let keyword = option.pointee.keyword {
+            if let value = option.pointee.val { options[String(cString: keyword)] = String(cString: value) }
+            option += 1
+        }
+        // Empty host: libpq's default (the local socket); empty port: 5432. One port serves every
+        // host; otherwise one per host, as libpq requires.
+        let hosts = (options["host"] ?? options["hostaddr"] ?? "").split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+        let ports = (options["port"] ?? "").split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+        guard ports.count == 1 || ports.count == hosts.count else {
+            throw PostgresError(code: .clientError, message: "invalid connection string: \(hosts.count) hosts but \(ports.count) ports")
+        }
+        var servers: [String] = []
+        for (index, host) in hosts.enumerated() {
+            let port = ports.count == 1 ? ports[0] : ports[index]
+            guard port.isEmpty || (UInt16(port).map { $0 > 0 } ?? false) else {
+                throw PostgresError(code: .clientError, message: "invalid connection string: port \(port) is not a TCP port")
+            }
+            let name = host.isEmpty ? "local socket" : (host.contains(":") && !host.hasPrefix("/") ? "[\(host)]" : host)
+            servers.append("\(name):\(port.isEmpty ? "5432" : port)")
+        }
+        let attributes = options["target_session_attrs"].flatMap { $0.isEmpty ? nil : $0 }
+            ?? PostgresConnection.defaultOptions.first { $0.keyword == "target_session_attrs" }?.value ?? "read-write"
+        guard writable.contains(attributes) else {
+            throw PostgresError(
+                code: .clientError,
+                message: "target_session_attrs=\(attributes) would connect to standbys; agentd writes, so it takes read-write (its default), primary or any")
+        }
+        return PostgresTargets(
+            servers: servers, database: options["dbname"].flatMap { $0.isEmpty ? nil : $0 },
+            user: options["user"].flatMap { $0.isEmpty ? nil : $0 }, sessionAttributes: attributes)
+    }
+
+    public var description: String {
+        "\(servers.joined(separator: ", "))/\(database ?? "(default database)") (\(sessionAttributes))"
+    }
+}
