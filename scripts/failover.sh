@@ -138,9 +138,15 @@ url() {
 # The keeper is frozen first: killed after its postmaster, it would start a new one in the
 # moment between (a node that "died" and was back as primary 0.2 s later, one run in two).
 # Whatever it forked still belongs to its session, so the session is killed until it is empty.
+# Whether session SID is one of this formation's keepers (a recorded id may have been reused).
+ours() {
+    ps -o args= -s "$1" 2>/dev/null | grep -qF -e "_as_owner $DIR " -e "--pgdata $DIR/"
+}
+
 kill_node() {
     local name=$1 sid="" postmaster
     [ -s "$DIR/$name.sid" ] && sid=$(cat "$DIR/$name.sid")
+    [ -n "$sid" ] && ! ours "$sid" && sid=""
     [ -n "$sid" ] && pkill -STOP -s "$sid" 2>/dev/null || true
     postmaster=$(head -n 1 "$DIR/$name/postmaster.pid" 2>/dev/null || true)
     [ -n "$postmaster" ] && kill -KILL "$postmaster" 2>/dev/null || true
@@ -158,16 +164,22 @@ kill_node() {
 destroy() {
     [ -d "$DIR" ] || return 0
     for name in node1 node2 monitor; do kill_node "$name"; done
-    # Any other process of the formation (a keeper whose session was not recorded): its whole
-    # session, found by the folder in its command line.
+    # A keeper whose session was not recorded: its whole session, found by its command line
+    # (only sessions that are keepers of this folder: see `ours`).
     local pid sid
     for pid in $(pgrep -f -- "$DIR/" 2>/dev/null); do
         sid=$(ps -o sid= -p "$pid" 2>/dev/null | tr -d ' ' || true)
         [ -n "$sid" ] && [ "$sid" != "$(ps -o sid= -p $$ | tr -d ' ')" ] && echo "$sid" >"$DIR/stray.sid" && kill_node stray
     done
     sleep 0.5
-    # Backends of a killed postmaster leave by themselves; none may hold the folder.
-    pkill -KILL -f -- "-D $DIR/" 2>/dev/null || true
+    # A killed postmaster's children run in sessions of their own. Backends leave by themselves,
+    # but the monitor's health-check worker does not: every process whose working directory is a
+    # data directory of the folder goes.
+    for pid in $(pgrep -u postgres 2>/dev/null); do
+        case "$(readlink "/proc/$pid/cwd" 2>/dev/null || true)" in
+            "$DIR"/*) kill -KILL "$pid" 2>/dev/null || true ;;
+        esac
+    done
     rm -rf "$DIR"
 }
 

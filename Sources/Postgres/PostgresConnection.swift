@@ -153,13 +153,7 @@ public final class PostgresConnection: Sendable {
     private static func passwordIn(_ conninfo: String) throws -> String? {
         var errorPointer: UnsafeMutablePointer<CChar>?
         guard let options = PQconninfoParse(conninfo, &errorPointer) else {
-            var message = "invalid connection string"
-            if let errorPointer {
-                message += ": " + String(cString: errorPointer).trimmingCharacters(in: .whitespacesAndNewlines)
-                PQfreemem(errorPointer)
-            }
-            // The parser's message quotes the offending part, which may contain the password.
-            throw PostgresError(code: .clientError, message: message.contains("@") ? "invalid connection string" : message)
+            throw PostgresError(code: .clientError, message: parseFailure(errorPointer))
         }
         defer { PQconninfoFree(options) }
         var option = options
@@ -171,6 +165,15 @@ public final class PostgresConnection: Sendable {
             option += 1
         }
         return nil
+    }
+
+    /// libpq's reason a conninfo could not be read (freed here), without what it quotes: the part
+    /// it could not read may be the password (`invalid percent-encoded token: "…"`).
+    static func parseFailure(_ errorPointer: UnsafeMutablePointer<CChar>?) -> String {
+        guard let errorPointer else { return "invalid connection string" }
+        let reason = String(cString: errorPointer).trimmingCharacters(in: .whitespacesAndNewlines)
+        PQfreemem(errorPointer)
+        return "invalid connection string: " + reason.replacing(/"[^"]*"/, with: "\"…\"")
     }
 
     /// Closes the connection; later calls fail with `connectionClosed`. Safe to call twice.
@@ -188,8 +191,9 @@ public final class PostgresConnection: Sendable {
     public var isClosed: Bool { handle.withLock { $0.pointer == nil } }
 
     /// True once the server says the session cannot write: it is a standby (`in_hot_standby`), or
-    /// it was made read-only (`default_transaction_read_only`, as pg_auto_failover does to a
-    /// primary it demotes). PostgreSQL 14+ reports both as they change, with the next result.
+    /// it was made read-only (`default_transaction_read_only`: pg_auto_failover keeps a standby it
+    /// promotes read-only until the monitor confirms the promotion). PostgreSQL 14+ reports both as
+    /// they change, before the next result of the session.
     public var isReadOnlySession: Bool {
         handle.withLock { handle in handle.pointer.map(Self.readOnly) ?? false }
     }

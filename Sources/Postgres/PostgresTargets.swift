@@ -18,14 +18,7 @@ public struct PostgresTargets: Sendable, Equatable, CustomStringConvertible {
     public static func parse(_ conninfo: String) throws -> PostgresTargets {
         var errorPointer: UnsafeMutablePointer<CChar>?
         guard let list = PQconninfoParse(conninfo, &errorPointer) else {
-            var message = "invalid connection string"
-            if let errorPointer {
-                let reason = String(cString: errorPointer).trimmingCharacters(in: .whitespacesAndNewlines)
-                PQfreemem(errorPointer)
-                // The parser quotes what it could not read, which may hold the password.
-                if !reason.contains("@") { message += ": " + reason }
-            }
-            throw PostgresError(code: .clientError, message: message)
+            throw PostgresError(code: .clientError, message: PostgresConnection.parseFailure(errorPointer))
         }
         defer { PQconninfoFree(list) }
         var options: [String: String] = [:]
@@ -52,10 +45,13 @@ public struct PostgresTargets: Sendable, Equatable, CustomStringConvertible {
         }
         let attributes = options["target_session_attrs"].flatMap { $0.isEmpty ? nil : $0 }
             ?? PostgresConnection.defaultOptions.first { $0.keyword == "target_session_attrs" }?.value ?? "read-write"
-        guard writable.contains(attributes) else {
+        // `any` takes the first host that answers; a standby there is refused (`connect`) and the
+        // hosts after it are never tried.
+        guard writable.contains(attributes), attributes != "any" || servers.count == 1 else {
             throw PostgresError(
                 code: .clientError,
-                message: "target_session_attrs=\(attributes) would connect to standbys; agentd writes, so it takes read-write (its default), primary or any")
+                message: "target_session_attrs=\(attributes) could connect to a standby; agentd writes, so it takes read-write (its default) or primary"
+                    + (servers.count == 1 ? ", or any" : " with several hosts"))
         }
         return PostgresTargets(
             servers: servers, database: options["dbname"].flatMap { $0.isEmpty ? nil : $0 },

@@ -181,12 +181,6 @@ final class NotificationListener: Sendable {
                     let received = try connection.waitForNotifications(
                         timeout: .seconds(10), wakeDescriptors: [pipe.read, barrierPipe.read])
                     if !received.isEmpty { onNotify(received) }
-                    // A primary demoted under us sends no more notifications: listen on the new one.
-                    if connection.isReadOnlySession {
-                        throw PostgresError(
-                            code: .connectionLost, sqlState: PostgresError.SQLState.readOnlySQLTransaction,
-                            message: "the server became read-only (a standby)")
-                    }
                     // Emptied before `woken` is read: a byte written after this wakes the next wait.
                     var byte: UInt8 = 0
                     while read(barrierPipe.read, &byte, 1) > 0 {}
@@ -196,6 +190,13 @@ final class NotificationListener: Sendable {
                         // Quiet for a while: prove the connection is alive (a silent network drop
                         // would otherwise leave us waiting forever).
                         try connection.query("SELECT 1")
+                    }
+                    // Learnt from the result just read: a server that turned read-only (demoted)
+                    // sends no more notifications; listen where writes go now.
+                    if connection.isReadOnlySession {
+                        throw PostgresError(
+                            code: .connectionLost, sqlState: PostgresError.SQLState.readOnlySQLTransaction,
+                            message: "the server became read-only (a standby)")
                     }
                 }
             } catch {

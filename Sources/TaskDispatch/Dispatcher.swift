@@ -45,7 +45,6 @@ public final class Dispatcher: Service {
 
     private struct Running {
         var cancel: CancelSignal
-        var claimedAt: ContinuousClock.Instant
         /// The task's row: a cancel names it, so that it never reaches a later task of the same ids.
         var seq: Int64
         /// The claim this run holds: its lease is the one renewed.
@@ -123,7 +122,7 @@ public final class Dispatcher: Service {
                         metrics.queueWait.recordNanoseconds(Int64(max(0, task.queueWait) * 1e9))
                         inFlight.add(1, ordering: .relaxed)
                         let cancel = CancelSignal()
-                        runs.withLock { $0[task.key] = Running(cancel: cancel, claimedAt: claimedAt, seq: task.seq, lease: TaskLease(task)) }
+                        runs.withLock { $0[task.key] = Running(cancel: cancel, seq: task.seq, lease: TaskLease(task)) }
                         if cancelled.withLock({ $0[task.seq] }).map({ ContinuousClock.now - $0 < Self.cancelMemory }) == true {
                             cancel.fire()
                         }
@@ -184,12 +183,14 @@ public final class Dispatcher: Service {
     private func checkLeases(_ wake: AsyncStream<Void>.Continuation) async {
         do {
             let letGo = Array(abandoned.withLock { $0 })
-            let asked = ContinuousClock.now
-            let held = runs.withLock { $0.values.map(\.lease) }
-            let renewed = try await queue.renewLeases(running: held, excluding: letGo)
-            // A run whose task was not renewed, though claimed before the renewal was asked, no
-            // longer holds it: cancelled (its notification lost in a reconnect), deleted or reaped.
-            let lost = runs.withLock { runs in runs.filter { $0.value.claimedAt < asked && !renewed.contains($0.key) }.map(\.key) }
+            // One look at the runs: the leases renewed are theirs, and only a run of this look that
+            // still runs and was not renewed has lost its task (cancelled, its notification lost in
+            // a reconnect; deleted; reaped). A run added meanwhile holds a fresh claim's lease.
+            let held = runs.withLock { $0 }
+            let renewed = try await queue.renewLeases(running: held.values.map(\.lease), excluding: letGo)
+            let lost = runs.withLock { runs in
+                held.filter { key, run in !renewed.contains(key) && runs[key]?.cancel === run.cancel }.map(\.key)
+            }
             for key in lost { cancelRun(key) }
             let released = try await queue.releaseAbandoned(letGo)
             if released > 0 {

@@ -44,6 +44,7 @@ struct FailoverBench: AsyncParsableCommand {
         var rerun = 0
         var unavailable = 0
         var otherAnswers: [Int: Int] = [:]
+        var conflictsOnRetry = 0
         var slowestAnswer = Duration.zero
         var withoutPrimary: Duration?
         var firstAcknowledgement: Duration?
@@ -115,7 +116,8 @@ struct FailoverBench: AsyncParsableCommand {
             Swift.print("round \(r.number), accepted and not completed: \(r.unfinished.joined(separator: "; "))")
         }
         for r in rounds {
-            let other = r.otherAnswers.isEmpty ? "0" : r.otherAnswers.sorted { $0.key < $1.key }.map { "\($0.value)×\($0.key)" }.joined(separator: " ")
+            var other = r.otherAnswers.isEmpty ? "0" : r.otherAnswers.sorted { $0.key < $1.key }.map { "\($0.value)×\($0.key)" }.joined(separator: " ")
+            if r.conflictsOnRetry > 0 { other += " (and \(r.conflictsOnRetry)×409 to a retry of an applied resume)" }
             Swift.print(
                 "| \(r.number) | \(r.lost) | \(r.accepted) of \(r.tasks) | \(r.completed) | \(r.accepted - r.completed) | \(r.duplicated) | "
                     + "\(r.memoriesAcknowledged) / \(r.memoriesMissing) | \(r.resumes) | \(r.rerun) | \(seconds(r.withoutPrimary)) | \(seconds(r.firstAcknowledgement)) | "
@@ -131,6 +133,7 @@ struct FailoverBench: AsyncParsableCommand {
             var resumed = Set<String>()
             var unavailable = 0
             var other: [Int: Int] = [:]
+            var conflictsOnRetry = 0
             var slowest = Duration.zero
             var firstAfterLoss: ContinuousClock.Instant?
         }
@@ -138,9 +141,15 @@ struct FailoverBench: AsyncParsableCommand {
         let lostAt = Mutex<ContinuousClock.Instant?>(nil)
         let downAfterKill = Mutex(false)
 
-        func answered(_ status: Int?, after: Duration, at instant: ContinuousClock.Instant) {
+        /// `settles`: the answer is what the client waited for (a 409 to the retry of a resume whose
+        /// first attempt was applied, its reply lost with the primary, is no failure).
+        func answered(_ status: Int?, settles: Bool, after: Duration, at instant: ContinuousClock.Instant) {
             state.withLock { state in
                 state.slowest = max(state.slowest, after)
+                if settles, let status, status != 200 {
+                    state.conflictsOnRetry += 1
+                    return
+                }
                 switch status {
                 case 200?:
                     if state.firstAfterLoss == nil, let lost = lostAt.withLock({ $0 }), instant > lost { state.firstAfterLoss = instant }
@@ -175,8 +184,9 @@ struct FailoverBench: AsyncParsableCommand {
                 status = nil
             }
             let now = ContinuousClock.now
-            tally.answered(status, after: now - sent, at: now)
-            if let status, done(status, bytes) { return bytes }
+            let settles = status.map { done($0, bytes) } ?? false
+            tally.answered(status, settles: settles, after: now - sent, at: now)
+            if settles { return bytes }
             if let status, status != 503 { return nil }
             attempt += 1
             try? await Task.sleep(for: .seconds(1))
@@ -195,11 +205,17 @@ struct FailoverBench: AsyncParsableCommand {
         }
         guard let victimPort else { throw ValidationError("no port for \(victim) in \(script) state") }
         let victimURL = "postgres://postgres@127.0.0.1:\(victimPort)/agentd?connect_timeout=1&target_session_attrs=any"
+        // Up as a standby counts too: agentd refuses it, but it is not lost.
         @Sendable func victimAnswers() async -> Bool {
             await blocking {
-                guard let connection = try? PostgresConnection.connect(victimURL) else { return false }
-                connection.close()
-                return true
+                do {
+                    try PostgresConnection.connect(victimURL).close()
+                    return true
+                } catch let error as PostgresError {
+                    return error.sqlState == PostgresError.SQLState.readOnlySQLTransaction
+                } catch {
+                    return false
+                }
             }
         }
         var result = Round(number: number, lost: victim)
@@ -343,6 +359,7 @@ struct FailoverBench: AsyncParsableCommand {
         result.resumes = seen.resumed.count
         result.unavailable = seen.unavailable
         result.otherAnswers = seen.other
+        result.conflictsOnRetry = seen.conflictsOnRetry
         result.slowestAnswer = seen.slowest
         result.firstAcknowledgement = seen.firstAfterLoss.map { $0 - lostAt }
 

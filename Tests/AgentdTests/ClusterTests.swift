@@ -24,10 +24,15 @@ struct ClusterTests {
         for bad in [
             "host=a,b port=1,2,3", "postgres://h1,h2/db?target_session_attrs=standby", "postgres://h1/db?target_session_attrs=read-only",
             "postgres://agentd:hunter2@h1:notaport/db", "postgres://h1:99999/db", "not a url at all = =",
+            "postgres://h1,h2/db?target_session_attrs=any",
+            // libpq quotes what it cannot read, and here that is the password.
+            "postgres://agentd:hunter2%zz@h1/db", "host=h1 password=hunter2 x", "host=h1 password='hunter2",
         ] {
             let error = #expect(throws: PostgresError.self, "\(bad)") { try PostgresTargets.parse(bad) }
-            #expect(error?.message.contains("hunter2") == false)
+            #expect(error?.message.contains("hunter2") == false, "\(error?.message ?? "")")
+            #expect(error?.message.isEmpty == false)
         }
+        #expect(try PostgresTargets.parse("postgres://h1/db?target_session_attrs=primary").sessionAttributes == "primary")
         // agentd serve refuses such a URL at start, with the reason.
         let refused = #expect(throws: (any Error).self) {
             try AgentdConfiguration(environment: ["DATABASE_URL": "postgres://h1,h2/db?target_session_attrs=prefer-standby"])
@@ -36,20 +41,28 @@ struct ClusterTests {
         #expect(try AgentdConfiguration(environment: ["DATABASE_URL": "postgres://h1:5432,h2:5432/agentd"]).databaseURL.contains("h2"))
     }
 
-    @Test("the durability verdict: synchronous only with a standby named and commits waiting for it")
+    @Test("the durability verdict: synchronous only with a standby named, counted synchronous, and commits waiting for its flush")
     func verdicts() {
-        func verdict(_ commit: String, _ names: String, _ standbys: Int) -> ClusterDurability.Verdict {
-            ClusterDurability(synchronousCommit: commit, synchronousStandbyNames: names, standbys: standbys).verdict
+        func verdict(_ commit: String, _ names: String, _ standbys: Int, _ synchronous: Int?) -> ClusterDurability.Verdict {
+            ClusterDurability(synchronousCommit: commit, synchronousStandbyNames: names, standbys: standbys, synchronousStandbys: synchronous).verdict
         }
-        #expect(verdict("on", "ANY 1 (pgautofailover_standby_2)", 1) == .synchronous)
-        #expect(verdict("remote_apply", "*", 2) == .synchronous)
-        #expect(verdict("on", "", 1) == .asynchronous)
-        #expect(verdict("local", "*", 1) == .asynchronous)
-        #expect(verdict("on", "*", 0) == .waitingForStandby)
-        #expect(verdict("off", "*", 1) == .commitsNotFlushed)
-        #expect(verdict("on", " ", 0) == .singleServer)
-        #expect(ClusterDurability(synchronousCommit: "on", synchronousStandbyNames: "", standbys: 1).report.warning)
-        #expect(!ClusterDurability(synchronousCommit: "on", synchronousStandbyNames: "", standbys: 0).report.warning)
+        #expect(verdict("on", "ANY 1 (pgautofailover_standby_2)", 1, 1) == .synchronous)
+        #expect(verdict("remote_apply", "*", 2, 1) == .synchronous)
+        #expect(verdict("on", "*", 1, nil) == .synchronous, "sync state not visible: a connected standby is taken for one")
+        #expect(verdict("remote_write", "*", 1, 1) == .synchronousWriteOnly)
+        #expect(verdict("on", "", 1, 0) == .asynchronous)
+        #expect(verdict("local", "*", 1, 1) == .asynchronous)
+        #expect(verdict("on", "*", 0, 0) == .waitingForStandby)
+        #expect(verdict("on", "other_standby", 1, 0) == .waitingForStandby, "a standby streams, but not the one named")
+        #expect(verdict("off", "*", 1, 1) == .commitsNotFlushed)
+        #expect(verdict("on", " ", 0, 0) == .singleServer)
+        for (commit, names, standbys, synchronous, warning) in [
+            ("on", "", 1, 0, true), ("on", "", 0, 0, false), ("on", "*", 1, 1, false), ("remote_write", "*", 1, 1, true), ("on", "x", 1, 0, true),
+        ] {
+            let durability = ClusterDurability(
+                synchronousCommit: commit, synchronousStandbyNames: names, standbys: standbys, synchronousStandbys: synchronous)
+            #expect(durability.report.warning == warning, "\(durability)")
+        }
     }
 
     /// A private primary (this suite changes its settings) with migrations, and its standby.
@@ -158,6 +171,13 @@ struct ClusterTests {
         try await offPool {
             try admin.execute("ALTER SYSTEM SET synchronous_standby_names = '*'")
             try admin.execute("SELECT pg_reload_conf()")
+        }
+        // The walsender takes the new setting when the reload reaches it.
+        let synchronousBy = clock.now + .seconds(30)
+        while try await offPool({
+            try admin.query("SELECT count(*) AS n FROM pg_stat_replication WHERE sync_state = 'sync'").first?.decode("n", as: Int.self)
+        }) == 0, clock.now < synchronousBy {
+            try await Task.sleep(for: .milliseconds(100))
         }
         let synchronous = LogCapture()
         let second = try await ServiceHarness.start(database: cluster, logs: synchronous)
