@@ -63,8 +63,15 @@ run_keeper() {
 
 create() {
     deps
+    mkdir -p "$(dirname "$DIR")"
+    # As root, the keepers run as postgres, which must reach the folder: a clone under a private
+    # home cannot be, so the formation then lives in /tmp with the folder a link to it.
+    if [ "$(id -u)" -eq 0 ] && [ ! -e "$DIR" ] \
+        && ! runuser -u postgres -- test -x "$(cd "$(dirname "$DIR")" && pwd -P)" 2>/dev/null; then
+        ln -s "$(mktemp -d /tmp/agentd-failover-XXXXXX)" "$DIR"
+    fi
     mkdir -p "$DIR"
-    DIR=$(cd "$DIR" && pwd)
+    DIR=$(cd "$DIR" && pwd -P)
     [ "$(id -u)" -eq 0 ] && chown postgres: "$DIR"
     [ -f "$DIR/monitor/PG_VERSION" ] && { echo "a formation already exists in $DIR; destroy it first" >&2; exit 1; }
     free_port >"$DIR/monitor.port"
@@ -162,7 +169,8 @@ kill_node() {
 }
 
 destroy() {
-    [ -d "$DIR" ] || return 0
+    local link=$1
+    [ -d "$DIR" ] || { [ -L "$link" ] && rm -f "$link"; return 0; }
     for name in node1 node2 monitor; do kill_node "$name"; done
     # A keeper whose session was not recorded: its whole session, found by its command line
     # (only sessions that are keepers of this folder: see `ours`).
@@ -181,6 +189,8 @@ destroy() {
         esac
     done
     rm -rf "$DIR"
+    [ -L "$link" ] && rm -f "$link"
+    return 0
 }
 
 command=${1:-}
@@ -189,16 +199,16 @@ case "$command" in
     _as_owner) DIR=$2; shift 2; as_owner "$@" ;;
     create | url | state | primary | destroy)
         DIR=$2
-        [ "$command" = create ] || DIR=$(cd "$DIR" 2>/dev/null && pwd || echo "$DIR")
-        "$command" ;;
-    kill) DIR=$(cd "$2" && pwd); kill_node "$3" ;;
+        [ "$command" = create ] || DIR=$(cd "$DIR" 2>/dev/null && pwd -P || echo "$DIR")
+        "$command" "$2" ;;
+    kill) DIR=$(cd "$2" && pwd -P); kill_node "$3" ;;
     start)
-        DIR=$(cd "$2" && pwd)
+        DIR=$(cd "$2" && pwd -P)
         if [ -s "$DIR/$3.sid" ] && pgrep -s "$(cat "$DIR/$3.sid")" >/dev/null 2>&1; then
             echo "$3's keeper is running already" >&2
             exit 1
         fi
         run_keeper "$3" ;;
-    wait) DIR=$(cd "$2" && pwd); wait_for "${3:-120}" "a primary and a secondary" settled ;;
+    wait) DIR=$(cd "$2" && pwd -P); wait_for "${3:-120}" "a primary and a secondary" settled ;;
     *) sed -n '2,14p' "$0" >&2; exit 2 ;;
 esac
