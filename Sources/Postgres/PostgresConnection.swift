@@ -151,20 +151,29 @@ public final class PostgresConnection: Sendable {
     }
 
     private static func passwordIn(_ conninfo: String) throws -> String? {
+        try parsedOptions(conninfo)["password"].flatMap { $0.isEmpty ? nil : $0 }
+    }
+
+    /// A URL's or conninfo's options as libpq reads them (`PQconninfoParse`), the ones it sets.
+    static func parsedOptions(_ conninfo: String) throws -> [String: String] {
         var errorPointer: UnsafeMutablePointer<CChar>?
-        guard let options = PQconninfoParse(conninfo, &errorPointer) else {
+        guard let list = PQconninfoParse(conninfo, &errorPointer) else {
             throw PostgresError(code: .clientError, message: parseFailure(errorPointer))
         }
-        defer { PQconninfoFree(options) }
-        var option = options
+        return optionsFreeing(list)
+    }
+
+    /// The keywords and values of a libpq option array (`PQconninfoParse`, `PQconninfo`), which
+    /// is freed here.
+    private static func optionsFreeing(_ list: UnsafeMutablePointer<PQconninfoOption>) -> [String: String] {
+        defer { PQconninfoFree(list) }
+        var options: [String: String] = [:]
+        var option = list
         while let keyword = option.pointee.keyword {
-            if String(cString: keyword) == "password", let value = option.pointee.val {
-                let password = String(cString: value)
-                return password.isEmpty ? nil : password
-            }
+            if let value = option.pointee.val { options[String(cString: keyword)] = String(cString: value) }
             option += 1
         }
-        return nil
+        return options
     }
 
     /// libpq's reason a conninfo could not be read (freed here), without what it quotes: the part
@@ -199,7 +208,8 @@ public final class PostgresConnection: Sendable {
     }
 
     static func readOnly(_ pointer: OpaquePointer) -> Bool {
-        func on(_ parameter: String) -> Bool { PQparameterStatus(pointer, parameter).map { String(cString: $0) == "on" } ?? false }
+        // Read on every release of a pooled connection: compared in place, no String made.
+        func on(_ parameter: String) -> Bool { PQparameterStatus(pointer, parameter).map { strcmp($0, "on") == 0 } ?? false }
         return on("in_hot_standby") || on("default_transaction_read_only")
     }
 
@@ -216,14 +226,8 @@ public final class PostgresConnection: Sendable {
     public var options: [String: String] {
         handle.withLock { handle in
             guard let pointer = handle.pointer, let list = PQconninfo(pointer) else { return [:] }
-            defer { PQconninfoFree(list) }
-            var options: [String: String] = [:]
-            var option = list
-            while let keyword = option.pointee.keyword {
-                let name = String(cString: keyword)
-                if name != "password", let value = option.pointee.val { options[name] = String(cString: value) }
-                option += 1
-            }
+            var options = Self.optionsFreeing(list)
+            options["password"] = nil
             return options
         }
     }

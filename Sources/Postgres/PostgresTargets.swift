@@ -1,4 +1,3 @@
-import CLibPQ
 import Foundation
 
 /// The servers a URL or conninfo names, read by libpq's own parser (the one `connect` uses), so
@@ -16,17 +15,7 @@ public struct PostgresTargets: Sendable, Equatable, CustomStringConvertible {
     static let writable: Set<String> = ["read-write", "primary", "any"]
 
     public static func parse(_ conninfo: String) throws -> PostgresTargets {
-        var errorPointer: UnsafeMutablePointer<CChar>?
-        guard let list = PQconninfoParse(conninfo, &errorPointer) else {
-            throw PostgresError(code: .clientError, message: PostgresConnection.parseFailure(errorPointer))
-        }
-        defer { PQconninfoFree(list) }
-        var options: [String: String] = [:]
-        var option = list
-        while let keyword = option.pointee.keyword {
-            if let value = option.pointee.val { options[String(cString: keyword)] = String(cString: value) }
-            option += 1
-        }
+        let options = try PostgresConnection.parsedOptions(conninfo)
         // Empty host: libpq's default (the local socket); empty port: 5432. One port serves every
         // host; otherwise one per host, as libpq requires.
         let hosts = (options["host"] ?? options["hostaddr"] ?? "").split(separator: ",", omittingEmptySubsequences: false).map(String.init)
