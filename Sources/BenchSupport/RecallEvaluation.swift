@@ -18,10 +18,10 @@ public struct RecallSet: Decodable, Sendable {
     public struct Query: Decodable, Sendable {
         public var user_id: String
         public var query: String
-        /// Empty: a negative (nothing should be recalled).
+        /// Empty: nothing should be recalled (categories "negative" and "unrelated").
         public var expected: [String]
         /// "exact", "numbers", "morphology", "typo", "script", "update", "noisy", "synonym",
-        /// "cross_language", "negative"; nil in sets without categories.
+        /// "cross_language", "negative", "unrelated"; nil in sets without categories.
         public var category: String?
         /// Older memories that `expected` replaced: an expected memory counts only when none of
         /// these is ranked above it.

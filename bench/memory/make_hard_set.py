@@ -7,7 +7,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 PARTS = HERE / "hard-set"
-CATEGORIES = ["exact", "numbers", "morphology", "typo", "script", "update", "noisy", "synonym", "cross_language", "negative"]
+CATEGORIES = ["exact", "numbers", "morphology", "typo", "script", "update", "noisy", "synonym", "cross_language", "negative", "unrelated"]
 
 
 def check(user: dict, path: Path) -> list[str]:
@@ -35,8 +35,8 @@ def check(user: dict, path: Path) -> list[str]:
         for key in query.get("expected", []) + query.get("superseded", []):
             if key not in position:
                 problems.append(f"query {query['query'][:30]!r} names {key}, which is not a memory")
-        if (query.get("category") == "negative") != (not query.get("expected")):
-            problems.append(f"query {query['query'][:30]!r}: only negatives have nothing expected")
+        if (query.get("category") in ("negative", "unrelated")) != (not query.get("expected")):
+            problems.append(f"query {query['query'][:30]!r}: only negatives and unrelated requests have nothing expected")
     return [f"{path.name}: {p}" for p in problems]
 
 
@@ -60,8 +60,10 @@ def main() -> None:
             "agentd's hard recall set (issue 19): users written by hand from bench/memory/hard-set/SPEC.md, "
             "as production memories look (Chinese, English and mixed; most memories distractors sharing "
             "words with the targets; updates written after what they replace, near-miss pairs that are not "
-            "updates), and queries in ten categories: exact, numbers, morphology, typo, script, update, noisy, "
-            "synonym, cross_language and negative (nothing relevant: nothing should be recalled)."),
+            "updates), and queries in eleven categories: exact, numbers, morphology, typo, script, update, noisy, "
+            "synonym, cross_language, negative (nothing relevant, though the query shares words with the user's "
+            "memories: nothing should be recalled) and unrelated (an everyday request that no memory helps with: "
+            "nothing should be recalled)."),
         "users": users,
         "queries": queries,
     }
