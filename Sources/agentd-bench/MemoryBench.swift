@@ -36,6 +36,8 @@ struct MemoryBench: AsyncParsableCommand {
     var dump: String?
     @Option(help: "Ranking parameters to try instead of the defaults, e.g. minimumShare=0.6,commonZipf=7 (MemoryStore.Ranking's numbers).")
     var ranking: String?
+    @Option(help: "Write what the ranking read for each query (its terms and words, each candidate's scores and matched terms; MemoryStore.explainRecall) to PATH-<set>.jsonl, a query a line.")
+    var explain: String?
 
     func run() async throws {
         for path in recallSets.split(separator: ",").map({ String($0).trimmingCharacters(in: .whitespaces) }) where !path.isEmpty {
@@ -73,6 +75,10 @@ struct MemoryBench: AsyncParsableCommand {
         // As autovacuum would within a minute of the writes: the planner's statistics.
         try await pool.query("ANALYZE")
         let score = try await RecallEvaluation.evaluate(set, keys: keys, store: store, tenantID: "bench", k: k, depth: depth)
+        if let explain, !explain.isEmpty {
+            let file = URL(fileURLWithPath: explain).deletingPathExtension().path + "-" + name + ".jsonl"
+            try await explained(set, keys: keys, store: store).write(toFile: file, atomically: true, encoding: .utf8)
+        }
         let tuning = Set(tuningUsers.split(separator: ",").map(String.init))
         let split = set.users.contains { tuning.contains($0.user_id) }
         var parts: [(String, RecallScore)] = []
@@ -120,6 +126,33 @@ struct MemoryBench: AsyncParsableCommand {
             }
         }
         print("")
+    }
+
+    /// Each query with what the ranking read for it (`--explain`): JSON lines, each candidate
+    /// named by the set's key of its memory as well as its id.
+    func explained(_ set: RecallSet, keys: [UUID: String], store: MemoryStore) async throws -> String {
+        var lines: [String] = []
+        for query in set.queries {
+            var line: [String: Any] = [
+                "user_id": query.user_id, "category": query.category ?? "", "query": query.query, "expected": query.expected,
+                "superseded": query.superseded ?? [],
+            ]
+            if let text = try await store.explainRecall(tenantID: "bench", userID: query.user_id, query: query.query, limit: depth * 2),
+                var explanation = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any]
+            {
+                if let candidates = explanation["candidates"] as? [[String: Any]] {
+                    explanation["candidates"] = candidates.map { candidate in
+                        var candidate = candidate
+                        candidate["key"] = (candidate["memory_id"] as? String).flatMap(UUID.init(uuidString:)).flatMap { keys[$0] } ?? "?"
+                        return candidate
+                    }
+                }
+                line["explanation"] = explanation
+            }
+            let data = try JSONSerialization.data(withJSONObject: line, options: [.sortedKeys])
+            lines.append(String(decoding: data, as: UTF8.self))
+        }
+        return lines.joined(separator: "\n") + "\n"
     }
 
     /// The ranking with `settings` (name=value, comma-separated) applied to its numbers.

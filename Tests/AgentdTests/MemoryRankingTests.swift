@@ -238,6 +238,35 @@ struct MemoryRankingTests {
         #expect(try await looseStore.recall(tenantID: "default", userID: "u", query: "帮我查一下明天的天气怎么样", limit: 5).isEmpty)
     }
 
+    @Test("explainRecall shows what the ranking read: the same evident memories, in the same order, as search; which words the user holds; the unexplained weight")
+    func explanation() async throws {
+        let (store, service, owner) = try await Self.stores()
+        defer { Task { await Self.close(service, owner) } }
+        try await Self.write(store, "u", Self.filler + ["Dentist appointment in March", "我的护照号 E58213947，2029年5月到期", "Landlord's phone: 07931 442 108"])
+        let query = "我的驾照什么时候到期？ and when is my dentist appointment"
+        let text = try #require(try await store.explainRecall(tenantID: "default", userID: "u", query: query, limit: 10))
+        let explanation = try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
+        let words = try #require(explanation["words"] as? [[String: Any]])
+        func word(_ lexeme: String) -> [String: Any]? { words.first { $0["lexeme"] as? String == lexeme } }
+        #expect(word("dentist")?["held"] as? Bool == true)
+        #expect(word("驾照")?["held"] as? Bool == false)
+        #expect(word("驾照")?["word"] as? Bool == true)
+        // 照什 crosses two words: not a word of the language, so it leaves nothing unexplained.
+        #expect(word("照什")?["word"] as? Bool == false)
+        #expect((explanation["unexplained"] as? Double ?? 0) > 0)
+        #expect(explanation["memories"] as? Int == Self.filler.count + 3)
+        let candidates = try #require(explanation["candidates"] as? [[String: Any]])
+        let evident = candidates.filter { $0["evident"] as? Bool == true }.compactMap { $0["memory_id"] as? String }
+        let hits = try await store.search(tenantID: "default", userID: "u", query: query, limit: 10)
+        let searched = hits.map { $0.id.uuidString.lowercased() }
+        #expect(!searched.isEmpty)
+        #expect(evident == searched)
+        let dentistID = try #require(hits.first { $0.text == "Dentist appointment in March" }?.id.uuidString.lowercased())
+        let dentist = try #require(candidates.first { $0["memory_id"] as? String == dentistID })
+        #expect(Set(dentist["matched"] as? [String] ?? []) == ["appoint", "dentist"])
+        #expect(try await store.explainRecall(tenantID: "default", userID: "nobody", query: query, limit: 10) == nil)
+    }
+
     @Test("queries of tsquery syntax, quotes, backslashes, punctuation alone, emoji and one long word recall without an error")
     func hostileQueries() async throws {
         let (store, service, owner) = try await Self.stores()
