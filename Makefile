@@ -83,7 +83,7 @@ bench-memory: deps
 # from an answered one (bench/memory/analyze_no_answer.py; scikit-learn from PyPI in .data/analysis-venv).
 bench-memory-explain: deps
 	$(SWIFT) build $(RELEASE) --product agentd-bench
-	python="$$(scripts/analysis-venv.sh)"; \
+	python="$$(scripts/analysis-venv.sh)" && \
 	scripts/with-test-db.sh "$$($(SWIFT) build $(RELEASE) --show-bin-path)/agentd-bench" memory --rows 0 \
 		--recall-sets bench/memory/hard-set.json --explain .data/memory-explain $(BENCH_MEMORY_FLAGS) >/dev/null && \
 	"$$python" bench/memory/analyze_no_answer.py .data/memory-explain-hard-set.jsonl

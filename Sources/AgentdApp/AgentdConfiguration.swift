@@ -330,7 +330,7 @@ extension AgentdConfiguration {
             meaning: "`1`: a memory that restates an older one with a new value (\"rent is now 1,310\") replaces it by itself, on a rule tuned for no false merges; `0`: only `replaces` does"),
         Variable(
             name: "`MEMORY_MIN_SHARE`", defaultValue: "`0.4`",
-            meaning: "recall's minimum evidence, 0–1: the share of a query's words a memory must explain to be recalled; higher recalls nothing more often when nothing fits, at a cost in recall (BENCHMARKS.md, \"Memory recall\")"),
+            meaning: "recall's minimum evidence, 0–1: the share of a query's words a memory must explain to be recalled; higher recalls nothing more often when nothing fits, at a cost in recall (the curve: BENCHMARKS.md, \"Issue 19, sixth look\")"),
         Variable(
             name: "`EMBEDDINGS_BASE_URL`", defaultValue: "none",
             meaning: "an OpenAI-compatible `/embeddings` endpoint: memories get vectors after they are written, and recall adds a semantic pass; none: words only"),

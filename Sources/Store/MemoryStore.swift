@@ -289,14 +289,15 @@ public struct MemoryStore: Sendable {
 
     /// What recall's ranking reads for `query` (for tuning it: `agentd-bench memory --explain`),
     /// as JSON: the user's number of memories; the query's terms kept (weight, rarity among the
-    /// user's memories, single character or not); its words (Zipf figure, weight, whether the
-    /// user's memories hold them, a near spelling or a synonym); the weight none holds; and the
-    /// best `limit` candidates, each with its ranking score, BM25 score, coverage, matched terms,
-    /// and whether it has recall's evidence. Nil for a user without memories.
-    public func explainRecall(tenantID: String, userID: String, query: String, limit: Int) async throws -> String? {
+    /// user's memories, single character or not); its words in order (Zipf figure, weight,
+    /// whether the user's memories hold them, a near spelling or a synonym); the weight none
+    /// holds; and every candidate, best first (the words' 20 best and the vectors' nearest), each
+    /// with its ranking score, BM25 score, coverage, matched terms, and whether it has recall's
+    /// evidence: those that have it are what `search` gives, in its order. Nil for a user
+    /// without memories.
+    public func explainRecall(tenantID: String, userID: String, query: String) async throws -> String? {
         let statement = Self.rankedStatement(
-            tenantID: tenantID, userID: userID, query: query, limit: max(limit, 1), mode: .explain, semantic: await semanticQuery(query),
-            ranking: ranking)
+            tenantID: tenantID, userID: userID, query: query, limit: 1, mode: .explain, semantic: await semanticQuery(query), ranking: ranking)
         return try await pool.tenant(tenantID) { try $0.query(statement) }.first?.decode("explanation", as: String?.self)
     }
 
@@ -338,7 +339,7 @@ public struct MemoryStore: Sendable {
         /// message says much that no memory is about). Or when its score by words and pieces
         /// (single characters aside) reaches `strongScore`.
         /// Higher keeps more queries that no memory answers from recalling anything, at a cost
-        /// in recall (BENCHMARKS.md, "Memory recall": the curve on the hard set).
+        /// in recall (BENCHMARKS.md, "Issue 19, sixth look": the curve on the hard set).
         public var minimumShare = 0.4
         public var lengthPower = 0.75
         public var strongScore = 8.0
@@ -398,7 +399,7 @@ public struct MemoryStore: Sendable {
         case recall
         /// Minimum evidence only.
         case search
-        /// What the ranking read, as one JSON text (`explainRecall`).
+        /// What the ranking read, as one JSON text, every candidate in it (`explainRecall`).
         case explain
     }
 
@@ -421,7 +422,7 @@ public struct MemoryStore: Sendable {
                 'memories', (SELECT n FROM st),
                 'terms', (SELECT json_agg(json_build_object('lexeme', lexeme, 'weight', weight, 'idf', idf, 'single', single) ORDER BY place) FROM ranked),
                 'words', (SELECT json_agg(json_build_object('lexeme', lexeme, 'zipf', zipf, 'word', word, 'weight', weight, 'held', held,
-                                                            'spelt_like', spelt_like, 'by_synonym', by_synonym)) FROM words),
+                                                            'spelt_like', spelt_like, 'by_synonym', by_synonym) ORDER BY lexeme) FROM words),
                 'unexplained', (SELECT weight FROM unexplained),
                 'candidates', (
                     SELECT json_agg(json_build_object(
@@ -429,7 +430,7 @@ public struct MemoryStore: Sendable {
                                'lexical_score', x.score, 'coverage', f.coverage, 'matched', x.matched, 'worded', x.worded,
                                'strong', x.strong, 'evident', f.evident)
                            ORDER BY f.score DESC, f.created_at DESC)
-                    FROM (SELECT * FROM fused ORDER BY score DESC, created_at DESC LIMIT \(limit)) AS f
+                    FROM fused f
                     LEFT JOIN scored x ON x.memory_id = f.memory_id)
             )::text AS explanation
             WHERE EXISTS (SELECT 1 FROM st)

@@ -92,7 +92,7 @@ struct MemoryBench: AsyncParsableCommand {
         await pool.shutdown()
         print("\(path): \(set.memoryCount) memories of \(set.users.count) users, \(set.queries.count) queries")
         print("")
-        print("| category | queries | recall@\(k) | MRR@\(depth) | negatives recalling anything |")
+        print("| category | queries | recall@\(k) | MRR@\(depth) | queries with no answer recalling anything |")
         print("|---|---|---|---|---|")
         func row(_ label: String, _ figures: RecallFigures) {
             let negatives = figures.negatives > 0 ? "\(figures.negativesRecalling) of \(figures.negatives)" : ""
@@ -129,15 +129,15 @@ struct MemoryBench: AsyncParsableCommand {
     }
 
     /// Each query with what the ranking read for it (`--explain`): JSON lines, each candidate
-    /// named by the set's key of its memory as well as its id.
+    /// named by the set's key of its memory as well as its id, with the k and depth scored.
     func explained(_ set: RecallSet, keys: [UUID: String], store: MemoryStore) async throws -> String {
         var lines: [String] = []
         for query in set.queries {
             var line: [String: Any] = [
                 "user_id": query.user_id, "category": query.category ?? "", "query": query.query, "expected": query.expected,
-                "superseded": query.superseded ?? [],
+                "superseded": query.superseded ?? [], "k": k, "depth": depth,
             ]
-            if let text = try await store.explainRecall(tenantID: "bench", userID: query.user_id, query: query.query, limit: depth * 2),
+            if let text = try await store.explainRecall(tenantID: "bench", userID: query.user_id, query: query.query),
                 var explanation = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any]
             {
                 if let candidates = explanation["candidates"] as? [[String: Any]] {

@@ -244,7 +244,7 @@ struct MemoryRankingTests {
         defer { Task { await Self.close(service, owner) } }
         try await Self.write(store, "u", Self.filler + ["Dentist appointment in March", "我的护照号 E58213947，2029年5月到期", "Landlord's phone: 07931 442 108"])
         let query = "我的驾照什么时候到期？ and when is my dentist appointment"
-        let text = try #require(try await store.explainRecall(tenantID: "default", userID: "u", query: query, limit: 10))
+        let text = try #require(try await store.explainRecall(tenantID: "default", userID: "u", query: query))
         let explanation = try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
         let words = try #require(explanation["words"] as? [[String: Any]])
         func word(_ lexeme: String) -> [String: Any]? { words.first { $0["lexeme"] as? String == lexeme } }
@@ -264,7 +264,16 @@ struct MemoryRankingTests {
         let dentistID = try #require(hits.first { $0.text == "Dentist appointment in March" }?.id.uuidString.lowercased())
         let dentist = try #require(candidates.first { $0["memory_id"] as? String == dentistID })
         #expect(Set(dentist["matched"] as? [String] ?? []) == ["appoint", "dentist"])
-        #expect(try await store.explainRecall(tenantID: "default", userID: "nobody", query: query, limit: 10) == nil)
+        // The scores are recall's, and the coverage is the matched words' weight against it plus the unexplained.
+        for hit in hits {
+            let candidate = candidates.first { $0["memory_id"] as? String == hit.id.uuidString.lowercased() }
+            #expect(abs((candidate?["score"] as? Double ?? -1) - (hit.score ?? -2)) < 1e-9)
+        }
+        let terms = try #require(explanation["terms"] as? [[String: Any]])
+        let matchedWeight = terms.filter { ["appoint", "dentist"].contains($0["lexeme"] as? String ?? "") }.compactMap { $0["weight"] as? Double }.reduce(0, +)
+        let unexplained = try #require(explanation["unexplained"] as? Double)
+        #expect(abs((dentist["coverage"] as? Double ?? -1) - matchedWeight / (matchedWeight + unexplained)) < 1e-9)
+        #expect(try await store.explainRecall(tenantID: "default", userID: "nobody", query: query) == nil)
     }
 
     @Test("queries of tsquery syntax, quotes, backslashes, punctuation alone, emoji and one long word recall without an error")

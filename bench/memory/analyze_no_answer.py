@@ -3,12 +3,14 @@
 whether anything there tells a query with no answer from one with an answer.
 
 1. Replays recall's minimum evidence at other `MEMORY_MIN_SHARE`s from the statement's own
-   coverage and scores (at 0.4 it must give the bench's figures: a check of the replay).
+   coverage and scores; at the share the bench ran with it must give what recall gave (checked).
+   Words only: a run with the semantic pass is refused, since the replay does not read vectors.
 2. Reads eleven features off each query's best memory and trains decision trees to silence the
    negatives (or the unrelated requests) on seven users, judged on the eighth, for each user in
    turn; positives are weighted by the recall they would lose.
 
-make bench-memory-explain runs it (scikit-learn from PyPI in .data/analysis-venv)."""
+make bench-memory-explain runs it (scikit-learn from PyPI in .data/analysis-venv):
+analyze_no_answer.py EXPLAIN.jsonl [SHARE the bench ran with, if not one of 0.4 … 0.9]."""
 import json
 import re
 import sys
@@ -17,8 +19,7 @@ from collections import defaultdict
 import numpy as np
 from sklearn.tree import DecisionTreeClassifier
 
-K, DEPTH = 5, 10
-TUNING = {"h01", "h02", "h03"}
+K, DEPTH = 5, 10  # as the bench scored them: read from the file
 CJK = re.compile(r"[\u3400-\u9fff]")
 # Question words: what a question asks for, not what it is about.
 QUESTION_WORDS = set("多少 什么 几点 好多 哪家 哪儿 哪位 哪一 哪些 哪里 哪天 哪个 哪年 几次 几回 怎么 是多 么时 时候 来着 是不 不是".split())
@@ -68,10 +69,6 @@ FEATURES = ["unexplained", "unexplained words", "rarest unexplained", "matched",
             "second/first", "content words", "rarest matched", "matched share", "unexplained share"]
 
 
-def generality(zipf, specific=4.0, common=7.0, least=0.15):
-    return min(1.0, max(least, (common - (zipf or 0)) / (common - specific)))
-
-
 def features(q):
     e = q.get("explanation") or {}
     best = recalled(q)
@@ -80,10 +77,10 @@ def features(q):
     terms = {t["lexeme"]: t for t in e.get("terms") or []}
     words = [w for w in e.get("words") or [] if w["word"] and w["lexeme"] not in QUESTION_WORDS]
     missing = [w for w in words if not (w["held"] or w["spelt_like"] or w["by_synonym"])]
-    unexplained = sum(generality(w["zipf"]) for w in missing)
+    unexplained = sum(w["weight"] for w in missing)
     explained = sum(t["weight"] for t in terms.values() if not t["single"])
     top = best[0]
-    matched_terms = [terms[m] for m in top["matched"] if m in terms and not terms[m]["single"]]
+    matched_terms = [terms[m] for m in top["matched"] or [] if m in terms and not terms[m]["single"]]
     matched = sum(t["weight"] for t in matched_terms)
     second = best[1]["score"] / top["score"] if len(best) > 1 and top["score"] else 0.0
     return [unexplained, sum(1 for w in missing if (w["zipf"] or 3) <= 4.8), min([w["zipf"] or 3 for w in missing], default=8),
@@ -110,7 +107,7 @@ def trees(queries, silence):
     lost_recall = np.array([r[2] for r in rows])
     lost_rank = np.array([r[3] for r in rows])
     print(f"\ntrees trained to silence `{silence}` ({total - int(y.sum())} of {total} silent already):")
-    print("| depth | positives' weight | silenced | recall@5 lost | MRR@10 lost | answered queries silenced |")
+    print(f"| depth | positives' weight | silenced | recall@{K} lost | MRR@{DEPTH} lost | answered queries silenced |")
     print("|---|---|---|---|---|---|")
     for depth in (1, 2, 3):
         for weight in (2, 4, 8, 16):
@@ -126,13 +123,20 @@ def trees(queries, silence):
 
 
 def main():
+    global K, DEPTH
     queries = load(sys.argv[1])
-    print("| MEMORY_MIN_SHARE | recall@5 | MRR@10 | negatives recalling | unrelated recalling |")
+    K, DEPTH = queries[0]["k"], queries[0]["depth"]
+    if any(c.get("matched") is None for q in queries for c in (q.get("explanation") or {}).get("candidates") or []):
+        sys.exit("a run with the semantic pass: the replay reads words only")
+    # The share the bench ran with (its --ranking minimumShare; 0.4 by default) is one of these.
+    shares = sorted({0.4, 0.5, 0.6, 0.7, 0.8, 0.9} | {float(a) for a in sys.argv[2:3]})
+    print(f"| MEMORY_MIN_SHARE | recall@{K} | MRR@{DEPTH} | negatives recalling | unrelated recalling |")
     print("|---|---|---|---|---|")
-    recall, rank, silent = figures(queries, recalled)
-    print(f"| as recalled | {recall:.3f} | {rank:.3f} | {silent.get('negative', [0, 0])[1]} | {silent.get('unrelated', [0, 0])[1]} |")
-    for share in (0.4, 0.5, 0.6, 0.7, 0.8, 0.9):
-        recall, rank, silent = figures(queries, lambda q: recalled(q, share))
+    as_recalled = figures(queries, recalled)
+    replays = [(share, figures(queries, lambda q: recalled(q, share))) for share in shares]
+    if all(replayed != as_recalled for _, replayed in replays):
+        sys.exit(f"no replay gives what recall gave ({as_recalled}): pass the share the bench ran with")
+    for share, (recall, rank, silent) in replays:
         print(f"| {share} | {recall:.3f} | {rank:.3f} | {silent.get('negative', [0, 0])[1]} | {silent.get('unrelated', [0, 0])[1]} |")
     print("\nfeatures of the best memory, 10th / 25th / 50th / 75th / 90th percentile:")
     groups = {"negative": [], "unrelated": [], "answered": []}
