@@ -217,9 +217,7 @@ public final class PostgresConnection: Sendable {
     public var serverAddress: String { handle.withLock { $0.pointer.map(Self.address) ?? "closed" } }
 
     static func address(_ pointer: OpaquePointer) -> String {
-        let host = PQhost(pointer).map { String(cString: $0) } ?? "?"
-        let port = PQport(pointer).map { String(cString: $0) } ?? "?"
-        return host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+        PostgresTargets.server(PQhost(pointer).map { String(cString: $0) } ?? "?", PQport(pointer).map { String(cString: $0) } ?? "?")
     }
 
     /// The options in force for this connection (libpq's `PQconninfo`), the password left out.

@@ -29,8 +29,7 @@ public struct PostgresTargets: Sendable, Equatable, CustomStringConvertible {
             guard port.isEmpty || (UInt16(port).map { $0 > 0 } ?? false) else {
                 throw PostgresError(code: .clientError, message: "invalid connection string: port \(port) is not a TCP port")
             }
-            let name = host.isEmpty ? "local socket" : (host.contains(":") && !host.hasPrefix("/") ? "[\(host)]" : host)
-            servers.append("\(name):\(port.isEmpty ? "5432" : port)")
+            servers.append(Self.server(host.isEmpty ? "local socket" : host, port.isEmpty ? "5432" : port))
         }
         let attributes = options["target_session_attrs"].flatMap { $0.isEmpty ? nil : $0 }
             ?? PostgresConnection.defaultOptions.first { $0.keyword == "target_session_attrs" }?.value ?? "read-write"
@@ -45,6 +44,11 @@ public struct PostgresTargets: Sendable, Equatable, CustomStringConvertible {
         return PostgresTargets(
             servers: servers, database: options["dbname"].flatMap { $0.isEmpty ? nil : $0 },
             user: options["user"].flatMap { $0.isEmpty ? nil : $0 }, sessionAttributes: attributes)
+    }
+
+    /// `host:port`, an IPv6 address in brackets (`[::1]:5432`).
+    static func server(_ host: String, _ port: String) -> String {
+        host.contains(":") && !host.hasPrefix("/") ? "[\(host)]:\(port)" : "\(host):\(port)"
     }
 
     public var description: String {

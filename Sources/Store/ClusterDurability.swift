@@ -76,20 +76,18 @@ public struct ClusterDurability: Sendable, Equatable {
     /// their `sync_state` to roles with `pg_read_all_stats`.
     public static func read(pool: PostgresPool) async throws -> ClusterDurability {
         try await StoreError.mapping {
-            try await pool.withConnection { connection in
-                let row = try connection.query("""
-                    SELECT current_setting('synchronous_commit') AS commit, current_setting('synchronous_standby_names') AS names,
-                           count(*) AS standbys,
-                           CASE WHEN bool_and(sync_state IS NOT NULL) OR count(*) = 0
-                                THEN count(*) FILTER (WHERE sync_state IN ('sync', 'quorum')) END AS synchronous
-                    FROM pg_stat_replication
-                    """).first
-                return ClusterDurability(
-                    synchronousCommit: try row?.decode("commit", as: String.self) ?? "",
-                    synchronousStandbyNames: try row?.decode("names", as: String.self) ?? "",
-                    standbys: try row?.decode("standbys", as: Int.self) ?? 0,
-                    synchronousStandbys: try row?.decode("synchronous", as: Int?.self))
-            }
+            let row = try await pool.query("""
+                SELECT current_setting('synchronous_commit') AS commit, current_setting('synchronous_standby_names') AS names,
+                       count(*) AS standbys,
+                       CASE WHEN bool_and(sync_state IS NOT NULL) OR count(*) = 0
+                            THEN count(*) FILTER (WHERE sync_state IN ('sync', 'quorum')) END AS synchronous
+                FROM pg_stat_replication
+                """).first
+            return ClusterDurability(
+                synchronousCommit: try row?.decode("commit", as: String.self) ?? "",
+                synchronousStandbyNames: try row?.decode("names", as: String.self) ?? "",
+                standbys: try row?.decode("standbys", as: Int.self) ?? 0,
+                synchronousStandbys: try row?.decode("synchronous", as: Int?.self))
         }
     }
 }

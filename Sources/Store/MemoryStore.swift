@@ -391,8 +391,9 @@ public struct MemoryStore: Sendable {
     }
 
     /// A term that is one CJK character (Chinese, kana, hangul), and one that is two.
-    static let singleCharacter = "^[\\u3400-\\u4dbf\\u4e00-\\u9fff\\uf900-\\ufaff\\u3040-\\u30ff\\uac00-\\ud7af]$"
-    static let cjkPiece = "^[\\u3400-\\u4dbf\\u4e00-\\u9fff\\uf900-\\ufaff\\u3040-\\u30ff\\uac00-\\ud7af]{2}$"
+    static let cjkCharacter = "[\\u3400-\\u4dbf\\u4e00-\\u9fff\\uf900-\\ufaff\\u3040-\\u30ff\\uac00-\\ud7af]"
+    static let singleCharacter = "^\(cjkCharacter)$"
+    static let cjkPiece = "^\(cjkCharacter){2}$"
 
     enum RankingMode {
         /// The agent's context: minimum evidence, or every memory of a user who has no more than the limit.

@@ -12,7 +12,6 @@ whether anything there tells a query with no answer from one with an answer.
 make bench-memory-explain runs it (scikit-learn from PyPI in .data/analysis-venv):
 analyze_no_answer.py EXPLAIN.jsonl [SHARE the bench ran with, if not one of 0.4 … 0.9]."""
 import json
-import re
 import sys
 from collections import defaultdict
 
@@ -20,7 +19,6 @@ import numpy as np
 from sklearn.tree import DecisionTreeClassifier
 
 K, DEPTH = 5, 10  # as the bench scored them: read from the file
-CJK = re.compile(r"[\u3400-\u9fff]")
 # Question words: what a question asks for, not what it is about.
 QUESTION_WORDS = set("多少 什么 几点 好多 哪家 哪儿 哪位 哪一 哪些 哪里 哪天 哪个 哪年 几次 几回 怎么 是多 么时 时候 来着 是不 不是".split())
 
